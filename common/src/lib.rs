@@ -1,0 +1,18 @@
+//! Shared types of Duck Duck Goose.
+//!
+//! This crate owns everything that more than one binary (or the simulator)
+//! must agree on: the id newtypes, the Raft messages that travel between
+//! daemons, the bounded postcard encoding of those messages, and the limits
+//! of the system as named constants checked at compile time.
+#![deny(missing_docs)]
+
+pub mod ids;
+pub mod limits;
+pub mod messages;
+pub mod wire;
+
+pub use ids::{LogIndex, NodeId, Term, Timestamp};
+pub use messages::{
+    Entry, EntryPayload, HardState, Member, MemberRole, Membership, Message, MessageBody,
+    Snapshot,
+};

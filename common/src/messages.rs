@@ -1,0 +1,201 @@
+//! The Raft messages daemons exchange, and the replicated data they carry.
+//!
+//! The log holds only no-ops and membership configurations (design.md §3),
+//! so the replicated state is just the configuration.
+
+use crate::ids::{LogIndex, NodeId, Term};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// What a member does in the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MemberRole {
+    /// Votes, counts towards majorities and may become the goose.
+    Voter,
+    /// Receives the log but never votes or counts towards a majority.
+    Learner,
+    /// A learner that any leader promotes to voter once it has caught up
+    /// (the first half of `goosectl member add`).
+    Joining,
+}
+
+/// One member of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Member {
+    /// The member's id.
+    pub id: NodeId,
+    /// The UDP address its daemon listens on.
+    pub addr: SocketAddr,
+    /// Whether it votes.
+    pub role: MemberRole,
+}
+
+/// A membership configuration: the members, sorted by id, ids unique.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Membership {
+    /// The members, sorted by id.
+    pub members: Vec<Member>,
+}
+
+impl Membership {
+    /// A configuration of the given voters (sorted and deduplicated by id).
+    pub fn with_voters(voters: impl IntoIterator<Item = (NodeId, SocketAddr)>) -> Membership {
+        let mut members: Vec<Member> = voters
+            .into_iter()
+            .map(|(id, addr)| Member { id, addr, role: MemberRole::Voter })
+            .collect();
+        members.sort_by_key(|member| member.id);
+        members.dedup_by_key(|member| member.id);
+        Membership { members }
+    }
+
+    /// The member with this id, if any.
+    pub fn get(&self, id: NodeId) -> Option<&Member> {
+        self.members.iter().find(|member| member.id == id)
+    }
+
+    /// Whether `id` is a voter in this configuration.
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.get(id).is_some_and(|member| member.role == MemberRole::Voter)
+    }
+
+    /// The ids of the voters, in id order.
+    pub fn voters(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.members.iter().filter(|m| m.role == MemberRole::Voter).map(|m| m.id)
+    }
+
+    /// How many voters make a majority (0 voters: 1, so nothing is ever decided).
+    pub fn majority(&self) -> usize {
+        self.voters().count() / 2 + 1
+    }
+
+    /// Whether the members are sorted by id with no duplicate id or address.
+    pub fn is_well_formed(&self) -> bool {
+        let sorted = self.members.windows(2).all(|pair| pair[0].id < pair[1].id);
+        let mut addrs: Vec<SocketAddr> = self.members.iter().map(|m| m.addr).collect();
+        addrs.sort();
+        let addrs_unique = addrs.windows(2).all(|pair| pair[0] != pair[1]);
+        let ids_valid = self.members.iter().all(|m| m.id.is_valid());
+        sorted && addrs_unique && ids_valid
+    }
+}
+
+/// What a log entry carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryPayload {
+    /// A leader's first entry of its term; committing it is part of the goose rule.
+    NoOp,
+    /// A new membership configuration, effective as soon as it is appended.
+    Config(Membership),
+}
+
+/// One log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Its position in the log.
+    pub index: LogIndex,
+    /// The term of the leader that created it.
+    pub term: Term,
+    /// What it carries.
+    pub payload: EntryPayload,
+}
+
+/// A compacted log prefix: everything up to `index` (of `term`) is replaced
+/// by the configuration in force at that index.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The last index the snapshot covers.
+    pub index: LogIndex,
+    /// The term of the entry at `index`.
+    pub term: Term,
+    /// The configuration in force at `index`.
+    pub config: Membership,
+}
+
+/// The state a node must make durable before sending anything that depends
+/// on it (Raft's persistent `currentTerm` and `votedFor`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    /// The latest term this node has seen.
+    pub term: Term,
+    /// The candidate it voted for in `term`, if any.
+    pub vote: Option<NodeId>,
+}
+
+/// A Raft message from one node to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The sender.
+    pub from: NodeId,
+    /// The receiver.
+    pub to: NodeId,
+    /// The sender's term (for a pre-vote request: the term it would campaign in).
+    pub term: Term,
+    /// What the message says.
+    pub body: MessageBody,
+}
+
+/// The kinds of Raft message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// "Would you vote for me?" sent before bumping the term (PreVote).
+    PreVote {
+        /// The index of the candidate's last entry.
+        last_log_index: LogIndex,
+        /// The term of the candidate's last entry.
+        last_log_term: Term,
+    },
+    /// The answer to a pre-vote request.
+    PreVoteReply {
+        /// Whether the pre-vote was granted.
+        granted: bool,
+    },
+    /// A real vote request (Raft's RequestVote RPC).
+    RequestVote {
+        /// The index of the candidate's last entry.
+        last_log_index: LogIndex,
+        /// The term of the candidate's last entry.
+        last_log_term: Term,
+        /// True when the campaign follows a `TimeoutNow` from the old leader,
+        /// which has already stopped answering goose and waited out its promises.
+        handoff: bool,
+    },
+    /// The answer to a vote request.
+    RequestVoteReply {
+        /// Whether the vote was granted.
+        granted: bool,
+    },
+    /// Log replication and heartbeat (Raft's AppendEntries RPC).
+    Append {
+        /// The leader's heartbeat round, echoed in the reply so the leader
+        /// can tell which round a reply acknowledges (the lease).
+        round: u64,
+        /// The index just before the first entry.
+        prev_index: LogIndex,
+        /// The term of the entry at `prev_index`.
+        prev_term: Term,
+        /// The entries to append (possibly none: a heartbeat).
+        entries: Vec<Entry>,
+        /// The leader's commit index.
+        commit: LogIndex,
+    },
+    /// The answer to `Append` or `InstallSnapshot`.
+    AppendReply {
+        /// The round being acknowledged.
+        round: u64,
+        /// Whether the follower's log now matches the leader's up to `match_index`.
+        success: bool,
+        /// On success, the last index known to match; on failure, the
+        /// follower's last index, a hint for where to probe next.
+        match_index: LogIndex,
+    },
+    /// The leader's compacted prefix, sent to a follower that lags behind it.
+    InstallSnapshot {
+        /// The leader's heartbeat round, as in `Append`.
+        round: u64,
+        /// The snapshot.
+        snapshot: Snapshot,
+    },
+    /// "Campaign now": the last step of a leadership handoff (dissertation §3.10).
+    TimeoutNow,
+}

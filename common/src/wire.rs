@@ -1,0 +1,151 @@
+//! Bounded postcard encoding of messages.
+//!
+//! Encoding refuses anything larger than [`MESSAGE_BYTES_MAX`]; decoding
+//! accepts arbitrary bytes and returns an error, never panics, for anything
+//! that is not exactly one well-formed value.
+
+use crate::limits::MESSAGE_BYTES_MAX;
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Why a value could not be encoded or decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    /// The encoded value would exceed the limit.
+    #[error("encoded message is {size} bytes, over the limit of {limit}")]
+    TooLarge {
+        /// The size it would have.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The bytes are not a valid encoding.
+    #[error("undecodable payload: {0}")]
+    Malformed(String),
+    /// A valid value was followed by extra bytes.
+    #[error("{0} trailing bytes after the payload")]
+    TrailingBytes(usize),
+}
+
+/// The size of `value`'s postcard encoding, in bytes.
+pub fn encoded_len<T: Serialize>(value: &T) -> usize {
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .unwrap_or(usize::MAX)
+}
+
+/// Encodes `value`, refusing encodings longer than `limit` bytes.
+pub fn encode_limited<T: Serialize>(value: &T, limit: usize) -> Result<Vec<u8>, WireError> {
+    let size = encoded_len(value);
+    if size > limit {
+        return Err(WireError::TooLarge { size, limit });
+    }
+    postcard::to_allocvec(value).map_err(|error| WireError::Malformed(error.to_string()))
+}
+
+/// Encodes a message payload within [`MESSAGE_BYTES_MAX`].
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
+    encode_limited(value, MESSAGE_BYTES_MAX)
+}
+
+/// Decodes exactly one value from `bytes`, which must hold nothing else.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    if bytes.len() > MESSAGE_BYTES_MAX {
+        return Err(WireError::TooLarge { size: bytes.len(), limit: MESSAGE_BYTES_MAX });
+    }
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes)
+        .map_err(|error| WireError::Malformed(error.to_string()))?;
+    if !rest.is_empty() {
+        return Err(WireError::TrailingBytes(rest.len()));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{LogIndex, NodeId, Term};
+    use crate::messages::{Entry, EntryPayload, Membership, Message, MessageBody, Snapshot};
+    use proptest::prelude::*;
+
+    fn sample_messages() -> Vec<Message> {
+        let config = Membership::with_voters(
+            (1..=5).map(|i| (NodeId(i), format!("127.0.0.1:{}", 7700 + i).parse().unwrap())),
+        );
+        let bodies = vec![
+            MessageBody::PreVote { last_log_index: LogIndex(3), last_log_term: Term(2) },
+            MessageBody::PreVoteReply { granted: true },
+            MessageBody::RequestVote {
+                last_log_index: LogIndex(3),
+                last_log_term: Term(2),
+                handoff: true,
+            },
+            MessageBody::RequestVoteReply { granted: false },
+            MessageBody::Append {
+                round: 9,
+                prev_index: LogIndex(1),
+                prev_term: Term(1),
+                entries: vec![
+                    Entry { index: LogIndex(2), term: Term(2), payload: EntryPayload::NoOp },
+                    Entry {
+                        index: LogIndex(3),
+                        term: Term(2),
+                        payload: EntryPayload::Config(config.clone()),
+                    },
+                ],
+                commit: LogIndex(2),
+            },
+            MessageBody::AppendReply { round: 9, success: true, match_index: LogIndex(3) },
+            MessageBody::InstallSnapshot {
+                round: 3,
+                snapshot: Snapshot { index: LogIndex(7), term: Term(3), config },
+            },
+            MessageBody::TimeoutNow,
+        ];
+        bodies
+            .into_iter()
+            .map(|body| Message { from: NodeId(1), to: NodeId(2), term: Term(4), body })
+            .collect()
+    }
+
+    #[test]
+    fn every_message_kind_round_trips() {
+        for message in sample_messages() {
+            let bytes = encode(&message).unwrap();
+            assert_eq!(bytes.len(), encoded_len(&message));
+            assert_eq!(decode::<Message>(&bytes).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn encoding_refuses_oversize_values() {
+        let big = vec![7u8; MESSAGE_BYTES_MAX + 1];
+        assert!(matches!(encode(&big), Err(WireError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut bytes = encode(&sample_messages()[0]).unwrap();
+        bytes.push(0);
+        assert_eq!(decode::<Message>(&bytes), Err(WireError::TrailingBytes(1)));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Arbitrary bytes never panic the decoder.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1300)) {
+            let _ = decode::<Message>(&bytes);
+        }
+
+        /// Mutating a valid encoding yields an error or some valid message, never a panic.
+        #[test]
+        fn decoding_mutated_messages_never_panics(which in 0usize..8, position in any::<usize>(), value in any::<u8>()) {
+            let mut bytes = encode(&sample_messages()[which]).unwrap();
+            let position = position % bytes.len();
+            bytes[position] = value;
+            if let Ok(message) = decode::<Message>(&bytes) {
+                prop_assert!(encoded_len(&message) <= MESSAGE_BYTES_MAX);
+            }
+        }
+    }
+}

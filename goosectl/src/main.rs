@@ -1,0 +1,6 @@
+//! goosectl: status, membership and partition drills for goosed.
+
+fn main() {
+    eprintln!("goosectl: not built yet");
+    std::process::exit(2);
+}

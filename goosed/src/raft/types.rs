@@ -1,0 +1,340 @@
+//! The values that cross the boundary of the core: configuration, inputs,
+//! the `Ready` output and its parts, goose answers and events.
+
+use goose_common::{Entry, HardState, LogIndex, Membership, Message, NodeId, Snapshot, Term, Timestamp};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Timing and identity of one node. All durations are on the node's own clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's id.
+    pub id: NodeId,
+    /// How often a leader sends a heartbeat round (default 50 ms).
+    pub heartbeat_interval: Duration,
+    /// `election_timeout_min` of design.md §2 (default 300 ms).
+    pub election_timeout_min: Duration,
+    /// The largest random addition to a follower's election timeout. Small
+    /// (a tenth of the timeout by default) so failover approaches the floor.
+    pub election_jitter_max: Duration,
+    /// `rho` of design.md §2, in parts per million (default 1000).
+    pub clock_drift_ppm: u32,
+    /// `margin` of design.md §2 (default 5 ms).
+    pub lease_margin: Duration,
+    /// The longest promise a goose answer makes (default 10 ms).
+    pub promise_max: Duration,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The node id is 0.
+    #[error("node id must be greater than 0")]
+    InvalidId,
+    /// The timings do not leave room for a lease.
+    #[error("invalid timing: {0}")]
+    Timing(String),
+}
+
+impl Config {
+    /// The defaults of design.md §8 for node `id`.
+    pub fn new(id: NodeId) -> Config {
+        Config {
+            id,
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(300),
+            election_jitter_max: Duration::from_millis(30),
+            clock_drift_ppm: 1000,
+            lease_margin: Duration::from_millis(5),
+            promise_max: Duration::from_millis(10),
+        }
+    }
+
+    /// The fast profile for quiet LANs: heartbeat 10 ms, election timeout 50 ms.
+    pub fn fast(id: NodeId) -> Config {
+        Config {
+            heartbeat_interval: Duration::from_millis(10),
+            election_timeout_min: Duration::from_millis(50),
+            election_jitter_max: Duration::from_millis(5),
+            lease_margin: Duration::from_millis(2),
+            promise_max: Duration::from_millis(5),
+            ..Config::new(id)
+        }
+    }
+
+    /// `lease_duration = election_timeout_min * (1 - 2 rho) - margin`.
+    pub fn lease_duration(&self) -> Duration {
+        let timeout_ns = self.election_timeout_min.as_nanos();
+        let shrunk_ns = timeout_ns * (1_000_000 - 2 * u128::from(self.clock_drift_ppm)) / 1_000_000;
+        let lease_ns = shrunk_ns.saturating_sub(self.lease_margin.as_nanos());
+        Duration::from_nanos(u64::try_from(lease_ns).unwrap_or(u64::MAX))
+    }
+
+    /// Checks the relations the lease and the timers rely on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.id.is_valid() {
+            return Err(ConfigError::InvalidId);
+        }
+        let timing = |text: &str| Err(ConfigError::Timing(text.to_string()));
+        if self.heartbeat_interval.is_zero() {
+            return timing("heartbeat interval must be positive");
+        }
+        if self.election_timeout_min < 2 * self.heartbeat_interval {
+            return timing("election timeout must be at least twice the heartbeat interval");
+        }
+        let rounds_per_timeout =
+            self.election_timeout_min.as_nanos() / self.heartbeat_interval.as_nanos();
+        if rounds_per_timeout * 2 > goose_common::limits::LEASE_ROUNDS_REMEMBERED as u128 {
+            return timing("election timeout is too many heartbeat intervals long (at most 32)");
+        }
+        if self.clock_drift_ppm >= 100_000 {
+            return timing("clock drift bound must be below 10%");
+        }
+        if self.lease_duration() <= self.promise_max {
+            return timing("the lease (election timeout less drift and margin) must exceed the promise");
+        }
+        if self.election_jitter_max > self.election_timeout_min {
+            return timing("election jitter must not exceed the election timeout");
+        }
+        Ok(())
+    }
+}
+
+/// What a node finds on its disk at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PersistedState {
+    /// The durable term and vote.
+    pub hard_state: HardState,
+    /// The compacted prefix (index 0 and an empty configuration when none).
+    pub snapshot: Snapshot,
+    /// The entries after the snapshot, contiguous from `snapshot.index + 1`.
+    pub entries: Vec<Entry>,
+}
+
+impl PersistedState {
+    /// The state of a brand-new cluster member given its initial voters:
+    /// a snapshot at index 0 holding that configuration.
+    pub fn bootstrap(config: Membership) -> PersistedState {
+        PersistedState {
+            hard_state: HardState::default(),
+            snapshot: Snapshot { index: LogIndex(0), term: Term(0), config },
+            entries: Vec::new(),
+        }
+    }
+
+    /// Whether nothing was ever persisted (a fresh data directory).
+    pub fn is_empty(&self) -> bool {
+        *self == PersistedState::default()
+    }
+}
+
+/// What must be made durable, in this order, before any message of the same
+/// `Ready` is sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Persist {
+    /// A new snapshot: entries at or below its index are dropped.
+    pub snapshot: Option<Snapshot>,
+    /// Drop every entry at or above this index (a conflicting suffix, or the
+    /// whole log when a snapshot from the leader replaces it).
+    pub truncate_from: Option<LogIndex>,
+    /// Entries to append after the (possibly truncated) log, contiguous.
+    pub entries: Vec<Entry>,
+    /// The new term and vote, if they changed.
+    pub hard_state: Option<HardState>,
+}
+
+impl Persist {
+    /// Whether there is nothing to make durable.
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.is_none()
+            && self.truncate_from.is_none()
+            && self.entries.is_empty()
+            && self.hard_state.is_none()
+    }
+}
+
+/// A caller-chosen number that ties a proposal to the event that settles it.
+pub type ProposalId = u64;
+
+/// A single-server membership change (dissertation ch. 4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add a node as a learner, then promote it to voter once it has caught
+    /// up; settled when the promotion commits.
+    AddVoter {
+        /// The new node's id.
+        id: NodeId,
+        /// Its UDP address.
+        addr: SocketAddr,
+    },
+    /// Add a node that stays a learner.
+    AddLearner {
+        /// The new node's id.
+        id: NodeId,
+        /// Its UDP address.
+        addr: SocketAddr,
+    },
+    /// Remove a node (the leader itself included: it hands over afterwards).
+    Remove {
+        /// The id to remove.
+        id: NodeId,
+    },
+}
+
+/// Something that happens to a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A message arrived.
+    Receive(Message),
+    /// A deadline passed (or the caller just wants the core to look at the clock).
+    Tick,
+    /// An operator asks for a membership change.
+    Propose {
+        /// Echoed in the event that settles the proposal.
+        id: ProposalId,
+        /// The change.
+        change: MembershipChange,
+    },
+    /// An operator (or SIGTERM) asks the goose to hand over.
+    Handoff {
+        /// Echoed in the event that settles the request.
+        id: ProposalId,
+        /// The voter to hand to; `None` picks the most up-to-date one.
+        target: Option<NodeId>,
+    },
+}
+
+/// Why a proposal or handoff was refused or abandoned.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    /// This node is not the leader; the caller should ask the leader.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader: Option<NodeId>,
+    },
+    /// The leader has not yet committed an entry of its own term (the 2015 fix).
+    #[error("the leader has not yet committed an entry of its term; try again shortly")]
+    NotReady,
+    /// Another change is still in flight.
+    #[error("another membership change is in progress")]
+    ChangeInProgress,
+    /// The id is already a member.
+    #[error("node {0} is already a member")]
+    AlreadyMember(NodeId),
+    /// The address is already used by another member.
+    #[error("address {0} is already used by a member")]
+    DuplicateAddress(SocketAddr),
+    /// The id is not a member.
+    #[error("node {0} is not a member")]
+    UnknownMember(NodeId),
+    /// A limit of design.md §8 would be exceeded, or the last voter removed.
+    #[error("limit: {0}")]
+    Limit(String),
+    /// Leadership was lost before the change settled; it may or may not commit.
+    #[error("leadership was lost before the request settled")]
+    LeadershipLost,
+    /// A handoff is already under way.
+    #[error("a handoff is already in progress")]
+    HandoffInProgress,
+    /// No voter can take over (the target is unknown, not a voter, or lagging).
+    #[error("no voter can take over: {0}")]
+    NoTarget(String),
+    /// The handoff did not complete in time; the node answers goose again.
+    #[error("the handoff timed out")]
+    HandoffTimedOut,
+    /// The node id 0 or another invalid argument.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+/// A role as seen by the outside world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// This node is the goose.
+    Goose,
+    /// This node is a duck.
+    Duck,
+}
+
+/// A node's answer to "am I the goose?" at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GooseAnswer {
+    /// Goose or duck.
+    pub role: Role,
+    /// The node's current term: the fencing token.
+    pub term: Term,
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// The instant (node's clock) at which the answer was decided.
+    pub decided_at: Timestamp,
+    /// For a goose, the promise: no other node answers goose before this
+    /// instant (node's clock). `None` for a duck.
+    pub lease_until: Option<Timestamp>,
+}
+
+impl GooseAnswer {
+    /// Whether the answer is goose.
+    pub fn is_goose(&self) -> bool {
+        self.role == Role::Goose
+    }
+}
+
+/// What happened during a step, for hooks, logs and waiting callers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The node started answering goose.
+    BecameGoose {
+        /// The term (fencing token).
+        term: Term,
+    },
+    /// The node stopped answering goose (or started, as a duck).
+    BecameDuck {
+        /// The node's term.
+        term: Term,
+        /// The leader it knows of.
+        leader: Option<NodeId>,
+    },
+    /// The leader this node follows changed.
+    LeaderChanged {
+        /// The node's term.
+        term: Term,
+        /// The new leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// A configuration entry committed.
+    MembershipCommitted {
+        /// Its index.
+        index: LogIndex,
+        /// The configuration.
+        config: Membership,
+    },
+    /// A proposal or handoff settled successfully.
+    Done {
+        /// The caller's id.
+        id: ProposalId,
+    },
+    /// A proposal or handoff was refused or abandoned.
+    Rejected {
+        /// The caller's id.
+        id: ProposalId,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// This node learnt that it is no longer a member and stops taking part.
+    Removed,
+}
+
+/// Everything the driver must do after a step, in order: persist, then send,
+/// then deliver events, then wake up at `next_deadline` (or earlier input).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// What to make durable before sending anything below.
+    pub persist: Persist,
+    /// The messages to send, only after `persist` is durable.
+    pub messages: Vec<Message>,
+    /// What happened.
+    pub events: Vec<Event>,
+    /// When to call `step` with `Input::Tick` at the latest.
+    pub next_deadline: Timestamp,
+}

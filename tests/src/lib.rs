@@ -1,0 +1,1 @@
+//! Test support for Duck Duck Goose: the deterministic cluster simulator.
