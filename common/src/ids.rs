@@ -104,7 +104,10 @@ mod tests {
     fn timestamp_arithmetic_saturates() {
         let t = Timestamp(10);
         assert_eq!(t.add(Duration::from_nanos(5)), Timestamp(15));
-        assert_eq!(Timestamp(u64::MAX - 1).add(Duration::from_secs(1)), Timestamp(u64::MAX));
+        assert_eq!(
+            Timestamp(u64::MAX - 1).add(Duration::from_secs(1)),
+            Timestamp(u64::MAX)
+        );
         assert_eq!(Timestamp(3).since(Timestamp(10)), Duration::ZERO);
         assert_eq!(Timestamp(10).since(Timestamp(3)), Duration::from_nanos(7));
     }

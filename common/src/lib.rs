@@ -13,6 +13,5 @@ pub mod wire;
 
 pub use ids::{LogIndex, NodeId, Term, Timestamp};
 pub use messages::{
-    Entry, EntryPayload, HardState, Member, MemberRole, Membership, Message, MessageBody,
-    Snapshot,
+    Entry, EntryPayload, HardState, Member, MemberRole, Membership, Message, MessageBody, Snapshot,
 };

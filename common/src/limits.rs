@@ -34,7 +34,10 @@ pub const MESSAGES_PER_STEP_MAX: usize = 2 * (VOTERS_MAX + LEARNERS_MAX) + 8;
 pub const ADDRESS_BYTES_MAX: usize = 64;
 
 const _: () = assert!(DATAGRAM_OVERHEAD_BYTES < DATAGRAM_BYTES_MAX);
-const _: () = assert!(VOTERS_MAX % 2 == 1, "an odd voter limit keeps majorities strict");
+const _: () = assert!(
+    VOTERS_MAX % 2 == 1,
+    "an odd voter limit keeps majorities strict"
+);
 const _: () = assert!(APPEND_ENTRIES_MAX > 0);
 const _: () = assert!(LEASE_ROUNDS_REMEMBERED >= 16);
 const _: () = assert!(LOG_ENTRIES_BEFORE_COMPACTION > APPEND_ENTRIES_MAX);

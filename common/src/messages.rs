@@ -42,7 +42,11 @@ impl Membership {
     pub fn with_voters(voters: impl IntoIterator<Item = (NodeId, SocketAddr)>) -> Membership {
         let mut members: Vec<Member> = voters
             .into_iter()
-            .map(|(id, addr)| Member { id, addr, role: MemberRole::Voter })
+            .map(|(id, addr)| Member {
+                id,
+                addr,
+                role: MemberRole::Voter,
+            })
             .collect();
         members.sort_by_key(|member| member.id);
         members.dedup_by_key(|member| member.id);
@@ -56,12 +60,16 @@ impl Membership {
 
     /// Whether `id` is a voter in this configuration.
     pub fn is_voter(&self, id: NodeId) -> bool {
-        self.get(id).is_some_and(|member| member.role == MemberRole::Voter)
+        self.get(id)
+            .is_some_and(|member| member.role == MemberRole::Voter)
     }
 
     /// The ids of the voters, in id order.
     pub fn voters(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.members.iter().filter(|m| m.role == MemberRole::Voter).map(|m| m.id)
+        self.members
+            .iter()
+            .filter(|m| m.role == MemberRole::Voter)
+            .map(|m| m.id)
     }
 
     /// How many voters make a majority (0 voters: 1, so nothing is ever decided).

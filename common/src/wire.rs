@@ -49,7 +49,10 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
 /// Decodes exactly one value from `bytes`, which must hold nothing else.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     if bytes.len() > MESSAGE_BYTES_MAX {
-        return Err(WireError::TooLarge { size: bytes.len(), limit: MESSAGE_BYTES_MAX });
+        return Err(WireError::TooLarge {
+            size: bytes.len(),
+            limit: MESSAGE_BYTES_MAX,
+        });
     }
     let (value, rest) = postcard::take_from_bytes::<T>(bytes)
         .map_err(|error| WireError::Malformed(error.to_string()))?;
@@ -67,11 +70,17 @@ mod tests {
     use proptest::prelude::*;
 
     fn sample_messages() -> Vec<Message> {
-        let config = Membership::with_voters(
-            (1..=5).map(|i| (NodeId(i), format!("127.0.0.1:{}", 7700 + i).parse().unwrap())),
-        );
+        let config = Membership::with_voters((1..=5).map(|i| {
+            (
+                NodeId(i),
+                format!("127.0.0.1:{}", 7700 + i).parse().unwrap(),
+            )
+        }));
         let bodies = vec![
-            MessageBody::PreVote { last_log_index: LogIndex(3), last_log_term: Term(2) },
+            MessageBody::PreVote {
+                last_log_index: LogIndex(3),
+                last_log_term: Term(2),
+            },
             MessageBody::PreVoteReply { granted: true },
             MessageBody::RequestVote {
                 last_log_index: LogIndex(3),
@@ -84,7 +93,11 @@ mod tests {
                 prev_index: LogIndex(1),
                 prev_term: Term(1),
                 entries: vec![
-                    Entry { index: LogIndex(2), term: Term(2), payload: EntryPayload::NoOp },
+                    Entry {
+                        index: LogIndex(2),
+                        term: Term(2),
+                        payload: EntryPayload::NoOp,
+                    },
                     Entry {
                         index: LogIndex(3),
                         term: Term(2),
@@ -93,16 +106,29 @@ mod tests {
                 ],
                 commit: LogIndex(2),
             },
-            MessageBody::AppendReply { round: 9, success: true, match_index: LogIndex(3) },
+            MessageBody::AppendReply {
+                round: 9,
+                success: true,
+                match_index: LogIndex(3),
+            },
             MessageBody::InstallSnapshot {
                 round: 3,
-                snapshot: Snapshot { index: LogIndex(7), term: Term(3), config },
+                snapshot: Snapshot {
+                    index: LogIndex(7),
+                    term: Term(3),
+                    config,
+                },
             },
             MessageBody::TimeoutNow,
         ];
         bodies
             .into_iter()
-            .map(|body| Message { from: NodeId(1), to: NodeId(2), term: Term(4), body })
+            .map(|body| Message {
+                from: NodeId(1),
+                to: NodeId(2),
+                term: Term(4),
+                body,
+            })
             .collect()
     }
 

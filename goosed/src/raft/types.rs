@@ -1,7 +1,9 @@
 //! The values that cross the boundary of the core: configuration, inputs,
 //! the `Ready` output and its parts, goose answers and events.
 
-use goose_common::{Entry, HardState, LogIndex, Membership, Message, NodeId, Snapshot, Term, Timestamp};
+use goose_common::{
+    Entry, HardState, LogIndex, Membership, Message, NodeId, Snapshot, Term, Timestamp,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -91,7 +93,9 @@ impl Config {
             return timing("clock drift bound must be below 10%");
         }
         if self.lease_duration() <= self.promise_max {
-            return timing("the lease (election timeout less drift and margin) must exceed the promise");
+            return timing(
+                "the lease (election timeout less drift and margin) must exceed the promise",
+            );
         }
         if self.election_jitter_max > self.election_timeout_min {
             return timing("election jitter must not exceed the election timeout");
@@ -117,7 +121,11 @@ impl PersistedState {
     pub fn bootstrap(config: Membership) -> PersistedState {
         PersistedState {
             hard_state: HardState::default(),
-            snapshot: Snapshot { index: LogIndex(0), term: Term(0), config },
+            snapshot: Snapshot {
+                index: LogIndex(0),
+                term: Term(0),
+                config,
+            },
             entries: Vec::new(),
         }
     }
@@ -125,6 +133,44 @@ impl PersistedState {
     /// Whether nothing was ever persisted (a fresh data directory).
     pub fn is_empty(&self) -> bool {
         *self == PersistedState::default()
+    }
+
+    /// The last index of the log (the snapshot's when there are no entries).
+    pub fn last_index(&self) -> LogIndex {
+        self.entries
+            .last()
+            .map_or(self.snapshot.index, |entry| entry.index)
+    }
+
+    /// Applies `persist` exactly as durable storage must: the reference
+    /// semantics of [`Persist`], used by the in-memory storage, the
+    /// simulator and the disk storage's model tests.
+    ///
+    /// # Panics
+    /// If `persist` breaks the contiguity of the log, which the core never does.
+    pub fn apply(&mut self, persist: &Persist) {
+        if let Some(snapshot) = &persist.snapshot {
+            self.entries.retain(|entry| entry.index > snapshot.index);
+            self.snapshot = snapshot.clone();
+        }
+        if let Some(from) = persist.truncate_from {
+            self.entries.retain(|entry| entry.index < from);
+        }
+        for entry in &persist.entries {
+            assert_eq!(
+                entry.index,
+                self.last_index().next(),
+                "appended entries must be contiguous"
+            );
+            self.entries.push(entry.clone());
+        }
+        if let Some(hard_state) = persist.hard_state {
+            self.hard_state = hard_state;
+        }
+        debug_assert!(self
+            .entries
+            .first()
+            .is_none_or(|e| e.index == self.snapshot.index.next()));
     }
 }
 
