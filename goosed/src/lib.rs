@@ -1,4 +1,6 @@
 //! The goosed daemon as a library: the sans-IO Raft core and its drivers.
 #![deny(missing_docs)]
 
+pub mod config;
+pub mod hooks;
 pub mod raft;
