@@ -6,6 +6,7 @@
 //! of the system as named constants checked at compile time.
 #![deny(missing_docs)]
 
+pub mod datagram;
 pub mod ids;
 pub mod limits;
 pub mod messages;
