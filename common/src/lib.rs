@@ -10,6 +10,7 @@ pub mod datagram;
 pub mod ids;
 pub mod limits;
 pub mod messages;
+pub mod partition;
 pub mod wire;
 
 pub use ids::{LogIndex, NodeId, Term, Timestamp};
