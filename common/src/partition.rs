@@ -18,9 +18,10 @@ use std::time::Duration;
 /// The most rules one daemon holds; adding more is refused.
 pub const PARTITION_RULES_MAX: usize = 64;
 
-/// The longest a rule may be given to live with `--for` (one week). Longer
-/// drills can leave out `--for`; the bound keeps deadline arithmetic finite.
-pub const PARTITION_RULE_DURATION_MAX: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The longest a rule may be given to live with `--for` (a day: drill rules
+/// are meant to be short-lived). Longer drills can leave out `--for`; the
+/// bound also keeps deadline arithmetic finite.
+pub const PARTITION_RULE_DURATION_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The longest text [`parse_duration`] accepts, in bytes.
 const DURATION_TEXT_BYTES_MAX: usize = 32;
@@ -393,7 +394,8 @@ impl fmt::Display for Rule {
 }
 
 /// A rule as `partition list` shows it: its number (1-based, the `N` of
-/// `partition delete N`) and the time it has left, if it expires.
+/// `partition delete N`), the time it has left if it expires, and how many
+/// datagrams it has dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ListedRule {
     /// The rule's position in the table, from 1.
@@ -402,10 +404,12 @@ pub struct ListedRule {
     pub rule: Rule,
     /// How long until it expires, if it does.
     pub remaining: Option<Duration>,
+    /// How many datagrams it has dropped since it was added.
+    pub dropped: u64,
 }
 
 impl fmt::Display for ListedRule {
-    /// Like `2: out addr 10.0.0.0/8, drop 100%, 29s500ms left`.
+    /// Like `2: out addr 10.0.0.0/8, drop 100%, 29s500ms left, 12 dropped`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rule = &self.rule;
         write!(
@@ -414,9 +418,10 @@ impl fmt::Display for ListedRule {
             self.number, rule.chain, rule.matcher, rule.drop_percent
         )?;
         match self.remaining {
-            Some(remaining) => write!(f, ", {} left", DisplayDuration(remaining)),
-            None => f.write_str(", until deleted"),
+            Some(remaining) => write!(f, ", {} left", DisplayDuration(remaining))?,
+            None => f.write_str(", until deleted")?,
         }
+        write!(f, ", {} dropped", self.dropped)
     }
 }
 
@@ -626,7 +631,7 @@ mod tests {
             ("1h", Duration::from_secs(3600)),
             ("1m30s", Duration::from_secs(90)),
             ("1s500ms", Duration::from_millis(1500)),
-            ("168h", PARTITION_RULE_DURATION_MAX),
+            ("24h", PARTITION_RULE_DURATION_MAX),
         ] {
             assert_eq!(parse_duration(text), Ok(expected), "{text}");
         }
@@ -649,12 +654,12 @@ mod tests {
         assert_eq!(parse_duration("0s"), Err(RuleError::ZeroDuration));
         assert_eq!(parse_duration("0"), Err(RuleError::ZeroDuration));
         assert!(matches!(
-            parse_duration("169h"),
+            parse_duration("1441m"),
             Err(RuleError::DurationTooLong(_))
         ));
         assert_eq!(
-            parse_duration("169h").unwrap_err().to_string(),
-            "169h is too long: a rule may last at most 168h (leave out --for for no expiry)"
+            parse_duration("1441m").unwrap_err().to_string(),
+            "24h1m is too long: a rule may last at most 24h (leave out --for for no expiry)"
         );
     }
 
@@ -676,17 +681,22 @@ mod tests {
             number: 2,
             rule,
             remaining: Some(Duration::from_millis(29_500)),
+            dropped: 12,
         };
         assert_eq!(
             listed.to_string(),
-            "2: both addr 10.0.0.0/8, drop 50%, 29s500ms left"
+            "2: both addr 10.0.0.0/8, drop 50%, 29s500ms left, 12 dropped"
         );
         let listed = ListedRule {
             number: 1,
             rule: simple,
             remaining: None,
+            dropped: 0,
         };
-        assert_eq!(listed.to_string(), "1: in peer 3, drop 100%, until deleted");
+        assert_eq!(
+            listed.to_string(),
+            "1: in peer 3, drop 100%, until deleted, 0 dropped"
+        );
         assert_eq!(
             DisplayDuration(Duration::from_millis(250)).to_string(),
             "250ms"
