@@ -6,9 +6,11 @@
 //! of the system as named constants checked at compile time.
 #![deny(missing_docs)]
 
+pub mod datagram;
 pub mod ids;
 pub mod limits;
 pub mod messages;
+pub mod partition;
 pub mod wire;
 
 pub use ids::{LogIndex, NodeId, Term, Timestamp};
