@@ -1,6 +1,7 @@
 //! The goosed daemon as a library: the sans-IO Raft core and its drivers.
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod config;
 pub mod hooks;
 pub mod net;
