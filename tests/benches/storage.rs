@@ -111,9 +111,9 @@ fn report(name: &str, samples: &[Duration]) {
     sorted.sort();
     let at = |fraction: f64| sorted[((sorted.len() - 1) as f64 * fraction).round() as usize];
     println!(
-        "{name:<34} p50 {:>9.3} ms   p99 {:>9.3} ms   ({} samples)",
-        at(0.50).as_secs_f64() * 1e3,
-        at(0.99).as_secs_f64() * 1e3,
+        "{name:<34} p50 {:>9.1} µs   p99 {:>9.1} µs   ({} samples)",
+        at(0.50).as_secs_f64() * 1e6,
+        at(0.99).as_secs_f64() * 1e6,
         sorted.len()
     );
 }

@@ -31,6 +31,9 @@ pub const FORMAT_VERSION: u32 = 1;
 
 const FORMAT_PREFIX: &str = "goose-storage ";
 
+/// The width of the pid in the lock file: every `u32` fits.
+const PID_WIDTH: usize = 10;
+
 /// The FORMAT and LOCK files are a line of text; anything longer is not ours.
 const SMALL_FILE_BYTES_MAX: u64 = 256;
 
@@ -82,10 +85,12 @@ pub(crate) fn lock(dir: &Path) -> Result<File, StorageError> {
         }
         Err(errno) => return Err(StorageError::io(&path, "flock", errno.into())),
     }
-    let pid_line = format!("{}\n", std::process::id());
+    // A fixed-width line overwrites the previous holder's pid without a
+    // truncation, which on ext4 would wait for the journal.
+    let pid_line = format!("{:>PID_WIDTH$}\n", std::process::id());
     lock_file
-        .set_len(0)
-        .and_then(|()| lock_file.write_all_at(pid_line.as_bytes(), 0))
+        .write_all_at(pid_line.as_bytes(), 0)
+        .and_then(|()| lock_file.set_len(pid_line.len() as u64))
         .map_err(|error| StorageError::io(&path, "write", error))?;
     Ok(lock_file)
 }

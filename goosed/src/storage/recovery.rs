@@ -39,8 +39,8 @@ struct Cut {
 /// The log after replaying every record on top of the snapshot.
 struct Replayed {
     entries: Vec<Entry>,
-    /// Where each entry was read: segment path and byte offset.
-    locations: Vec<(PathBuf, u64)>,
+    /// Where each entry was read: segment sequence number and byte offset.
+    locations: Vec<(u64, u64)>,
     segments: VecDeque<Segment>,
 }
 
@@ -64,7 +64,7 @@ pub(crate) fn open_wal(
             cut.offset
         });
     let replayed = replay(scans, snapshot)?;
-    check_log(snapshot, &replayed)?;
+    check_log(&wal_dir, snapshot, &replayed)?;
     for cut in &cuts {
         apply_cut(cut, faults)?;
     }
@@ -224,13 +224,8 @@ fn replay(scans: Vec<SegmentScan>, snapshot: &Snapshot) -> Result<Replayed, Stor
         for scanned in segment.scan.records {
             match scanned.record {
                 Record::Entry(entry) => {
-                    replay_entry(
-                        &mut replayed,
-                        snapshot,
-                        entry,
-                        &segment.path,
-                        scanned.offset,
-                    )?;
+                    let location = (segment.sequence, scanned.offset);
+                    replay_entry(&mut replayed, snapshot, entry, &segment.path, location)?;
                 }
                 Record::Truncate { from } => {
                     let kept = replayed.entries.partition_point(|entry| entry.index < from);
@@ -253,7 +248,7 @@ fn replay_entry(
     snapshot: &Snapshot,
     entry: Entry,
     path: &Path,
-    offset: u64,
+    location: (u64, u64),
 ) -> Result<(), StorageError> {
     if entry.index <= snapshot.index {
         return Ok(());
@@ -264,10 +259,10 @@ fn replay_entry(
             "entry {} found where entry {expected} should be (a lost segment or a gap after the snapshot at {})",
             entry.index, snapshot.index
         );
-        return Err(StorageError::corrupt(path, offset, reason));
+        return Err(StorageError::corrupt(path, location.1, reason));
     }
     replayed.entries.push(entry);
-    replayed.locations.push((path.to_path_buf(), offset));
+    replayed.locations.push(location);
     Ok(())
 }
 
@@ -277,23 +272,25 @@ fn last_index(snapshot: &Snapshot, entries: &[Entry]) -> LogIndex {
 
 /// The recovered log must continue the snapshot, be contiguous, and its
 /// terms must never decrease.
-fn check_log(snapshot: &Snapshot, replayed: &Replayed) -> Result<(), StorageError> {
+fn check_log(wal_dir: &Path, snapshot: &Snapshot, replayed: &Replayed) -> Result<(), StorageError> {
     let mut previous_index = snapshot.index;
     let mut previous_term = snapshot.term;
-    for (entry, (path, offset)) in replayed.entries.iter().zip(&replayed.locations) {
+    for (entry, &(sequence, offset)) in replayed.entries.iter().zip(&replayed.locations) {
+        let refuse = |reason: String| {
+            let path = wal::segment_path(wal_dir, sequence);
+            Err(StorageError::corrupt(path, offset, reason))
+        };
         if entry.index != previous_index.next() {
-            let reason = format!(
+            return refuse(format!(
                 "entry {} does not follow entry {previous_index}",
                 entry.index
-            );
-            return Err(StorageError::corrupt(path, *offset, reason));
+            ));
         }
         if entry.term < previous_term {
-            let reason = format!(
+            return refuse(format!(
                 "entry {} has term {}, below the term {previous_term} before it",
                 entry.index, entry.term
-            );
-            return Err(StorageError::corrupt(path, *offset, reason));
+            ));
         }
         previous_index = entry.index;
         previous_term = entry.term;
