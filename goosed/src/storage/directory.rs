@@ -118,8 +118,8 @@ pub(crate) fn prepare(dir: &Path, faults: &FaultInjector) -> Result<(), StorageE
             initialise(dir, faults)?;
         }
     }
-    remove_leftover(&dir.join("snapshot.tmp"))?;
-    remove_leftover(&dir.join("FORMAT.tmp"))
+    remove_leftover(&dir.join("snapshot.tmp"), faults)?;
+    remove_leftover(&dir.join("FORMAT.tmp"), faults)
 }
 
 fn format_line() -> String {
@@ -200,8 +200,8 @@ fn initialise(dir: &Path, faults: &FaultInjector) -> Result<(), StorageError> {
     Ok(())
 }
 
-fn remove_leftover(path: &Path) -> Result<(), StorageError> {
-    if file::remove_if_present(path)? {
+fn remove_leftover(path: &Path, faults: &FaultInjector) -> Result<(), StorageError> {
+    if file::remove_if_present(path, faults)? {
         tracing::info!(path = %path.display(), "removed a temporary file left by an interrupted write");
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// Files storage creates are readable by the daemon's user only.
@@ -22,28 +22,47 @@ pub(crate) enum Fault {
     Sync = 2,
 }
 
-/// A shared switch through which a test arms one failure. In the daemon it
-/// is never armed, and checking it costs one relaxed atomic load.
+/// A shared switch through which a test arms one failure: of the next
+/// operation of a kind, or of the n-th operation of any kind. In the daemon
+/// it is never armed, and checking it costs two relaxed atomic loads.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FaultInjector {
-    armed: Arc<AtomicU8>,
+    armed: Arc<Armed>,
+}
+
+#[derive(Debug, Default)]
+struct Armed {
+    /// A [`Fault`] as a number, or 0.
+    kind: AtomicU8,
+    /// Operations left before the one that fails, plus one; or 0.
+    countdown: AtomicU64,
 }
 
 impl FaultInjector {
     /// Makes the next operation of kind `fault` fail.
     #[cfg(test)]
     pub(crate) fn arm(&self, fault: Fault) {
-        self.armed.store(fault as u8, Ordering::Relaxed);
+        self.armed.kind.store(fault as u8, Ordering::Relaxed);
     }
 
-    /// Fails (once) if a failure of kind `fault` is armed.
+    /// Makes the `count`-th operation from now fail, whatever its kind
+    /// (1: the next one): a crash at any chosen step.
+    #[cfg(test)]
+    pub(crate) fn arm_countdown(&self, count: u64) {
+        self.armed.countdown.store(count, Ordering::Relaxed);
+    }
+
+    /// Fails (once) if this operation is the armed one.
     fn check(&self, fault: Fault) -> io::Result<()> {
-        let armed = fault as u8;
-        let hit = self
-            .armed
-            .compare_exchange(armed, 0, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok();
-        if hit {
+        let kind = &self.armed.kind;
+        let kind_hit = kind.load(Ordering::Relaxed) == fault as u8
+            && kind
+                .compare_exchange(fault as u8, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        let countdown = &self.armed.countdown;
+        let countdown_hit = countdown.load(Ordering::Relaxed) != 0
+            && countdown.fetch_sub(1, Ordering::Relaxed) == 1;
+        if kind_hit || countdown_hit {
             return Err(io::Error::other(format!("injected {fault:?} failure")));
         }
         Ok(())
@@ -75,13 +94,16 @@ impl DataFile {
 
     /// Creates the file, emptying it if it exists.
     pub(crate) fn create(path: &Path, faults: &FaultInjector) -> Result<DataFile, StorageError> {
-        let file = OpenOptions::new()
+        let mut options = OpenOptions::new();
+        options
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(FILE_MODE)
-            .open(path)
+            .mode(FILE_MODE);
+        let file = faults
+            .check(Fault::Write)
+            .and_then(|()| options.open(path))
             .map_err(|error| StorageError::io(path, "create", error))?;
         Ok(DataFile {
             file,
@@ -140,7 +162,9 @@ pub(crate) fn replace_atomically(
     temporary.write_at(bytes, 0)?;
     temporary.sync()?;
     drop(temporary);
-    fs::rename(&temporary_path, &target_path)
+    faults
+        .check(Fault::Write)
+        .and_then(|()| fs::rename(&temporary_path, &target_path))
         .map_err(|error| StorageError::io(&target_path, "rename", error))?;
     sync_dir(dir, faults)
 }
@@ -165,8 +189,11 @@ pub(crate) fn read_bounded(path: &Path, length_max: u64) -> Result<Option<Vec<u8
 }
 
 /// Removes a file, treating "already gone" as success.
-pub(crate) fn remove_if_present(path: &Path) -> Result<bool, StorageError> {
-    match fs::remove_file(path) {
+pub(crate) fn remove_if_present(path: &Path, faults: &FaultInjector) -> Result<bool, StorageError> {
+    match faults
+        .check(Fault::Write)
+        .and_then(|()| fs::remove_file(path))
+    {
         Ok(()) => Ok(true),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(error) => Err(StorageError::io(path, "remove", error)),

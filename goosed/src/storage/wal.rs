@@ -180,7 +180,7 @@ impl Wal {
         let mut removed = 0;
         while self.segments.len() > 1 && self.segments[0].last_index_at_end <= snapshot_index {
             let path = segment_path(&self.dir, self.segments[0].sequence);
-            file::remove_if_present(&path)?;
+            file::remove_if_present(&path, &self.faults)?;
             self.segments.pop_front();
             removed += 1;
         }

@@ -5,6 +5,7 @@ use super::*;
 use crate::storage::hard_state::{self, Slot, SLOT_BYTES, SLOT_STRIDE_BYTES};
 use crate::storage::record::{self, RecordRef};
 use crate::storage::{StorageError, RECOVERY_HINT};
+use goose_common::{LogIndex, Snapshot, Term};
 use std::fs;
 
 /// The log cut at every byte offset inside its last record (an interrupted
@@ -245,4 +246,121 @@ fn decreasing_terms_on_disk_are_refused() {
         matches!(error, StorageError::Corrupt { ref path, offset, .. } if *path == segment && offset == second_offset),
         "{error}"
     );
+}
+
+/// Persists that touch every file: a leader's snapshot replacing the whole
+/// log in a new term (inside the log, where old entries conflict with it,
+/// and past its end), a conflicting suffix replaced in a new term, and a
+/// compaction with an append. Each follows entries 1..=10 of term 1.
+fn compound_persists() -> Vec<(&'static str, Persist)> {
+    let leader_snapshot = Snapshot {
+        index: LogIndex(15),
+        term: Term(2),
+        config: config(3),
+    };
+    let compaction = Snapshot {
+        index: LogIndex(8),
+        term: Term(1),
+        config: config(2),
+    };
+    let conflicting_snapshot = Snapshot {
+        index: LogIndex(5),
+        term: Term(2),
+        config: config(1),
+    };
+    vec![
+        (
+            "leader snapshot inside a conflicting log",
+            Persist {
+                snapshot: Some(conflicting_snapshot),
+                truncate_from: Some(LogIndex(1)),
+                entries: vec![entry(6, 2), entry(7, 2)],
+                hard_state: Some(hard_state(2, None)),
+            },
+        ),
+        (
+            "leader snapshot",
+            Persist {
+                snapshot: Some(leader_snapshot),
+                truncate_from: Some(LogIndex(1)),
+                entries: vec![entry(16, 2), entry(17, 2)],
+                hard_state: Some(hard_state(2, None)),
+            },
+        ),
+        (
+            "conflicting suffix",
+            Persist {
+                truncate_from: Some(LogIndex(6)),
+                entries: (6..=8).map(|index| entry(index, 2)).collect(),
+                hard_state: Some(hard_state(2, Some(3))),
+                ..Persist::default()
+            },
+        ),
+        (
+            "compaction and append",
+            Persist {
+                snapshot: Some(compaction),
+                entries: vec![entry(11, 1), entry(12, 1)],
+                ..Persist::default()
+            },
+        ),
+    ]
+}
+
+/// The states a persist passes through on disk, in the order storage
+/// writes its parts: term and vote, truncation, snapshot, entries.
+fn prefix_states(old: &PersistedState, persist: &Persist) -> Vec<PersistedState> {
+    let parts = [
+        Persist {
+            hard_state: persist.hard_state,
+            ..Persist::default()
+        },
+        Persist {
+            truncate_from: persist.truncate_from,
+            ..Persist::default()
+        },
+        Persist {
+            snapshot: persist.snapshot.clone(),
+            ..Persist::default()
+        },
+        Persist {
+            entries: persist.entries.clone(),
+            ..Persist::default()
+        },
+    ];
+    let mut states = vec![old.clone()];
+    for part in parts {
+        let mut next = states.last().unwrap().clone();
+        next.apply(&part);
+        states.push(next);
+    }
+    states
+}
+
+/// A persist stopped at each of its file operations in turn (the operation
+/// fails and the process "crashes" before the next) leaves a directory that
+/// opens without error to one of the states the persist passes through:
+/// never a refusal, never a log that breaks its snapshot.
+#[test]
+fn persist_stopped_at_every_operation_leaves_a_prefix_state() {
+    for (name, persist) in compound_persists() {
+        let mut step = 1;
+        loop {
+            let dir = scratch_dir();
+            let (mut storage, _) = open(dir.path(), SMALL_SEGMENT_BYTES);
+            let old = write_entries(&mut storage, 10);
+            storage.faults().arm_countdown(step);
+            let result = storage.persist(&persist);
+            drop(storage);
+            let (_, found) = open(dir.path(), SMALL_SEGMENT_BYTES);
+            let states = prefix_states(&old, &persist);
+            assert!(states.contains(&found), "{name}, step {step}: {found:?}");
+            if result.is_ok() {
+                assert_eq!(Some(&found), states.last(), "{name}");
+                break;
+            }
+            step += 1;
+        }
+        assert!(step > 4, "{name}: only {step} operations");
+    }
 }
