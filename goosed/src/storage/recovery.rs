@@ -159,12 +159,12 @@ fn decide_cuts(scans: &[SegmentScan]) -> Result<Vec<Cut>, StorageError> {
             && scans[position + 1].file_bytes == 0
             && bytes <= SEAL_RECORD_BYTES_MAX as u64;
         if !(damage.torn && (is_last || interrupted_rotation)) {
-            let place = if is_last {
-                ""
+            let why = if damage.torn {
+                "a later segment follows, so it cannot be an interrupted last write"
             } else {
-                " (not at the end of the log)"
+                "damage in place, not an interrupted last write"
             };
-            let reason = format!("{}{place}", damage.reason);
+            let reason = format!("{} ({why})", damage.reason);
             return Err(StorageError::corrupt(&segment.path, damage.offset, reason));
         }
         cuts.push(Cut {

@@ -106,3 +106,11 @@ pub(super) fn record_offsets(segment: &Path) -> Vec<u64> {
     assert!(scan.damage.is_none());
     scan.records.iter().map(|record| record.offset).collect()
 }
+
+/// The driver may move storage to another thread (a blocking task).
+#[test]
+fn storages_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<DiskStorage>();
+    assert_send::<super::MemStorage>();
+}
