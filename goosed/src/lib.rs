@@ -6,3 +6,4 @@ pub mod config;
 pub mod hooks;
 pub mod net;
 pub mod raft;
+pub mod storage;
