@@ -66,7 +66,7 @@ pub(crate) fn create(dir: &Path, faults: &FaultInjector) -> Result<(), StorageEr
 /// Takes the directory's exclusive lock and writes our pid into it. The
 /// lock lasts as long as the returned file stays open; the kernel releases
 /// it when the process dies, so a crash never leaves a stale lock.
-pub(crate) fn lock(dir: &Path) -> Result<File, StorageError> {
+pub(crate) fn lock(dir: &Path) -> Result<DirectoryLock, StorageError> {
     let path = dir.join(LOCK_FILE_NAME);
     let lock_file = OpenOptions::new()
         .read(true)
@@ -92,7 +92,20 @@ pub(crate) fn lock(dir: &Path) -> Result<File, StorageError> {
         .write_all_at(pid_line.as_bytes(), 0)
         .and_then(|()| lock_file.set_len(pid_line.len() as u64))
         .map_err(|error| StorageError::io(&path, "write", error))?;
-    Ok(lock_file)
+    Ok(DirectoryLock(lock_file))
+}
+
+/// The held lock of a data directory.
+#[derive(Debug)]
+pub(crate) struct DirectoryLock(File);
+
+impl Drop for DirectoryLock {
+    /// Unlocks explicitly: a child forked by another thread (a hook) may
+    /// briefly share the open file, and closing our copy alone would leave
+    /// the lock held until that child execs.
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&self.0, FlockOperation::Unlock);
+    }
 }
 
 /// The pid the lock holder wrote, or "unknown" (it may not have written it yet).

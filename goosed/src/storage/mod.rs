@@ -47,7 +47,6 @@ use file::FaultInjector;
 use goose_common::{LogIndex, Snapshot, Term};
 use hard_state::HardStateFile;
 use record::RecordRef;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use wal::Wal;
 
@@ -63,7 +62,7 @@ pub trait Storage {
 pub struct DiskStorage {
     dir: PathBuf,
     /// Held open for the flock; closing it releases the directory.
-    _lock: File,
+    _lock: directory::DirectoryLock,
     hard_state: HardStateFile,
     wal: Wal,
     /// What is durable, kept to check each persist before writing it.
