@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod hooks;
 pub mod net;
 pub mod raft;
