@@ -1,0 +1,915 @@
+//! Goal: the real binaries keep the promise of design.md §2 on a real
+//! network stack. Clusters of `goosed run` processes on 127.0.0.1 are driven
+//! only through signals and `goosectl` (design.md §6) and observed through
+//! `goosectl --json status --local` and, for the background checks of the
+//! goose rule, the same request spoken directly over each control socket.
+//!
+//! The stories: the seed story of the Python prototype on 3 and 5 nodes
+//! (kill the goose, split, kill the majority's goose, heal); a goose paused
+//! with SIGSTOP past its lease; graceful handoff on SIGTERM and with
+//! `step-down --to`; membership changes on a live cluster that survive a
+//! full restart; hostile input on every interface (datagrams, a node with
+//! another key, the control socket, the command line); and the hooks of
+//! design.md §7.
+//!
+//! Every wait is bounded. Tests that need speed run with a 20 ms heartbeat
+//! and a 150 ms election timeout; the handoff test uses the defaults. The
+//! harness runs one cluster at a time (tests/src/cluster.rs).
+
+use goose_common::datagram::{seal, BootId, ClusterKey, Header};
+use goose_common::NodeId;
+use goose_tests::cluster::{
+    check_goose_samples, describe_exit, free_udp_ports, run_bounded, wait_for, Cluster, Options,
+    Sample,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::UdpSocket;
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for a first election or a failover.
+const GOOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a side without a majority is watched for a goose (the seed
+/// story's "no goose" step).
+const NO_GOOSE_WATCH: Duration = Duration::from_secs(3);
+
+/// The stderr of an output, trimmed.
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).trim().to_string()
+}
+
+/// Checks the poller's answers against the goose rule and that it saw
+/// goose answers at all; returns the summary line.
+fn assert_goose_rule(samples: &[Sample], context: &str) -> String {
+    let summary = check_goose_samples(samples)
+        .unwrap_or_else(|violation| panic!("{context}: goose rule broken: {violation}"));
+    assert!(
+        summary.goose_answers > 0,
+        "{context}: the poller saw no goose answer in {} answers",
+        summary.answers
+    );
+    let line = format!(
+        "{context}: {} answers, {} goose answers, geese by term {:?}",
+        summary.answers, summary.goose_answers, summary.geese
+    );
+    eprintln!("{line}");
+    line
+}
+
+/// The term a node reports in `status --local --json`.
+fn term_of(cluster: &Cluster, id: u64) -> u64 {
+    let status = cluster
+        .status_local_json(id)
+        .unwrap_or_else(|| panic!("node {id} does not answer status"));
+    status["term"].as_u64().expect("status has a numeric term")
+}
+
+/// Waits until every running node answers status and knows `leader` as its
+/// leader: the cluster has settled after a change.
+fn wait_until_settled(cluster: &Cluster, leader: u64) {
+    wait_for(
+        &format!("every running node to follow node {leader}"),
+        GOOSE_WAIT,
+        || {
+            let running = cluster.running_ids();
+            let statuses = cluster.statuses();
+            let settled = running.iter().all(|id| {
+                statuses
+                    .get(id)
+                    .is_some_and(|status| status["leader_id"].as_u64() == Some(leader))
+            });
+            settled.then_some(())
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The seed story.
+// ---------------------------------------------------------------------------
+
+/// The seed story (shared/seed.md) on a cluster of `count` nodes cut into
+/// `minority | majority`, with the goose rule checked throughout:
+/// one goose; SIGKILL it and a new one appears; restart the old one; split;
+/// the goose ends on the majority side and the minority has none; SIGKILL
+/// the majority's goose and no node anywhere is goose; heal and a goose
+/// returns, with no partition rule left on any node.
+fn seed_story(count: u64, minority: &[u64], majority: &[u64]) {
+    let mut cluster = Cluster::start(count, Options::fast());
+    let poller = cluster.start_poller();
+
+    let first = cluster.wait_for_goose(GOOSE_WAIT);
+    let status: serde_json::Value =
+        serde_json::from_str(&cluster.ctl_ok(first, &["--json", "status"]))
+            .expect("status --json is JSON");
+    assert_eq!(status["goose"], first, "status names the goose: {status}");
+    assert_eq!(
+        status["members"].as_array().map(Vec::len),
+        Some(usize::try_from(count).unwrap()),
+        "status lists every member: {status}"
+    );
+    let human = cluster.ctl_ok(first, &["status"]);
+    assert!(
+        human.contains(&format!("node {first} (")) && human.contains("goose"),
+        "human status names the goose: {human}"
+    );
+
+    let killed_at = Instant::now();
+    cluster.kill(first);
+    let second = cluster.wait_for_goose(GOOSE_WAIT);
+    assert_ne!(second, first, "the killed goose cannot be the goose");
+    eprintln!(
+        "{count} nodes: node {second} became goose {} ms after SIGKILL of node {first}",
+        killed_at.elapsed().as_millis()
+    );
+    cluster.start_node(first);
+    wait_until_settled(&cluster, second);
+
+    let sides = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    cluster.ctl_ok(
+        minority[0],
+        &["partition", "split", &sides(minority), &sides(majority)],
+    );
+    let majority_goose = cluster.wait_for_goose_among(majority, GOOSE_WAIT);
+    // Once the majority has a goose, the minority's old leases are over.
+    let watch_until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < watch_until {
+        for id in minority {
+            if let Some(status) = cluster.status_local_json(*id) {
+                assert_ne!(
+                    status["role"], "goose",
+                    "node {id} of the minority answered goose: {status}"
+                );
+            }
+        }
+    }
+
+    cluster.kill(majority_goose);
+    cluster.assert_no_goose_for(NO_GOOSE_WATCH);
+
+    // Heal from the minority: split and heal reach every member even when
+    // split. The killed node cannot be reached, so the command may report
+    // it; what matters is the state of the live nodes.
+    let heal = cluster.ctl(minority[0], &["partition", "heal"]);
+    eprintln!(
+        "partition heal with node {majority_goose} down: {} {}",
+        describe_exit(heal.status),
+        stderr_of(&heal)
+    );
+    let healed = cluster.wait_for_goose(GOOSE_WAIT);
+    assert_ne!(healed, majority_goose);
+    for id in cluster.running_ids() {
+        let rules: serde_json::Value =
+            serde_json::from_str(&cluster.ctl_ok(id, &["--json", "partition", "list"]))
+                .expect("partition list --json is JSON");
+        let empty = rules.as_array().map(Vec::is_empty).unwrap_or(false)
+            || rules["rules"].as_array().is_some_and(Vec::is_empty);
+        assert!(empty, "node {id} still has rules after heal: {rules}");
+    }
+
+    assert_goose_rule(&poller.stop(), &format!("seed story, {count} nodes"));
+}
+
+/// The seed story on three nodes: 1 | 2,3.
+#[test]
+fn seed_story_on_three_nodes() {
+    seed_story(3, &[1], &[2, 3]);
+}
+
+/// The seed story on five nodes, the prototype's own split: 1,2 | 3,4,5.
+#[test]
+fn seed_story_on_five_nodes() {
+    seed_story(5, &[1, 2], &[3, 4, 5]);
+}
+
+// ---------------------------------------------------------------------------
+// A paused goose.
+// ---------------------------------------------------------------------------
+
+/// A goose frozen with SIGSTOP for three election timeouts loses the goose
+/// to another node; resumed, it never answers goose with its old lease:
+/// the background poller finds no overlapping promises and no goose answer
+/// of an old term after one of a newer term (design.md §2). Done twice.
+#[test]
+fn a_paused_goose_never_overlaps_its_successor() {
+    let mut cluster = Cluster::start(3, Options::fast());
+    let pause = cluster.options().election_timeout() * 3;
+    let poller = cluster.start_poller();
+    for round in 0..2 {
+        let old = cluster.wait_for_goose(GOOSE_WAIT);
+        let old_term = term_of(&cluster, old);
+        cluster.pause(old);
+        let paused_at = Instant::now();
+        let others: Vec<u64> = cluster.ids().into_iter().filter(|id| *id != old).collect();
+        let new = cluster.wait_for_goose_among(&others, GOOSE_WAIT);
+        let new_term = term_of(&cluster, new);
+        assert!(new_term > old_term, "the new goose has a newer term");
+        std::thread::sleep(pause.saturating_sub(paused_at.elapsed()));
+        cluster.resume(old);
+        wait_until_settled(&cluster, new);
+        let status = cluster
+            .status_local_json(old)
+            .expect("resumed node answers");
+        assert_eq!(status["role"], "duck", "round {round}: {status}");
+    }
+    assert_goose_rule(&poller.stop(), "SIGSTOP of the goose");
+}
+
+// ---------------------------------------------------------------------------
+// Handoff.
+// ---------------------------------------------------------------------------
+
+/// With the default timers: SIGTERM makes the goose hand over and exit 0
+/// within about one election timeout, and another node is goose soon after
+/// (design.md §7); a duck exits 0 at once; `step-down --to ID` makes ID the
+/// goose, and `step-down` alone hands over to someone. The goose rule holds
+/// throughout, handoffs included.
+#[test]
+fn sigterm_and_step_down_hand_the_goose_over() {
+    let options = Options::default();
+    let election_timeout = options.election_timeout();
+    let mut cluster = Cluster::start(3, options);
+    let poller = cluster.start_poller();
+
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    wait_until_settled(&cluster, goose);
+    let signalled = Instant::now();
+    let (status, exit_time) = cluster
+        .terminate(goose, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("goose {goose} did not exit within 5 s of SIGTERM"));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "goose exit: {}",
+        describe_exit(status)
+    );
+    let successor = cluster.wait_for_goose(GOOSE_WAIT);
+    let handoff_time = signalled.elapsed();
+    eprintln!(
+        "SIGTERM of goose {goose}: exited 0 after {} ms, node {successor} goose after {} ms",
+        exit_time.as_millis(),
+        handoff_time.as_millis()
+    );
+    assert!(
+        exit_time <= election_timeout * 3,
+        "the goose took {} ms to exit; expected about one election timeout ({} ms)",
+        exit_time.as_millis(),
+        election_timeout.as_millis()
+    );
+    assert!(
+        handoff_time <= election_timeout * 5,
+        "a new goose took {} ms after a graceful handoff",
+        handoff_time.as_millis()
+    );
+
+    let duck = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != successor)
+        .expect("a duck");
+    let (status, duck_exit) = cluster
+        .terminate(duck, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("duck {duck} did not exit within 5 s of SIGTERM"));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "duck exit: {}",
+        describe_exit(status)
+    );
+    assert!(
+        duck_exit < Duration::from_secs(1),
+        "a duck exits at once on SIGTERM, took {} ms",
+        duck_exit.as_millis()
+    );
+    cluster.start_node(duck);
+    cluster.start_node(goose);
+    wait_until_settled(&cluster, successor);
+
+    for target in cluster.ids() {
+        let current = cluster.wait_for_goose(GOOSE_WAIT);
+        if current == target {
+            continue;
+        }
+        cluster.ctl_ok(current, &["step-down", "--to", &target.to_string()]);
+        let after = cluster.wait_for_goose(GOOSE_WAIT);
+        assert_eq!(after, target, "step-down --to {target} from {current}");
+    }
+    let current = cluster.wait_for_goose(GOOSE_WAIT);
+    cluster.ctl_ok(current, &["step-down"]);
+    let after = wait_for("another goose after step-down", GOOSE_WAIT, || {
+        cluster.goose().filter(|id| *id != current)
+    });
+    eprintln!("step-down: node {current} handed over to node {after}");
+
+    assert_goose_rule(&poller.stop(), "handoffs");
+}
+
+// ---------------------------------------------------------------------------
+// Membership.
+// ---------------------------------------------------------------------------
+
+/// The members of `member list --json` as (id, role), from a node.
+fn members(cluster: &Cluster, id: u64) -> BTreeMap<u64, String> {
+    let text = cluster.ctl_ok(id, &["--json", "member", "list"]);
+    let value: serde_json::Value = serde_json::from_str(&text).expect("member list is JSON");
+    let list = value["members"]
+        .as_array()
+        .or(value.as_array())
+        .unwrap_or_else(|| panic!("member list --json has no members: {value}"));
+    list.iter()
+        .map(|member| {
+            (
+                member["id"].as_u64().expect("member id"),
+                member["role"].as_str().expect("member role").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// On a live cluster (design.md §3): `member add` of nodes started with
+/// `--join` returns once each is a voter (sent to the goose, then to a duck
+/// that forwards it); removing a duck and then the goose commits, the
+/// removed nodes say so, and the rest keep a goose; after every node is
+/// restarted, membership and terms have survived.
+#[test]
+fn membership_changes_survive_a_full_restart() {
+    let mut cluster = Cluster::start(3, Options::fast());
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+
+    let address = cluster.start_joiner(4);
+    cluster.ctl_ok(goose, &["member", "add", "4", &address.to_string()]);
+    let list = members(&cluster, goose);
+    assert_eq!(list.get(&4).map(String::as_str), Some("voter"), "{list:?}");
+    let status = wait_for("node 4 to know it votes", GOOSE_WAIT, || {
+        cluster
+            .status_local_json(4)
+            .filter(|status| status["voter"] == true)
+    });
+    assert_eq!(status["role"], "duck");
+
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    let duck = cluster.ids().into_iter().find(|id| *id != goose).unwrap();
+    let address = cluster.start_joiner(5);
+    let added = cluster.ctl(duck, &["member", "add", "5", &address.to_string()]);
+    assert!(
+        added.status.success(),
+        "member add sent to duck {duck} (the goose is {goose}) failed: {}",
+        stderr_of(&added)
+    );
+    let list = members(&cluster, goose);
+    assert_eq!(
+        list.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5],
+        "{list:?}"
+    );
+    assert!(list.values().all(|role| role == "voter"), "{list:?}");
+
+    // Remove a duck.
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    let removed_duck = cluster.ids().into_iter().find(|id| *id != goose).unwrap();
+    cluster.ctl_ok(goose, &["member", "remove", &removed_duck.to_string()]);
+    assert!(!members(&cluster, goose).contains_key(&removed_duck));
+    wait_for(
+        &format!("removed node {removed_duck} to say it was removed"),
+        GOOSE_WAIT,
+        || {
+            cluster
+                .status_local_json(removed_duck)
+                .filter(|status| status["removed"] == true)
+        },
+    );
+    cluster.kill(removed_duck);
+
+    // Remove the goose: it hands over once the change commits.
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    cluster.ctl_ok(goose, &["member", "remove", &goose.to_string()]);
+    let successor = wait_for("a goose other than the removed one", GOOSE_WAIT, || {
+        cluster.goose().filter(|id| *id != goose)
+    });
+    wait_for(
+        &format!("removed goose {goose} to say it was removed"),
+        GOOSE_WAIT,
+        || {
+            cluster
+                .status_local_json(goose)
+                .filter(|status| status["removed"] == true && status["role"] == "duck")
+        },
+    );
+    cluster.kill(goose);
+    let before = members(&cluster, successor);
+    let expected: BTreeSet<u64> = (1..=5)
+        .filter(|id| ![removed_duck, goose].contains(id))
+        .collect();
+    assert_eq!(before.keys().copied().collect::<BTreeSet<_>>(), expected);
+
+    // Restart every remaining node.
+    let terms_before: BTreeMap<u64, u64> = expected
+        .iter()
+        .map(|id| (*id, term_of(&cluster, *id)))
+        .collect();
+    for id in &expected {
+        cluster.terminate(*id, Duration::from_secs(5));
+    }
+    for id in &expected {
+        cluster.start_node(*id);
+    }
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    for id in &expected {
+        assert_eq!(members(&cluster, *id), before, "node {id} after restart");
+        let term = term_of(&cluster, *id);
+        assert!(
+            term >= terms_before[id],
+            "node {id}: term {term} after restart, {} before",
+            terms_before[id]
+        );
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&cluster.ctl_ok(goose, &["--json", "status"])).unwrap();
+    let ids: BTreeSet<u64> = status["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|member| member["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, expected, "status after restart: {status}");
+}
+
+// ---------------------------------------------------------------------------
+// Hostile input.
+// ---------------------------------------------------------------------------
+
+/// A node's drop counters by reason.
+fn drops(cluster: &Cluster, id: u64) -> BTreeMap<String, u64> {
+    let status = cluster
+        .status_local_json(id)
+        .unwrap_or_else(|| panic!("node {id} does not answer"));
+    status["drops"]
+        .as_object()
+        .unwrap_or_else(|| panic!("status of node {id} has no drops: {status}"))
+        .iter()
+        .map(|(reason, count)| (reason.clone(), count.as_u64().unwrap_or(0)))
+        .collect()
+}
+
+/// Random bytes, truncated, oversize (1300 bytes), replayed, wrong-key,
+/// bad-MAC and wrong-receiver datagrams sent at a node's UDP port are
+/// dropped and counted under their reason (design.md §5); a flood of random
+/// datagrams at every node changes neither the goose nor its term.
+#[test]
+fn bad_datagrams_are_dropped_and_counted() {
+    let cluster = Cluster::start(3, Options::fast());
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    wait_until_settled(&cluster, goose);
+    let term = term_of(&cluster, goose);
+    let target = cluster.ids().into_iter().find(|id| *id != goose).unwrap();
+    let target_address = cluster.address(target);
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let before = drops(&cluster, target);
+
+    let key = cluster.key().clone();
+    let header = |receiver: u64, counter: u64| Header {
+        sender: NodeId(99),
+        receiver: NodeId(receiver),
+        boot_id: BootId(0x5eed),
+        counter,
+    };
+    let other_key = ClusterKey::generate().unwrap();
+    let mut bad_mac = seal(&key, &header(target, 1), b"tampered").unwrap();
+    *bad_mac.last_mut().unwrap() ^= 1;
+    let replayed = seal(&key, &header(target, 2), b"not postcard at all").unwrap();
+    let random: Vec<u8> = std::iter::repeat_with(|| fastrand::u8(..))
+        .take(300)
+        .collect();
+    let mut random_unknown_version = random.clone();
+    random_unknown_version[0] = 0xee;
+    let expected: [(&str, Vec<u8>); 7] = [
+        ("unknown_version", random_unknown_version),
+        ("truncated", random[..20].to_vec()),
+        ("oversize", vec![1u8; 1300]),
+        (
+            "wrong_cluster",
+            seal(&other_key, &header(target, 1), b"x").unwrap(),
+        ),
+        ("bad_mac", bad_mac),
+        (
+            "wrong_receiver",
+            seal(&key, &header(target + 10, 3), b"x").unwrap(),
+        ),
+        ("replayed", replayed.clone()),
+    ];
+    sender.send_to(&replayed, target_address).unwrap();
+    for (_, datagram) in &expected {
+        sender.send_to(datagram, target_address).unwrap();
+    }
+    let after = wait_for("the drops to be counted", GOOSE_WAIT, || {
+        let after = drops(&cluster, target);
+        expected
+            .iter()
+            .all(|(reason, _)| {
+                after.get(*reason).copied().unwrap_or(0) > before.get(*reason).copied().unwrap_or(0)
+            })
+            .then_some(after)
+    });
+    eprintln!("drops of node {target}: before {before:?}, after {after:?}");
+
+    // A bounded flood of random datagrams at every node.
+    for _ in 0..500 {
+        for id in cluster.ids() {
+            let length = fastrand::usize(0..1400);
+            let datagram: Vec<u8> = std::iter::repeat_with(|| fastrand::u8(..))
+                .take(length)
+                .collect();
+            let _ = sender.send_to(&datagram, cluster.address(id));
+        }
+    }
+    std::thread::sleep(cluster.options().election_timeout() * 4);
+    assert_eq!(cluster.wait_for_goose(GOOSE_WAIT), goose, "the goose stays");
+    for id in cluster.ids() {
+        assert_eq!(term_of(&cluster, id), term, "node {id}'s term stays");
+    }
+}
+
+/// A node started with the cluster's peer list but another key never
+/// becomes goose, and the cluster keeps its goose and term; its datagrams
+/// are counted as another cluster's.
+#[test]
+fn a_node_with_another_key_cannot_join_or_disrupt() {
+    let mut cluster = Cluster::start(3, Options::fast());
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    wait_until_settled(&cluster, goose);
+    let terms: BTreeMap<u64, u64> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| (id, term_of(&cluster, id)))
+        .collect();
+    cluster.start_stranger(4);
+    let watch_until = Instant::now() + cluster.options().election_timeout() * 20;
+    while Instant::now() < watch_until {
+        if let Some(status) = cluster.status_direct(4) {
+            assert_ne!(
+                status.role,
+                goose_common::control::NodeRole::Goose,
+                "{status:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(cluster.is_running(4), "the stranger runs (its own cluster)");
+    assert_eq!(cluster.wait_for_goose(GOOSE_WAIT), goose, "the goose stays");
+    for (id, term) in terms {
+        assert_eq!(term_of(&cluster, id), term, "node {id}'s term stays");
+        let counted = drops(&cluster, id)
+            .get("wrong_cluster")
+            .copied()
+            .unwrap_or(0);
+        assert!(counted > 0, "node {id} counted no wrong_cluster datagram");
+    }
+}
+
+/// Garbage, a huge length prefix, an unknown protocol version, a frame cut
+/// short and a silent client on the control socket leave the daemon up and
+/// answering others (design.md §6).
+#[test]
+fn malformed_control_frames_leave_the_daemon_up() {
+    let cluster = Cluster::start(3, Options::fast());
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    let socket = cluster.socket(goose);
+    let mut version_99 = Vec::new();
+    version_99.extend_from_slice(&6u32.to_be_bytes());
+    version_99.extend_from_slice(&99u16.to_be_bytes());
+    version_99.extend_from_slice(&[0, 0, 0, 0]);
+    let frames: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "random bytes",
+            std::iter::repeat_with(|| fastrand::u8(..))
+                .take(4096)
+                .collect(),
+        ),
+        ("huge length", vec![0xff, 0xff, 0xff, 0xff, 0, 1, 2, 3]),
+        ("zero length", vec![0, 0, 0, 0]),
+        ("unknown version", version_99),
+        ("cut short", vec![0, 0, 0, 100, 0, 1, 7, 7]),
+        ("bad body", vec![0, 0, 0, 4, 0, 1, 0xff, 0xff]),
+    ];
+    // A client that connects and says nothing must not block others.
+    let _silent = UnixStream::connect(&socket).expect("connect");
+    for (what, frame) in frames {
+        let mut stream = UnixStream::connect(&socket).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        stream.write_all(&frame).unwrap_or_default();
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        // Whatever it answers (an error frame, or closing), it answers
+        // within the deadline and stays up.
+        let mut reply = Vec::new();
+        let started = Instant::now();
+        let _ = stream.read_to_end(&mut reply);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{what}: the daemon held the connection open"
+        );
+        assert!(cluster.is_running(goose), "{what}: the daemon died");
+        let answer = cluster.ctl(goose, &["is-goose"]);
+        assert!(
+            matches!(answer.status.code(), Some(0 | 1)),
+            "{what}: is-goose after it: {} {}",
+            describe_exit(answer.status),
+            stderr_of(&answer)
+        );
+    }
+    assert_eq!(cluster.wait_for_goose(GOOSE_WAIT), goose);
+}
+
+/// Bad command lines and unreachable daemons: goosectl exits 2 with one
+/// line on stderr, never 1 (design.md §6).
+#[test]
+fn goosectl_errors_are_one_line_and_exit_2() {
+    let cluster = Cluster::start(3, Options::fast());
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    let goosectl = &cluster.binaries().goosectl;
+    let socket = cluster.socket(goose).display().to_string();
+    let missing = cluster.root().join("missing.sock").display().to_string();
+    let cases: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["--socket", &socket, "frobnicate"],
+        vec!["--socket", &socket, "status", "--lokal"],
+        vec!["--socket", &socket, "partition", "add", "--in"],
+        vec![
+            "--socket",
+            &socket,
+            "partition",
+            "add",
+            "--in",
+            "--peer",
+            "2",
+            "--drop-percent",
+            "150",
+        ],
+        vec![
+            "--socket",
+            &socket,
+            "partition",
+            "add",
+            "--out",
+            "--addr",
+            "10.0.0.0/99",
+        ],
+        vec!["--socket", &socket, "partition", "split", "1,2", "2,3"],
+        vec!["--socket", &socket, "partition", "split", "1,x", "3"],
+        vec!["--socket", &socket, "partition", "delete", "999"],
+        vec!["--socket", &socket, "member", "add", "0", "127.0.0.1:1"],
+        vec!["--socket", &socket, "member", "add", "4", "not-an-address"],
+        vec!["--socket", &socket, "member", "remove", "99"],
+        vec!["--socket", &socket, "step-down", "--to", "99"],
+        vec!["--socket", &missing, "status"],
+        vec!["--socket", &missing, "is-goose"],
+    ];
+    for arguments in cases {
+        let output = run_bounded(
+            Command::new(goosectl).args(&arguments).stdin(Stdio::null()),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let stderr = stderr_of(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "goosectl {arguments:?}: {} {stderr}",
+            describe_exit(output.status)
+        );
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "goosectl {arguments:?}: one line on stderr, got: {stderr}"
+        );
+    }
+    assert_eq!(cluster.wait_for_goose(GOOSE_WAIT), goose, "nothing changed");
+}
+
+/// `goosed run` refuses a bad start-up (no key, a key readable by others, a
+/// malformed key, id 0, a bad peer, a port in use, a data directory in use)
+/// with a non-zero exit and one line on stderr (design.md §6).
+#[test]
+fn goosed_refuses_a_bad_start_up_with_one_line() {
+    let cluster = Cluster::start(1, Options::fast());
+    cluster.wait_for_goose(GOOSE_WAIT);
+    let root = cluster.root().join("bad");
+    std::fs::create_dir_all(&root).unwrap();
+    let open_key = root.join("open.key");
+    std::fs::copy(cluster.key_file(), &open_key).unwrap();
+    std::fs::set_permissions(
+        &open_key,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let bad_key = root.join("bad.key");
+    std::fs::write(&bad_key, "not a key\n").unwrap();
+    std::fs::set_permissions(
+        &bad_key,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let config = root.join("empty.toml");
+    std::fs::write(&config, "").unwrap();
+    let port = free_udp_ports(1)[0];
+    let listen = format!("127.0.0.1:{port}");
+    let busy = cluster.address(1).to_string();
+    let key = cluster.key_file().display().to_string();
+    let (config, open_key, bad_key) = (
+        config.display().to_string(),
+        open_key.display().to_string(),
+        bad_key.display().to_string(),
+    );
+    let fresh_dir = |name: &str| root.join(name).display().to_string();
+    let busy_data = cluster.data_dir(1).display().to_string();
+    let start = |listen: &str, key: Option<&str>, data: &str, extra: &[&str]| -> Vec<String> {
+        let socket = format!("{data}.sock");
+        let mut arguments = vec![
+            "run", "--config", &config, "--id", "7", "--listen", listen, "--peer",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        arguments.push(format!("7={listen}"));
+        arguments.extend(["--data-dir".into(), data.into(), "--socket".into(), socket]);
+        if let Some(key) = key {
+            arguments.extend(["--key-file".into(), key.into()]);
+        }
+        arguments.extend(extra.iter().map(|s| s.to_string()));
+        arguments
+    };
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("no key", start(&listen, None, &fresh_dir("a"), &[])),
+        (
+            "key mode 0644",
+            start(&listen, Some(&open_key), &fresh_dir("b"), &[]),
+        ),
+        (
+            "malformed key",
+            start(&listen, Some(&bad_key), &fresh_dir("c"), &[]),
+        ),
+        ("id 0", {
+            let mut a = start(&listen, Some(&key), &fresh_dir("d"), &[]);
+            let position = a.iter().position(|s| s == "7").unwrap();
+            a[position] = "0".into();
+            a
+        }),
+        (
+            "bad peer",
+            start(
+                &listen,
+                Some(&key),
+                &fresh_dir("e"),
+                &["--peer", "2=nowhere"],
+            ),
+        ),
+        (
+            "port in use",
+            start(&busy, Some(&key), &fresh_dir("f"), &[]),
+        ),
+        (
+            "data directory in use",
+            start(&listen, Some(&key), &busy_data, &[]),
+        ),
+    ];
+    for (what, arguments) in cases {
+        let output = run_bounded(
+            Command::new(&cluster.binaries().goosed)
+                .args(&arguments)
+                .stdin(Stdio::null())
+                .env_remove("RUST_LOG"),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|error| panic!("{what}: goosed did not refuse to start: {error}"));
+        let stderr = stderr_of(&output);
+        assert!(
+            !output.status.success(),
+            "{what}: goosed started: {}",
+            describe_exit(output.status)
+        );
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{what}: one line on stderr, got: {stderr}"
+        );
+    }
+    assert!(cluster.is_running(1), "the running node is untouched");
+}
+
+// ---------------------------------------------------------------------------
+// Hooks.
+// ---------------------------------------------------------------------------
+
+/// The line the harness writes into a hook log when it (re)starts a node:
+/// a restarted daemon may or may not report its first role, and a killed
+/// goose never ran its on_duck, so alternation is checked between restarts.
+const RESTART_MARK: &str = "restart";
+
+/// Appends the restart mark to a node's hook log and starts it.
+fn start_marked(cluster: &mut Cluster, id: u64) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cluster.hook_log(id))
+        .unwrap();
+    writeln!(file, "{RESTART_MARK}").unwrap();
+    cluster.start_node(id);
+}
+
+/// Hooks (design.md §7) through kills, a partition that isolates the goose,
+/// a SIGTERM handoff and a step-down: on every node the on_goose and
+/// on_duck lines alternate strictly (between restarts) with non-decreasing
+/// terms, and no term has goose lines from two nodes.
+#[test]
+fn hooks_alternate_and_name_one_goose_per_term() {
+    let options = Options {
+        record_hooks: true,
+        ..Options::fast()
+    };
+    let mut cluster = Cluster::new(3, options);
+    for id in cluster.ids() {
+        start_marked(&mut cluster, id);
+    }
+    let first = cluster.wait_for_goose(GOOSE_WAIT);
+    cluster.kill(first);
+    let second = cluster.wait_for_goose(GOOSE_WAIT);
+    start_marked(&mut cluster, first);
+    wait_until_settled(&cluster, second);
+
+    let others: Vec<String> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != second)
+        .map(|id| id.to_string())
+        .collect();
+    cluster.ctl_ok(
+        second,
+        &["partition", "split", &second.to_string(), &others.join(",")],
+    );
+    let third = wait_for("a goose away from the isolated one", GOOSE_WAIT, || {
+        cluster.goose().filter(|id| *id != second)
+    });
+    cluster.ctl_ok(third, &["partition", "heal"]);
+    wait_until_settled(&cluster, third);
+
+    cluster
+        .terminate(third, Duration::from_secs(5))
+        .expect("the goose exits on SIGTERM");
+    let fourth = cluster.wait_for_goose(GOOSE_WAIT);
+    start_marked(&mut cluster, third);
+    wait_until_settled(&cluster, fourth);
+    let target = cluster.ids().into_iter().find(|id| *id != fourth).unwrap();
+    cluster.ctl_ok(fourth, &["step-down", "--to", &target.to_string()]);
+    wait_for("the step-down target to be goose", GOOSE_WAIT, || {
+        (cluster.goose() == Some(target)).then_some(())
+    });
+    // Hooks run after the role changes; give the last ones time to finish.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let mut goose_of_term: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut goose_lines = 0;
+    for id in cluster.ids() {
+        let text = std::fs::read_to_string(cluster.hook_log(id)).unwrap_or_default();
+        let mut previous: Option<(String, u64)> = None;
+        for line in text.lines() {
+            if line == RESTART_MARK {
+                previous = None;
+                continue;
+            }
+            let (role, term) = line
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("node {id}: malformed hook line {line:?}:\n{text}"));
+            let term: u64 = term
+                .parse()
+                .unwrap_or_else(|_| panic!("node {id}: GOOSE_TERM {term:?} is not a number"));
+            assert!(
+                role == "goose" || role == "duck",
+                "node {id}: GOOSE_ROLE {role:?}"
+            );
+            if let Some((previous_role, previous_term)) = &previous {
+                assert_ne!(
+                    previous_role, role,
+                    "node {id}: two {role} lines in a row:\n{text}"
+                );
+                assert!(
+                    *previous_term <= term,
+                    "node {id}: term went back from {previous_term} to {term}:\n{text}"
+                );
+            }
+            if role == "goose" {
+                goose_lines += 1;
+                let owner = goose_of_term.entry(term).or_insert(id);
+                assert_eq!(*owner, id, "term {term} has goose hooks on two nodes");
+            }
+            previous = Some((role.to_string(), term));
+        }
+    }
+    assert!(
+        goose_of_term.len() >= 4,
+        "expected goose hooks in at least 4 terms (one per change), saw {goose_of_term:?}"
+    );
+    eprintln!("hooks: {goose_lines} goose lines, goose by term {goose_of_term:?}");
+}
