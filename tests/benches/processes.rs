@@ -1,2 +1,386 @@
-//! Placeholder, written next.
-fn main() {}
+//! Real-process benchmark (design.md §9, tier 5): what the daemons cost and
+//! how long a cluster of five is without a goose, measured on loopback.
+//!
+//! - The goose-less window after SIGKILL of the goose, after isolating the
+//!   goose with `partition split` (it alone against the rest), and after
+//!   SIGTERM (a graceful handoff): p50, p90 and max over `ROUNDS` rounds.
+//!   The window runs from the last goose answer of the old goose to the
+//!   first goose answer of its successor, both read from the daemons'
+//!   `clock_ns` (one `CLOCK_BOOTTIME` on one host); the time from the event
+//!   (signal or split) to that first answer is shown beside it. Every node
+//!   is polled over the control protocol directly, a round every 2 ms.
+//! - `is-goose` answers per second from one client on one connection over
+//!   the control protocol, and from the goosectl binary (a process per
+//!   answer) for comparison.
+//! - Resident memory (VmRSS) per daemon, and CPU per daemon while idle
+//!   (utime + stime over 10 s).
+//!
+//! Run with `cargo bench -p goose-tests --bench processes`. Defaults: 20
+//! rounds and the daemon's default timers (heartbeat 50 ms, election
+//! timeout 300 ms). `GOOSE_BENCH_ROUNDS=N` changes the rounds;
+//! `GOOSE_BENCH_FAST=1` uses the fast profile of design.md §8 (heartbeat
+//! 10 ms, election timeout 50 ms).
+
+use goose_common::control::{read_frame, write_frame, NodeStatus, Reply, Request};
+use goose_common::NodeId;
+use goose_tests::cluster::{control_call, run_bounded, wait_for, Cluster, Options};
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Nodes in the benchmark cluster.
+const NODES: u64 = 5;
+
+/// Rounds of each failover kind unless `GOOSE_BENCH_ROUNDS` says otherwise.
+const ROUNDS_DEFAULT: usize = 20;
+
+/// How long one failover may take before the benchmark gives up.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the cluster may take to settle between rounds.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The pause between two polling rounds of every node.
+const POLL_INTERVAL: Duration = Duration::from_millis(2);
+
+/// How long each query-rate measurement runs.
+const QUERY_RUN: Duration = Duration::from_secs(3);
+
+/// How long the idle CPU is measured.
+const IDLE_RUN: Duration = Duration::from_secs(10);
+
+/// What ended the old goose's reign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Event {
+    Kill,
+    Isolate,
+    Terminate,
+}
+
+impl Event {
+    fn describe(self) -> &'static str {
+        match self {
+            Event::Kill => "SIGKILL of the goose",
+            Event::Isolate => "partition split, goose alone",
+            Event::Terminate => "SIGTERM of the goose (handoff)",
+        }
+    }
+}
+
+/// One failover: the goose-less window and the time from the event.
+#[derive(Clone, Copy, Debug)]
+struct Failover {
+    window: Duration,
+    from_event: Duration,
+}
+
+fn main() {
+    // `cargo test --all-targets` also runs benches without the `--bench`
+    // flag; this one takes minutes, so it runs only under `cargo bench`.
+    if !std::env::args().any(|argument| argument == "--bench") {
+        println!("processes benchmark: run it with `cargo bench -p goose-tests --bench processes`");
+        return;
+    }
+    let rounds = std::env::var("GOOSE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(ROUNDS_DEFAULT);
+    let options = if std::env::var_os("GOOSE_BENCH_FAST").is_some() {
+        Options {
+            heartbeat_ms: Some(10),
+            election_timeout_ms: Some(50),
+            ..Options::default()
+        }
+    } else {
+        Options::default()
+    };
+    println!(
+        "processes benchmark: {NODES} nodes on loopback, heartbeat {} ms, election timeout {} ms, \
+         {rounds} rounds",
+        options.heartbeat_ms.unwrap_or(50),
+        options.election_timeout().as_millis()
+    );
+    let mut cluster = Cluster::start(NODES, options);
+    cluster.wait_for_goose(SETTLE_TIMEOUT);
+    settle(&cluster);
+
+    bench_idle(&cluster);
+    bench_queries(&cluster);
+    for event in [Event::Kill, Event::Isolate, Event::Terminate] {
+        let failovers: Vec<Failover> = (0..rounds).map(|_| failover(&mut cluster, event)).collect();
+        report(event, &failovers);
+    }
+}
+
+/// Waits until every node runs, answers, and follows one goose; returns it.
+fn settle(cluster: &Cluster) -> u64 {
+    wait_for("the cluster to settle", SETTLE_TIMEOUT, || {
+        let statuses: Vec<NodeStatus> = cluster
+            .ids()
+            .into_iter()
+            .filter_map(|id| cluster.status_direct(id))
+            .collect();
+        let geese: Vec<&NodeStatus> = statuses.iter().filter(|s| s.is_goose()).collect();
+        let [goose] = geese.as_slice() else {
+            return None;
+        };
+        let all_follow = statuses.len() == cluster.ids().len()
+            && statuses
+                .iter()
+                .all(|status| status.leader_id == Some(goose.id));
+        all_follow.then_some(goose.id.0)
+    })
+}
+
+/// Persistent connections to every node's socket, polled in turn.
+struct Pollers {
+    connections: BTreeMap<u64, Option<UnixStream>>,
+    sockets: BTreeMap<u64, std::path::PathBuf>,
+}
+
+impl Pollers {
+    fn new(cluster: &Cluster) -> Pollers {
+        let sockets: BTreeMap<u64, std::path::PathBuf> = cluster.sockets().into_iter().collect();
+        Pollers {
+            connections: sockets.keys().map(|id| (*id, None)).collect(),
+            sockets,
+        }
+    }
+
+    /// One answer from every node that gives one.
+    fn poll(&mut self) -> Vec<NodeStatus> {
+        let mut answers = Vec::new();
+        for (id, connection) in &mut self.connections {
+            if connection.is_none() {
+                *connection = UnixStream::connect(&self.sockets[id])
+                    .ok()
+                    .filter(|stream| {
+                        stream
+                            .set_read_timeout(Some(Duration::from_millis(300)))
+                            .is_ok()
+                    });
+            }
+            let answer = connection.as_mut().and_then(|stream| {
+                write_frame(stream, &Request::Status { local: true }).ok()?;
+                match read_frame(stream).ok()? {
+                    Reply::NodeStatus(status) => Some(status),
+                    _ => None,
+                }
+            });
+            match answer {
+                Some(status) => answers.push(status),
+                None => *connection = None,
+            }
+        }
+        answers
+    }
+}
+
+/// One round: ends the current goose's reign by `event`, measures until
+/// another node answers goose, then restores the cluster.
+fn failover(cluster: &mut Cluster, event: Event) -> Failover {
+    let old = settle(cluster);
+    let mut pollers = Pollers::new(cluster);
+    let mut last_old_answer = 0u64;
+    for status in pollers.poll() {
+        if status.id.0 == old && status.is_goose() {
+            last_old_answer = status.clock_ns;
+        }
+    }
+    let others: Vec<NodeId> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != old)
+        .map(NodeId)
+        .collect();
+    let event_ns = goosed::clock::now().0;
+    match event {
+        Event::Kill => cluster.kill(old),
+        Event::Isolate => {
+            let request = Request::PartitionSplit {
+                sides: (vec![NodeId(old)], others.clone()),
+            };
+            let reply = control_call(&cluster.socket(old), &request, Duration::from_secs(10));
+            assert!(matches!(reply, Ok(Reply::Ok(_))), "split: {reply:?}");
+        }
+        Event::Terminate => cluster.signal(old, nix::sys::signal::Signal::SIGTERM),
+    }
+    let deadline = Instant::now() + FAILOVER_TIMEOUT;
+    let first_new_answer = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no new goose within {} ms after {}",
+            FAILOVER_TIMEOUT.as_millis(),
+            event.describe()
+        );
+        let answers = pollers.poll();
+        let mut new_answer = None;
+        for status in answers.iter().filter(|status| status.is_goose()) {
+            if status.id.0 == old {
+                last_old_answer = last_old_answer.max(status.clock_ns);
+            } else {
+                new_answer = Some(status.clock_ns);
+            }
+        }
+        if let Some(clock_ns) = new_answer {
+            break clock_ns;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    };
+    // Before the event the old goose was answering, so the window starts at
+    // its last answer, or at the event if the poller saw none after it.
+    let window_start = last_old_answer.max(event_ns.min(first_new_answer));
+    let result = Failover {
+        window: Duration::from_nanos(first_new_answer.saturating_sub(window_start)),
+        from_event: Duration::from_nanos(first_new_answer.saturating_sub(event_ns)),
+    };
+    match event {
+        Event::Kill => cluster.start_node(old),
+        Event::Isolate => {
+            let reply = control_call(
+                &cluster.socket(old),
+                &Request::PartitionHeal,
+                Duration::from_secs(10),
+            );
+            assert!(matches!(reply, Ok(Reply::Ok(_))), "heal: {reply:?}");
+        }
+        Event::Terminate => {
+            let status = cluster
+                .wait_exit(old, FAILOVER_TIMEOUT)
+                .expect("the old goose exits after SIGTERM");
+            assert_eq!(status.code(), Some(0), "the old goose exits 0");
+            cluster.start_node(old);
+        }
+    }
+    result
+}
+
+/// Prints p50, p90 and max of the failovers of one kind.
+fn report(event: Event, failovers: &[Failover]) {
+    let summary = |mut values: Vec<Duration>| {
+        values.sort();
+        let at = |quantile: f64| {
+            let index = ((values.len() as f64 - 1.0) * quantile).round() as usize;
+            values[index].as_secs_f64() * 1000.0
+        };
+        format!(
+            "p50 {:7.1} ms  p90 {:7.1} ms  max {:7.1} ms",
+            at(0.5),
+            at(0.9),
+            at(1.0)
+        )
+    };
+    println!("{} ({} rounds):", event.describe(), failovers.len());
+    println!(
+        "  goose-less window   {}",
+        summary(failovers.iter().map(|f| f.window).collect())
+    );
+    println!(
+        "  event to new goose  {}",
+        summary(failovers.iter().map(|f| f.from_event).collect())
+    );
+}
+
+/// `is-goose` answers per second: one client, one connection; then the
+/// goosectl binary, a process per answer.
+fn bench_queries(cluster: &Cluster) {
+    let goose = settle(cluster);
+    let socket = cluster.socket(goose);
+    let mut stream = UnixStream::connect(&socket).expect("connect to the goose");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("set a timeout");
+    let started = Instant::now();
+    let mut answers = 0u64;
+    let mut geese = 0u64;
+    while started.elapsed() < QUERY_RUN {
+        write_frame(&mut stream, &Request::IsGoose).expect("send is-goose");
+        match read_frame(&mut stream).expect("read the answer") {
+            Reply::IsGoose(status) => {
+                answers += 1;
+                geese += u64::from(status.is_goose());
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    let rate = answers as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "is-goose over the control protocol: {rate:.0} answers/s from one client \
+         ({answers} answers, {geese} goose)"
+    );
+    let started = Instant::now();
+    let mut answers = 0u64;
+    while started.elapsed() < QUERY_RUN {
+        let output = run_bounded(
+            Command::new(&cluster.binaries().goosectl)
+                .arg("--socket")
+                .arg(&socket)
+                .arg("is-goose")
+                .stdin(Stdio::null()),
+            Duration::from_secs(5),
+        )
+        .expect("goosectl runs");
+        assert!(output.status.code().is_some_and(|code| code <= 1));
+        answers += 1;
+    }
+    let rate = answers as f64 / started.elapsed().as_secs_f64();
+    println!("is-goose through goosectl: {rate:.0} answers/s (a process per answer)");
+}
+
+/// Resident memory and idle CPU of every daemon.
+fn bench_idle(cluster: &Cluster) {
+    let goose = settle(cluster);
+    let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let pids: BTreeMap<u64, i32> = cluster
+        .ids()
+        .into_iter()
+        .filter_map(|id| cluster.pid(id).map(|pid| (id, pid.as_raw())))
+        .collect();
+    let before: BTreeMap<u64, u64> = pids
+        .iter()
+        .map(|(id, pid)| (*id, cpu_ticks(*pid)))
+        .collect();
+    let started = Instant::now();
+    std::thread::sleep(IDLE_RUN);
+    let elapsed = started.elapsed().as_secs_f64();
+    println!("idle daemons over {} s:", IDLE_RUN.as_secs());
+    for (id, pid) in &pids {
+        let ticks = cpu_ticks(*pid).saturating_sub(before[id]);
+        let cpu_percent = ticks as f64 / ticks_per_second / elapsed * 100.0;
+        println!(
+            "  node {id} ({}): VmRSS {:>6} kB, CPU {cpu_percent:.2}% of one core",
+            if *id == goose { "goose" } else { "duck " },
+            resident_kilobytes(*pid)
+        );
+    }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name: state is field 3, so
+    // utime (14) and stime (15) are the 12th and 13th after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |index: usize| fields.get(index).and_then(|v| v.parse::<u64>().ok());
+    field(11).unwrap_or(0) + field(12).unwrap_or(0)
+}
+
+/// VmRSS of a process in kB.
+fn resident_kilobytes(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status"))
+        .unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
