@@ -26,20 +26,21 @@
 //! answers with a stream of [`Reply::Event`] until either side closes.
 
 use crate::ids::{LogIndex, NodeId, Term};
-use crate::limits::{ADDRESS_BYTES_MAX, LEARNERS_MAX, VOTERS_MAX};
+use crate::limits::{LEARNERS_MAX, VOTERS_MAX};
 use crate::messages::MemberRole;
+use crate::partition::{ListedRule, Rule};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The version of this protocol, the first two bytes of every frame payload.
 /// Bump it whenever the postcard layout of [`Request`] or [`Reply`] changes.
-pub const CONTROL_PROTOCOL_VERSION: u16 = 1;
+pub const CONTROL_PROTOCOL_VERSION: u16 = 2;
 
 /// The largest frame payload (version plus body), in bytes. A cluster status
 /// of [`MEMBERS_MAX`] members is a few kilobytes, so this leaves ample room
@@ -54,13 +55,6 @@ pub const FRAME_VERSION_BYTES: usize = 2;
 
 /// The most members a cluster holds: voters plus learners (design.md §8).
 pub const MEMBERS_MAX: usize = VOTERS_MAX + LEARNERS_MAX;
-
-/// The longest expiry a partition rule may be given. Drill rules are meant
-/// to be short-lived; a day is already generous.
-pub const RULE_DURATION_MAX: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The longest CIDR string a rule may carry, in bytes.
-pub const CIDR_BYTES_MAX: usize = ADDRESS_BYTES_MAX;
 
 /// How long the daemon may take to answer a question it answers from its own
 /// state (is-goose, local status, lists, local rule changes).
@@ -249,134 +243,6 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(reader: &mut R) -> Result<T, Fra
     decode_payload(&payload)
 }
 
-/// Which datagrams a partition rule applies to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Chain {
-    /// Datagrams this node receives.
-    In,
-    /// Datagrams this node sends.
-    Out,
-    /// Both directions.
-    Both,
-}
-
-/// Whose datagrams a partition rule applies to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuleTarget {
-    /// Datagrams from or to this member.
-    Peer(NodeId),
-    /// Datagrams from or to addresses in this CIDR block (`10.0.0.0/24`,
-    /// `::1/128`; a bare address means the one host).
-    Addr(String),
-}
-
-/// A partition rule as an operator states it (`goosectl partition add`).
-///
-/// A request-side stand-in for `goose_common::partition::Rule` until the two
-/// are reconciled; it holds only what the CLI can express.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct RuleSpec {
-    /// The direction.
-    pub chain: Chain,
-    /// The peer or address block.
-    pub target: RuleTarget,
-    /// The share of matching datagrams to drop, 0 to 100.
-    pub drop_percent: u8,
-    /// After how long the rule removes itself; `None`: until deleted.
-    pub for_duration_ms: Option<u64>,
-}
-
-/// A rule in force on a daemon, as `partition list` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleInfo {
-    /// The number `partition delete` takes.
-    pub number: u32,
-    /// The rule.
-    pub rule: RuleSpec,
-    /// How long until the rule expires, if it does.
-    pub expires_in_ms: Option<u64>,
-    /// How many datagrams it has dropped so far.
-    pub dropped: u64,
-}
-
-/// Parses a CIDR block: an IP address, optionally followed by `/prefix`.
-pub fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
-    if text.len() > CIDR_BYTES_MAX {
-        return Err(format!(
-            "address block is longer than {CIDR_BYTES_MAX} bytes"
-        ));
-    }
-    let (address_text, prefix_text) = match text.split_once('/') {
-        Some((address, prefix)) => (address, Some(prefix)),
-        None => (text, None),
-    };
-    let address: IpAddr = address_text
-        .parse()
-        .map_err(|_| format!("'{text}' is not an IP address or CIDR block"))?;
-    let prefix_max: u8 = if address.is_ipv4() { 32 } else { 128 };
-    let prefix = match prefix_text {
-        None => prefix_max,
-        Some(prefix_text) => prefix_text
-            .parse::<u8>()
-            .ok()
-            .filter(|prefix| *prefix <= prefix_max)
-            .ok_or_else(|| format!("'{text}' has an invalid prefix length (0 to {prefix_max})"))?,
-    };
-    Ok((address, prefix))
-}
-
-impl RuleSpec {
-    /// Checks the bounds a daemon relies on.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.drop_percent > 100 {
-            return Err(format!("drop percentage {} is over 100", self.drop_percent));
-        }
-        match &self.target {
-            RuleTarget::Peer(id) if !id.is_valid() => return Err("peer id must be above 0".into()),
-            RuleTarget::Peer(_) => {}
-            RuleTarget::Addr(cidr) => {
-                parse_cidr(cidr)?;
-            }
-        }
-        if let Some(duration_ms) = self.for_duration_ms {
-            let max_ms = RULE_DURATION_MAX.as_millis();
-            if duration_ms == 0 || u128::from(duration_ms) > max_ms {
-                return Err(format!(
-                    "rule duration must be between 1 ms and {max_ms} ms"
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Chain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Chain::In => "in",
-            Chain::Out => "out",
-            Chain::Both => "both",
-        })
-    }
-}
-
-impl fmt::Display for RuleSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ", self.chain)?;
-        match &self.target {
-            RuleTarget::Peer(id) => write!(f, "peer {id}")?,
-            RuleTarget::Addr(cidr) => write!(f, "addr {cidr}")?,
-        }
-        write!(f, ", drop {}%", self.drop_percent)?;
-        if let Some(duration_ms) = self.for_duration_ms {
-            write!(f, ", for {duration_ms} ms")?;
-        }
-        Ok(())
-    }
-}
-
 /// What goosectl asks the local daemon.
 ///
 /// The postcard layout depends on the order of the variants: append new
@@ -411,7 +277,7 @@ pub enum Request {
     /// The partition rules in force on this node ([`Reply::Rules`]).
     PartitionList,
     /// Append a partition rule on this node.
-    PartitionAdd(RuleSpec),
+    PartitionAdd(Rule),
     /// Delete this node's rule with this number.
     PartitionDelete(u32),
     /// Delete every rule on this node.
@@ -505,7 +371,7 @@ impl Request {
         match self {
             Request::MemberAdd { id, .. } | Request::MemberRemove { id } => valid_id(id),
             Request::StepDown { to: Some(id) } => valid_id(id),
-            Request::PartitionAdd(rule) => rule.validate(),
+            Request::PartitionAdd(rule) => rule.validate().map_err(|error| error.to_string()),
             Request::PartitionSplit {
                 sides: (left, right),
             } => validate_split(left, right),
@@ -753,8 +619,8 @@ pub enum Reply {
     Event(WatchEvent),
     /// The answer to `MemberList`.
     Members(Vec<MemberInfo>),
-    /// The answer to `PartitionList`.
-    Rules(Vec<RuleInfo>),
+    /// The answer to `PartitionList`: the rules in order, numbered from 1.
+    Rules(Vec<ListedRule>),
     /// A mutating request succeeded; one line for a person.
     Ok(String),
 }
@@ -813,6 +679,7 @@ mod tests {
     //! exact JSON shapes that design.md §6 makes a contract.
 
     use super::*;
+    use crate::partition::{Chain, DropPercent, Matcher};
     use proptest::prelude::*;
     use std::io::Cursor;
 
@@ -858,11 +725,11 @@ mod tests {
             },
             Request::MemberRemove { id: NodeId(2) },
             Request::PartitionList,
-            Request::PartitionAdd(RuleSpec {
+            Request::PartitionAdd(Rule {
                 chain: Chain::Both,
-                target: RuleTarget::Addr("10.0.0.0/24".into()),
-                drop_percent: 50,
-                for_duration_ms: Some(30_000),
+                matcher: Matcher::Addr("10.0.0.0/24".parse().unwrap()),
+                drop_percent: DropPercent::new(50).unwrap(),
+                duration: Some(Duration::from_secs(30)),
             }),
             Request::PartitionDelete(3),
             Request::PartitionFlush,
@@ -895,17 +762,25 @@ mod tests {
                 addr: "127.0.0.1:7701".parse().unwrap(),
                 role: MemberKind::Learner,
             }]),
-            Reply::Rules(vec![RuleInfo {
-                number: 1,
-                rule: RuleSpec {
-                    chain: Chain::In,
-                    target: RuleTarget::Peer(NodeId(2)),
-                    drop_percent: 100,
-                    for_duration_ms: None,
+            Reply::Rules(vec![
+                ListedRule {
+                    number: 1,
+                    rule: Rule::drop_all(Chain::In, Matcher::Peer(NodeId(2))),
+                    remaining: None,
+                    dropped: 9,
                 },
-                expires_in_ms: None,
-                dropped: 9,
-            }]),
+                ListedRule {
+                    number: 2,
+                    rule: Rule {
+                        chain: Chain::Out,
+                        matcher: Matcher::Addr("fd00::/8".parse().unwrap()),
+                        drop_percent: DropPercent::new(1).unwrap(),
+                        duration: Some(Duration::from_millis(1500)),
+                    },
+                    remaining: Some(Duration::from_millis(700)),
+                    dropped: 0,
+                },
+            ]),
             Reply::Ok("done".into()),
         ]
     }
@@ -1016,7 +891,7 @@ mod tests {
                 result,
                 Err(FrameError::UnsupportedVersion {
                     received: 9,
-                    supported: 1
+                    supported: CONTROL_PROTOCOL_VERSION
                 })
             ),
             "{result:?}"
@@ -1157,51 +1032,39 @@ mod tests {
         }
         .validate()
         .is_err());
-        let rule = |target: RuleTarget, drop_percent: u8, for_duration_ms: Option<u64>| {
-            Request::PartitionAdd(RuleSpec {
+        // Rules are checked by partition::Rule::validate, and the reason
+        // reaches the operator as one line.
+        let rule = |matcher: Matcher, duration: Option<Duration>| {
+            Request::PartitionAdd(Rule {
                 chain: Chain::In,
-                target,
-                drop_percent,
-                for_duration_ms,
+                matcher,
+                drop_percent: DropPercent::ALL,
+                duration,
             })
         };
-        assert!(rule(RuleTarget::Peer(NodeId(1)), 101, None)
-            .validate()
-            .is_err());
-        assert!(rule(RuleTarget::Peer(NodeId(0)), 100, None)
-            .validate()
-            .is_err());
-        assert!(rule(RuleTarget::Addr("10.0.0.0/33".into()), 100, None)
-            .validate()
-            .is_err());
-        assert!(rule(RuleTarget::Addr("nonsense".into()), 100, None)
-            .validate()
-            .is_err());
-        assert!(rule(RuleTarget::Peer(NodeId(1)), 100, Some(0))
-            .validate()
-            .is_err());
-        assert!(rule(RuleTarget::Peer(NodeId(1)), 100, Some(u64::MAX))
-            .validate()
-            .is_err());
-        assert!(rule(RuleTarget::Addr("fd00::/8".into()), 0, Some(1))
-            .validate()
-            .is_ok());
-    }
-
-    #[test]
-    fn cidr_blocks_parse_with_or_without_a_prefix() {
         assert_eq!(
-            parse_cidr("10.0.0.3"),
-            Ok(("10.0.0.3".parse().unwrap(), 32))
+            rule(Matcher::Peer(NodeId(0)), None).validate(),
+            Err("peer id 0 is not a node id (ids start at 1)".to_string())
         );
         assert_eq!(
-            parse_cidr("10.0.0.0/8"),
-            Ok(("10.0.0.0".parse().unwrap(), 8))
+            rule(Matcher::Peer(NodeId(1)), Some(Duration::ZERO)).validate(),
+            Err("a rule's duration must be longer than zero".to_string())
         );
-        assert_eq!(parse_cidr("::1"), Ok(("::1".parse().unwrap(), 128)));
-        assert!(parse_cidr("::1/129").is_err());
-        assert!(parse_cidr("10.0.0.0/").is_err());
-        assert!(parse_cidr(&"1".repeat(CIDR_BYTES_MAX + 1)).is_err());
+        let too_long = rule(Matcher::Peer(NodeId(1)), Some(Duration::MAX)).validate();
+        assert!(
+            too_long
+                .as_ref()
+                .is_err_and(|message| message.contains("too long")),
+            "{too_long:?}"
+        );
+        assert_eq!(
+            rule(
+                Matcher::Addr("fd00::/8".parse().unwrap()),
+                Some(Duration::from_millis(1))
+            )
+            .validate(),
+            Ok(())
+        );
     }
 
     #[test]

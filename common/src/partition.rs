@@ -68,6 +68,9 @@ pub enum RuleError {
         max = DisplayDuration(PARTITION_RULE_DURATION_MAX)
     )]
     DurationTooLong(Duration),
+    /// A `--peer` rule names node id 0, which no node has.
+    #[error("peer id {0} is not a node id (ids start at 1)")]
+    InvalidPeerId(NodeId),
 }
 
 /// The direction a datagram travels, relative to this daemon.
@@ -79,8 +82,10 @@ pub enum Direction {
     Out,
 }
 
-/// Which datagrams a rule applies to, by direction.
+/// Which datagrams a rule applies to, by direction. In JSON: `"in"`,
+/// `"out"` or `"both"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Chain {
     /// Received datagrams (`--in`).
     In,
@@ -250,8 +255,10 @@ impl fmt::Display for Cidr {
     }
 }
 
-/// Which peer's datagrams a rule applies to.
+/// Which peer's datagrams a rule applies to. In JSON: `{"peer": 3}` or
+/// `{"addr": "10.0.0.0/8"}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Matcher {
     /// The peer with this node id: the authenticated sender of a received
     /// datagram, or the addressee of a sent one (`--peer ID`).
@@ -329,6 +336,10 @@ impl fmt::Display for DropPercent {
 }
 
 /// One partition rule, as `goosectl partition add` sends it.
+///
+/// Its duration travels (in postcard and JSON alike) as whole milliseconds,
+/// `duration_ms`, the resolution [`parse_duration`] reads and
+/// [`DisplayDuration`] prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Rule {
     /// Which direction it applies to.
@@ -339,6 +350,7 @@ pub struct Rule {
     pub drop_percent: DropPercent,
     /// How long after being added it expires; `None`: until deleted, flushed
     /// or the daemon restarts (rules are never persisted).
+    #[serde(rename = "duration_ms", with = "optional_millis")]
     pub duration: Option<Duration>,
 }
 
@@ -353,10 +365,16 @@ impl Rule {
         }
     }
 
-    /// Checks what the types cannot: the duration is positive and at most
-    /// [`PARTITION_RULE_DURATION_MAX`]. A daemon checks every rule it is
-    /// given, since a rule may arrive from anywhere over the control socket.
+    /// Checks what the types cannot: a peer is a valid node id, and the
+    /// duration is positive and at most [`PARTITION_RULE_DURATION_MAX`]. A
+    /// daemon checks every rule it is given, since a rule may arrive from
+    /// anywhere over the control socket.
     pub fn validate(&self) -> Result<(), RuleError> {
+        if let Matcher::Peer(id) = self.matcher {
+            if !id.is_valid() {
+                return Err(RuleError::InvalidPeerId(id));
+            }
+        }
         match self.duration {
             Some(duration) if duration.is_zero() => Err(RuleError::ZeroDuration),
             Some(duration) if duration > PARTITION_RULE_DURATION_MAX => {
@@ -395,7 +413,8 @@ impl fmt::Display for Rule {
 
 /// A rule as `partition list` shows it: its number (1-based, the `N` of
 /// `partition delete N`), the time it has left if it expires, and how many
-/// datagrams it has dropped.
+/// datagrams it has dropped. Like [`Rule`], its time left travels as
+/// milliseconds, `remaining_ms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ListedRule {
     /// The rule's position in the table, from 1.
@@ -403,6 +422,7 @@ pub struct ListedRule {
     /// The rule as it was added.
     pub rule: Rule,
     /// How long until it expires, if it does.
+    #[serde(rename = "remaining_ms", with = "optional_millis")]
     pub remaining: Option<Duration>,
     /// How many datagrams it has dropped since it was added.
     pub dropped: u64,
@@ -422,6 +442,29 @@ impl fmt::Display for ListedRule {
             None => f.write_str(", until deleted")?,
         }
         write!(f, ", {} dropped", self.dropped)
+    }
+}
+
+/// (De)serializes an `Option<Duration>` as an optional number of whole
+/// milliseconds (rounded down; saturating at `u64::MAX`), so that JSON reads
+/// `"duration_ms": 30000` rather than `{"secs": 30, "nanos": 0}`.
+mod optional_millis {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(
+        duration: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        duration
+            .map(|duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+            .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(deserializer)?.map(Duration::from_millis))
     }
 }
 
@@ -722,6 +765,52 @@ mod tests {
         );
         rule.duration = Some(Duration::from_secs(1));
         assert_eq!(rule.validate(), Ok(()));
+        let nobody = Rule::drop_all(Chain::In, Matcher::Peer(NodeId(0)));
+        assert_eq!(nobody.validate(), Err(RuleError::InvalidPeerId(NodeId(0))));
+        assert_eq!(
+            nobody.validate().unwrap_err().to_string(),
+            "peer id 0 is not a node id (ids start at 1)"
+        );
+    }
+
+    #[test]
+    fn json_is_lowercase_with_durations_in_milliseconds() {
+        let listed = ListedRule {
+            number: 1,
+            rule: Rule {
+                chain: Chain::In,
+                matcher: Matcher::Peer(NodeId(3)),
+                drop_percent: DropPercent::ALL,
+                duration: Some(Duration::from_secs(30)),
+            },
+            remaining: Some(Duration::from_micros(29_500_900)),
+            dropped: 0,
+        };
+        let json = serde_json::to_string(&listed).unwrap();
+        assert_eq!(
+            json,
+            r#"{"number":1,"rule":{"chain":"in","matcher":{"peer":3},"drop_percent":100,"duration_ms":30000},"remaining_ms":29500,"dropped":0}"#
+        );
+        let by_address = Rule {
+            chain: Chain::Both,
+            matcher: Matcher::Addr(cidr("fd00::/8")),
+            drop_percent: DropPercent::new(5).unwrap(),
+            duration: None,
+        };
+        let json = serde_json::to_string(&by_address).unwrap();
+        assert_eq!(
+            json,
+            r#"{"chain":"both","matcher":{"addr":"fd00::/8"},"drop_percent":5,"duration_ms":null}"#
+        );
+        assert_eq!(serde_json::from_str::<Rule>(&json).unwrap(), by_address);
+        // JSON input is checked like the parsers check text.
+        for bad in [
+            r#"{"chain":"in","matcher":{"peer":3},"drop_percent":0,"duration_ms":null}"#,
+            r#"{"chain":"in","matcher":{"addr":"10.0.0.1/8"},"drop_percent":1,"duration_ms":null}"#,
+            r#"{"chain":"sideways","matcher":{"peer":3},"drop_percent":1,"duration_ms":null}"#,
+        ] {
+            assert!(serde_json::from_str::<Rule>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

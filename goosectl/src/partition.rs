@@ -7,9 +7,9 @@ use crate::member::parse_node_id;
 use crate::output::{self, EXIT_SUCCESS};
 use crate::Context;
 use clap::ArgGroup;
-use goose_common::control::{
-    parse_cidr, Chain, Reply, Request, RuleInfo, RuleSpec, RuleTarget, MEMBERS_MAX,
-    RULE_DURATION_MAX,
+use goose_common::control::{Reply, Request, MEMBERS_MAX};
+use goose_common::partition::{
+    parse_duration, Chain, Cidr, DropPercent, ListedRule, Matcher, Rule, RuleError,
 };
 use goose_common::NodeId;
 use serde::Serialize;
@@ -48,7 +48,8 @@ pub enum PartitionCommand {
 pub struct NodeIds(Vec<NodeId>);
 
 /// A rule: one direction, one peer or address block, how much to drop, and
-/// for how long.
+/// for how long. Each value is read by `goose_common::partition`'s own
+/// parsers, so goosectl refuses exactly what the daemon would.
 #[derive(Debug, clap::Args)]
 #[command(group(ArgGroup::new("chain").required(true).args(["in", "out", "both"])))]
 #[command(group(ArgGroup::new("target").required(true).args(["peer", "addr"])))]
@@ -65,21 +66,23 @@ pub struct RuleArgs {
     /// Datagrams from or to this member.
     #[arg(long, value_name = "ID", value_parser = parse_node_id)]
     peer: Option<NodeId>,
-    /// Datagrams from or to this address block, e.g. 10.0.0.0/24.
-    #[arg(long, value_name = "CIDR", value_parser = parse_cidr_arg)]
-    addr: Option<String>,
-    /// The share of matching datagrams to drop.
-    #[arg(long, value_name = "P", default_value_t = 100,
-          value_parser = clap::value_parser!(u8).range(0..=100))]
-    drop_percent: u8,
-    /// Remove the rule by itself after this long, e.g. 30s, 500ms, 2m, 1h.
+    /// Datagrams from or to this address block, e.g. 10.0.0.0/24, fd00::/8
+    /// or a bare address.
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    addr: Option<Cidr>,
+    /// The share of matching datagrams to drop, 1 to 100.
+    #[arg(long, value_name = "P", default_value = "100", value_parser = parse_drop_percent)]
+    drop_percent: DropPercent,
+    /// Remove the rule by itself after this long, e.g. 30s, 500ms, 2m, 1h,
+    /// 1m30s (a bare number means seconds; at most 24h).
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
     for_duration: Option<Duration>,
 }
 
 impl RuleArgs {
-    /// The rule these flags describe (clap guarantees one chain and one target).
-    fn to_rule(&self) -> RuleSpec {
+    /// The rule these flags describe; clap's required groups guarantee one
+    /// chain and one target.
+    fn to_rule(&self) -> Result<Rule, CtlError> {
         let chain = if self.inbound {
             Chain::In
         } else if self.outbound {
@@ -87,27 +90,35 @@ impl RuleArgs {
         } else {
             Chain::Both
         };
-        let target = match (&self.peer, &self.addr) {
-            (Some(peer), _) => RuleTarget::Peer(*peer),
-            (None, Some(addr)) => RuleTarget::Addr(addr.clone()),
-            // Unreachable through clap's required group; the daemon
-            // refuses the empty address if it ever happens.
-            (None, None) => RuleTarget::Addr(String::new()),
+        let matcher = match (self.peer, self.addr) {
+            (Some(peer), _) => Matcher::Peer(peer),
+            (None, Some(cidr)) => Matcher::Addr(cidr),
+            (None, None) => {
+                return Err(CtlError::Invalid(
+                    "a rule needs --peer ID or --addr CIDR".to_string(),
+                ))
+            }
         };
-        RuleSpec {
+        Ok(Rule {
             chain,
-            target,
+            matcher,
             drop_percent: self.drop_percent,
-            for_duration_ms: self
-                .for_duration
-                .map(|duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
-        }
+            duration: self.for_duration,
+        })
     }
 }
 
-/// Checks a CIDR block, keeping it as text.
-fn parse_cidr_arg(text: &str) -> Result<String, String> {
-    parse_cidr(text).map(|_| text.to_string())
+/// Reads `--addr` with [`Cidr`]'s parser.
+fn parse_cidr(text: &str) -> Result<Cidr, RuleError> {
+    text.parse()
+}
+
+/// Reads `--drop-percent`: a whole number from 1 to 100.
+fn parse_drop_percent(text: &str) -> Result<DropPercent, String> {
+    let percent: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number (expected 1 to 100)"))?;
+    DropPercent::new(percent).map_err(|error| error.to_string())
 }
 
 /// Parses `1,2,3` into distinct ids.
@@ -122,55 +133,18 @@ fn parse_ids(text: &str) -> Result<NodeIds, String> {
     Ok(NodeIds(ids))
 }
 
-/// Parses a duration with a unit: `500ms`, `30s`, `2m`, `1h`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let digits_end = text
-        .find(|character: char| !character.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number_text, unit) = text.split_at(digits_end);
-    let invalid = || format!("'{text}' is not a duration like 500ms, 30s, 2m or 1h");
-    let number: u64 = number_text.parse().map_err(|_| invalid())?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(invalid()),
-    };
-    let duration = number
-        .checked_mul(unit_ms)
-        .map(Duration::from_millis)
-        .filter(|duration| !duration.is_zero() && *duration <= RULE_DURATION_MAX)
-        .ok_or_else(|| {
-            format!(
-                "'{text}' is out of range (above 0, at most {} h)",
-                RULE_DURATION_MAX.as_secs() / 3600
-            )
-        })?;
-    Ok(duration)
-}
-
-/// The JSON of `partition list`: `{"rules": [...]}`.
+/// The JSON of `partition list`: `{"rules": [...]}`, each rule a
+/// [`ListedRule`] as goose-common serializes it.
 #[derive(Serialize)]
 struct RulesJson<'a> {
-    rules: &'a [RuleInfo],
-}
-
-/// One rule as text: `1: in peer 2, drop 100%, expires in 5000 ms, 12 dropped`.
-fn rule_line(info: &RuleInfo) -> String {
-    let mut text = format!("{}: {}", info.number, info.rule);
-    if let Some(expires_in_ms) = info.expires_in_ms {
-        text.push_str(&format!(", expires in {expires_in_ms} ms"));
-    }
-    text.push_str(&format!(", {} dropped", info.dropped));
-    text
+    rules: &'a [ListedRule],
 }
 
 /// Runs one `partition` command.
 pub fn run(context: &Context, command: PartitionCommand) -> Result<u8, CtlError> {
     let request = match command {
         PartitionCommand::List => Request::PartitionList,
-        PartitionCommand::Add(rule) => Request::PartitionAdd(rule.to_rule()),
+        PartitionCommand::Add(rule) => Request::PartitionAdd(rule.to_rule()?),
         PartitionCommand::Delete { number } => Request::PartitionDelete(number),
         PartitionCommand::Flush => Request::PartitionFlush,
         PartitionCommand::Split { left, right } => Request::PartitionSplit {
@@ -188,7 +162,7 @@ pub fn run(context: &Context, command: PartitionCommand) -> Result<u8, CtlError>
                 output::line("no rules")?;
             } else {
                 for rule in &rules {
-                    output::line(&rule_line(rule))?;
+                    output::line(&rule.to_string())?;
                 }
             }
             Ok(EXIT_SUCCESS)
@@ -203,27 +177,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_need_a_unit_and_stay_in_range() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in [
-            "",
-            "30",
-            "s",
-            "1.5s",
-            "0s",
-            "25h",
-            "99999999999999999999ms",
-            "-1s",
-            "3d",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn id_lists_are_comma_separated_positive_ids() {
         assert_eq!(parse_ids("1,2"), Ok(NodeIds(vec![NodeId(1), NodeId(2)])));
         assert_eq!(parse_ids("3"), Ok(NodeIds(vec![NodeId(3)])));
@@ -233,21 +186,49 @@ mod tests {
     }
 
     #[test]
-    fn rule_lines_show_everything_the_rule_does() {
-        let info = RuleInfo {
-            number: 1,
-            rule: RuleSpec {
-                chain: Chain::In,
-                target: RuleTarget::Peer(NodeId(2)),
-                drop_percent: 100,
-                for_duration_ms: Some(5000),
-            },
-            expires_in_ms: Some(4200),
-            dropped: 12,
+    fn drop_percentages_are_whole_numbers_from_1_to_100() {
+        assert_eq!(parse_drop_percent("1").map(DropPercent::get), Ok(1));
+        assert_eq!(parse_drop_percent("100"), Ok(DropPercent::ALL));
+        assert_eq!(
+            parse_drop_percent("0"),
+            Err("drop percentage 0 is outside 1 to 100".to_string())
+        );
+        assert_eq!(
+            parse_drop_percent("101"),
+            Err("drop percentage 101 is outside 1 to 100".to_string())
+        );
+        for bad in ["", "50%", "1.5", "-1", "x"] {
+            assert!(parse_drop_percent(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_become_the_rule_they_describe() {
+        let args = RuleArgs {
+            inbound: false,
+            outbound: true,
+            both: false,
+            peer: None,
+            addr: Some("10.0.0.0/24".parse().unwrap()),
+            drop_percent: DropPercent::new(50).unwrap(),
+            for_duration: Some(Duration::from_secs(30)),
         };
         assert_eq!(
-            rule_line(&info),
-            "1: in peer 2, drop 100%, for 5000 ms, expires in 4200 ms, 12 dropped"
+            args.to_rule().unwrap().to_string(),
+            "out addr 10.0.0.0/24, drop 50%, for 30s"
+        );
+        let args = RuleArgs {
+            outbound: false,
+            both: true,
+            peer: Some(NodeId(2)),
+            addr: None,
+            drop_percent: DropPercent::ALL,
+            for_duration: None,
+            ..args
+        };
+        assert_eq!(
+            args.to_rule().unwrap(),
+            Rule::drop_all(Chain::Both, Matcher::Peer(NodeId(2)))
         );
     }
 }

@@ -4,9 +4,10 @@
 //! codes, the one-line error rule, and the text and JSON output of design.md §6.
 
 use goose_common::control::{
-    read_frame, write_frame, Chain, ClusterStatus, ErrorKind, NodeRole, NodeStatus, Reply, Request,
-    RuleSpec, RuleTarget, WatchEvent, WatchEventKind,
+    read_frame, write_frame, ClusterStatus, ErrorKind, NodeRole, NodeStatus, Reply, Request,
+    WatchEvent, WatchEventKind,
 };
+use goose_common::partition::{Chain, DropPercent, ListedRule, Matcher, Rule};
 use goose_common::{LogIndex, NodeId, Term};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -151,7 +152,20 @@ fn usage_errors_exit_2_with_one_line() {
             "--drop-percent",
             "101",
         ],
-        &["partition", "add", "--in", "--peer", "2", "--for", "30"],
+        &[
+            "partition",
+            "add",
+            "--in",
+            "--peer",
+            "2",
+            "--drop-percent",
+            "0",
+        ],
+        &["partition", "add", "--in", "--addr", "10.0.0.1/8"],
+        &["partition", "add", "--in", "--peer", "0"],
+        &["partition", "add", "--in", "--peer", "2", "--for", "30x"],
+        &["partition", "add", "--in", "--peer", "2", "--for", "0s"],
+        &["partition", "add", "--in", "--peer", "2", "--for", "25h"],
         &["partition", "split", "1,2"],
         &["partition", "split", "1,2", "2,3"],
         &["status", "--jsn"],
@@ -367,18 +381,13 @@ fn commands_send_the_requests_of_the_design() {
                 id: NodeId(4),
                 addr: "10.0.0.4:7700".parse().unwrap()
             },
-            Request::PartitionAdd(RuleSpec {
+            Request::PartitionAdd(Rule {
                 chain: Chain::Out,
-                target: RuleTarget::Addr("10.0.0.0/24".into()),
-                drop_percent: 50,
-                for_duration_ms: Some(30_000),
+                matcher: Matcher::Addr("10.0.0.0/24".parse().unwrap()),
+                drop_percent: DropPercent::new(50).unwrap(),
+                duration: Some(Duration::from_secs(30)),
             }),
-            Request::PartitionAdd(RuleSpec {
-                chain: Chain::In,
-                target: RuleTarget::Peer(NodeId(2)),
-                drop_percent: 100,
-                for_duration_ms: None,
-            }),
+            Request::PartitionAdd(Rule::drop_all(Chain::In, Matcher::Peer(NodeId(2)))),
             Request::PartitionDelete(1),
             Request::PartitionFlush,
             Request::PartitionSplit {
@@ -390,6 +399,118 @@ fn commands_send_the_requests_of_the_design() {
             },
             Request::StepDown { to: None },
         ]
+    );
+}
+
+#[test]
+fn usage_errors_say_what_is_wrong_with_a_rule() {
+    let nowhere = Path::new("/nonexistent/goosed.sock");
+    for (args, expected) in [
+        (
+            &["partition", "add", "--in", "--addr", "10.0.0.1/8"][..],
+            "10.0.0.1/8 has host bits set past the /8; did you mean 10.0.0.0/8?",
+        ),
+        (
+            &[
+                "partition",
+                "add",
+                "--in",
+                "--peer",
+                "2",
+                "--drop-percent",
+                "0",
+            ],
+            "drop percentage 0 is outside 1 to 100",
+        ),
+        (
+            &["partition", "add", "--in", "--peer", "2", "--for", "25h"],
+            "25h is too long: a rule may last at most 24h",
+        ),
+        (
+            &["partition", "add", "--in", "--peer", "2", "--for", "30x"],
+            "\"30x\" is not a duration",
+        ),
+    ] {
+        let line = assert_one_line_error(&goosectl(nowhere, args));
+        assert!(line.contains(expected), "{args:?}: {line}");
+    }
+}
+
+/// A fake daemon whose node holds two partition rules.
+fn rules_daemon() -> FakeDaemon {
+    fake_daemon(|request| {
+        vec![match request {
+            Request::PartitionList => Reply::Rules(vec![
+                ListedRule {
+                    number: 1,
+                    rule: Rule::drop_all(Chain::In, Matcher::Peer(NodeId(3))),
+                    remaining: None,
+                    dropped: 0,
+                },
+                ListedRule {
+                    number: 2,
+                    rule: Rule {
+                        chain: Chain::Both,
+                        matcher: Matcher::Addr("10.0.0.0/8".parse().unwrap()),
+                        drop_percent: DropPercent::new(50).unwrap(),
+                        duration: Some(Duration::from_secs(30)),
+                    },
+                    remaining: Some(Duration::from_millis(29_500)),
+                    dropped: 12,
+                },
+            ]),
+            _ => Reply::error(ErrorKind::InvalidRequest, "only partition list here"),
+        }]
+    })
+}
+
+#[test]
+fn partition_list_prints_a_line_per_rule() {
+    let daemon = rules_daemon();
+    let output = goosectl(&daemon.socket, &["partition", "list"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "1: in peer 3, drop 100%, until deleted, 0 dropped\n\
+         2: both addr 10.0.0.0/8, drop 50%, 29s500ms left, 12 dropped\n"
+    );
+    let empty = fake_daemon(|_| vec![Reply::Rules(Vec::new())]);
+    assert_eq!(
+        stdout(&goosectl(&empty.socket, &["partition", "list"])),
+        "no rules\n"
+    );
+    // A daemon answering a list with anything but rules is an error.
+    let confused = cluster_daemon(NodeRole::Goose);
+    let line = assert_one_line_error(&goosectl(&confused.socket, &["partition", "list"]));
+    assert!(line.contains("unexpected reply"), "{line}");
+}
+
+#[test]
+fn partition_list_json_is_one_object_of_rules() {
+    let daemon = rules_daemon();
+    let output = goosectl(&daemon.socket, &["--json", "partition", "list"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(text.lines().count(), 1, "one object: {text}");
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({"rules": [
+            {
+                "number": 1,
+                "rule": {"chain": "in", "matcher": {"peer": 3}, "drop_percent": 100,
+                         "duration_ms": null},
+                "remaining_ms": null,
+                "dropped": 0
+            },
+            {
+                "number": 2,
+                "rule": {"chain": "both", "matcher": {"addr": "10.0.0.0/8"},
+                         "drop_percent": 50, "duration_ms": 30000},
+                "remaining_ms": 29500,
+                "dropped": 12
+            }
+        ]})
     );
 }
 
