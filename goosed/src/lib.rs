@@ -4,6 +4,8 @@
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod demo;
+pub mod driver;
 pub mod hooks;
 pub mod net;
 pub mod raft;
