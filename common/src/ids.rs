@@ -65,8 +65,10 @@ impl Timestamp {
         self.0
     }
 
-    /// This instant plus `duration`, saturating at the end of time.
+    /// This instant plus `duration`, saturating at the end of time. (An
+    /// inherent method rather than `ops::Add` so saturation is explicit.)
     #[must_use]
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, duration: Duration) -> Timestamp {
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         Timestamp(self.0.saturating_add(nanos))

@@ -23,9 +23,19 @@
 //! "Am I the goose?" is [`Node::goose`], answered from a fresh clock read
 //! at the moment of asking (design.md §2).
 
+mod election;
+mod lease;
+mod log;
+mod membership;
+mod node;
+mod replication;
 mod types;
 
+pub use node::{Node, RaftRole};
 pub use types::{
     Config, ConfigError, Event, GooseAnswer, Input, MembershipChange, Persist, PersistedState,
     ProposalId, Ready, RejectReason, Role,
 };
+
+#[cfg(test)]
+mod tests;

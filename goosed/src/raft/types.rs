@@ -25,6 +25,8 @@ pub struct Config {
     pub lease_margin: Duration,
     /// The longest promise a goose answer makes (default 10 ms).
     pub promise_max: Duration,
+    /// Compact the log once it holds this many entries past the snapshot.
+    pub compaction_threshold: usize,
 }
 
 /// Why a configuration was refused.
@@ -49,6 +51,7 @@ impl Config {
             clock_drift_ppm: 1000,
             lease_margin: Duration::from_millis(5),
             promise_max: Duration::from_millis(10),
+            compaction_threshold: goose_common::limits::LOG_ENTRIES_BEFORE_COMPACTION,
         }
     }
 
@@ -96,6 +99,9 @@ impl Config {
             return timing(
                 "the lease (election timeout less drift and margin) must exceed the promise",
             );
+        }
+        if self.compaction_threshold == 0 {
+            return timing("the compaction threshold must be positive");
         }
         if self.election_jitter_max > self.election_timeout_min {
             return timing("election jitter must not exceed the election timeout");

@@ -1,0 +1,333 @@
+//! Single-server membership changes (dissertation ch. 4, with the 2015
+//! fix: a leader accepts no change before committing an entry of its own
+//! term, and one change at a time), learner promotion, and handoffs
+//! (dissertation §3.10 with the promise wait of design.md §2).
+
+use super::node::{Handoff, Node, PendingChange, RaftRole};
+use super::types::{Event, MembershipChange, ProposalId, RejectReason};
+use goose_common::limits::{LEARNERS_MAX, VOTERS_MAX};
+use goose_common::{
+    wire, Entry, EntryPayload, Member, MemberRole, Membership, MessageBody, NodeId, Timestamp,
+};
+
+/// Bytes a configuration entry may take, so that it fits in one datagram.
+const CONFIG_ENTRY_BYTES_MAX: usize = goose_common::limits::MESSAGE_BYTES_MAX - 64;
+
+impl Node {
+    pub(crate) fn on_propose(&mut self, now: Timestamp, id: ProposalId, change: MembershipChange) {
+        match self.check_proposal(&change) {
+            Ok(config) => {
+                let promote = match change {
+                    MembershipChange::AddVoter { id, .. } => Some(id),
+                    MembershipChange::AddLearner { .. } | MembershipChange::Remove { .. } => None,
+                };
+                let index = self.append_config(config);
+                if let Some(state) = self.leader_state.as_mut() {
+                    state.pending = Some(PendingChange { id, index, promote });
+                }
+                self.maybe_commit(now);
+                self.broadcast_appends();
+            }
+            Err(reason) => self.emit(Event::Rejected { id, reason }),
+        }
+    }
+
+    /// Checks a proposal against the rules and returns the new configuration.
+    fn check_proposal(&self, change: &MembershipChange) -> Result<Membership, RejectReason> {
+        let state = match (&self.leader_state, self.role) {
+            (Some(state), RaftRole::Leader) => state,
+            _ => {
+                return Err(RejectReason::NotLeader {
+                    leader: self.leader,
+                })
+            }
+        };
+        if self.commit_index < state.noop_index {
+            return Err(RejectReason::NotReady);
+        }
+        let (config_index, current) = self.log.latest_config();
+        let joining = current
+            .members
+            .iter()
+            .any(|m| m.role == MemberRole::Joining);
+        let cancels_join = matches!(change, MembershipChange::Remove { id }
+            if current.get(*id).is_some_and(|m| m.role == MemberRole::Joining));
+        if config_index > self.commit_index || state.pending.is_some() || (joining && !cancels_join)
+        {
+            return Err(RejectReason::ChangeInProgress);
+        }
+        if state.handoff.is_some() {
+            return Err(RejectReason::HandoffInProgress);
+        }
+        let mut config = current.clone();
+        match *change {
+            MembershipChange::AddVoter { id, addr } | MembershipChange::AddLearner { id, addr } => {
+                if !id.is_valid() {
+                    return Err(RejectReason::Invalid(
+                        "node id must be greater than 0".into(),
+                    ));
+                }
+                if config.get(id).is_some() {
+                    return Err(RejectReason::AlreadyMember(id));
+                }
+                if config.members.iter().any(|m| m.addr == addr) {
+                    return Err(RejectReason::DuplicateAddress(addr));
+                }
+                let learners = config
+                    .members
+                    .iter()
+                    .filter(|m| m.role != MemberRole::Voter)
+                    .count();
+                if learners >= LEARNERS_MAX {
+                    return Err(RejectReason::Limit(format!(
+                        "at most {LEARNERS_MAX} learners"
+                    )));
+                }
+                let role = match change {
+                    MembershipChange::AddVoter { .. } => MemberRole::Joining,
+                    _ => MemberRole::Learner,
+                };
+                if role == MemberRole::Joining && config.voters().count() >= VOTERS_MAX {
+                    return Err(RejectReason::Limit(format!("at most {VOTERS_MAX} voters")));
+                }
+                config.members.push(Member { id, addr, role });
+                config.members.sort_by_key(|m| m.id);
+            }
+            MembershipChange::Remove { id } => {
+                let Some(member) = config.get(id) else {
+                    return Err(RejectReason::UnknownMember(id));
+                };
+                if member.role == MemberRole::Voter && config.voters().count() == 1 {
+                    return Err(RejectReason::Limit("cannot remove the last voter".into()));
+                }
+                config.members.retain(|m| m.id != id);
+            }
+        }
+        let entry_bytes = wire::encoded_len(&EntryPayload::Config(config.clone())) + 24;
+        if entry_bytes > CONFIG_ENTRY_BYTES_MAX {
+            return Err(RejectReason::Limit(
+                "the configuration would not fit in a datagram".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Appends a configuration entry of the current term; it takes effect now.
+    fn append_config(&mut self, config: Membership) -> goose_common::LogIndex {
+        let index = self.log.last_index().next();
+        self.append_entry(Entry {
+            index,
+            term: self.term,
+            payload: EntryPayload::Config(config),
+        });
+        index
+    }
+
+    /// Sends every member what it lacks right away (not waiting for the heartbeat).
+    fn broadcast_appends(&mut self) {
+        let peers: Vec<NodeId> = self
+            .leader_state
+            .as_ref()
+            .map(|state| state.progress.keys().copied().collect())
+            .unwrap_or_default();
+        for peer in peers {
+            self.send_append(peer);
+        }
+    }
+
+    /// Leader work after its commit index moved: settle the pending change,
+    /// promote a caught-up joining learner, hand over if removed.
+    pub(crate) fn on_leader_commit(&mut self, now: Timestamp) {
+        self.settle_pending();
+        self.maybe_promote(now);
+        self.hand_over_if_removed(now);
+    }
+
+    /// A leader whose removal has committed hands over (and retries until it has).
+    pub(crate) fn hand_over_if_removed(&mut self, now: Timestamp) {
+        let config_committed = self.log.latest_config().0 <= self.commit_index;
+        let removed = !self.membership().is_voter(self.config.id);
+        let idle = self
+            .leader_state
+            .as_ref()
+            .is_some_and(|s| s.handoff.is_none());
+        if self.role == RaftRole::Leader && config_committed && removed && idle {
+            self.start_handoff(now, None, None);
+        }
+    }
+
+    fn settle_pending(&mut self) {
+        let commit_index = self.commit_index;
+        let committed_config = self.log.config_at(commit_index).1.clone();
+        let Some(state) = self.leader_state.as_mut() else {
+            return;
+        };
+        let Some(pending) = state.pending.clone() else {
+            return;
+        };
+        let settled = match pending.promote {
+            None => commit_index >= pending.index,
+            Some(id) => committed_config.is_voter(id),
+        };
+        let cancelled = pending
+            .promote
+            .is_some_and(|id| committed_config.get(id).is_none())
+            && commit_index >= pending.index;
+        if settled {
+            state.pending = None;
+            self.emit(Event::Done { id: pending.id });
+        } else if cancelled {
+            state.pending = None;
+            let reason = RejectReason::Invalid("the joining node was removed".into());
+            self.emit(Event::Rejected {
+                id: pending.id,
+                reason,
+            });
+        }
+    }
+
+    /// Promotes a joining learner once its configuration is committed and it
+    /// has replicated everything committed (dissertation §4.2.1).
+    pub(crate) fn maybe_promote(&mut self, now: Timestamp) {
+        let (config_index, config) = self.log.latest_config();
+        if config_index > self.commit_index {
+            return;
+        }
+        let Some(state) = self.leader_state.as_ref() else {
+            return;
+        };
+        if self.commit_index < state.noop_index || state.handoff.is_some() {
+            return;
+        }
+        let caught_up = config.members.iter().find(|m| {
+            m.role == MemberRole::Joining
+                && state
+                    .progress
+                    .get(&m.id)
+                    .is_some_and(|p| p.match_index >= self.commit_index)
+        });
+        let Some(joining) = caught_up.map(|m| m.id) else {
+            return;
+        };
+        let mut promoted = config.clone();
+        for member in &mut promoted.members {
+            if member.id == joining {
+                member.role = MemberRole::Voter;
+            }
+        }
+        self.append_config(promoted);
+        self.maybe_commit(now);
+        self.broadcast_appends();
+    }
+
+    pub(crate) fn on_handoff_request(
+        &mut self,
+        now: Timestamp,
+        id: ProposalId,
+        target: Option<NodeId>,
+    ) {
+        let reject = |reason| Event::Rejected { id, reason };
+        let Some(state) = self
+            .leader_state
+            .as_ref()
+            .filter(|_| self.role == RaftRole::Leader)
+        else {
+            let event = reject(RejectReason::NotLeader {
+                leader: self.leader,
+            });
+            return self.emit(event);
+        };
+        if state.handoff.is_some() {
+            return self.emit(reject(RejectReason::HandoffInProgress));
+        }
+        if let Some(target) = target {
+            if target == self.config.id || !self.membership().is_voter(target) {
+                let why = format!("node {target} is not another voter");
+                return self.emit(reject(RejectReason::NoTarget(why)));
+            }
+        } else if self.other_voters().is_empty() {
+            return self.emit(reject(RejectReason::NoTarget(
+                "there is no other voter".into(),
+            )));
+        }
+        self.start_handoff(now, Some(id), target);
+    }
+
+    /// Stops answering goose at once; `continue_handoff` sends TimeoutNow
+    /// once every promise has run out and the target has caught up.
+    fn start_handoff(&mut self, now: Timestamp, id: Option<ProposalId>, target: Option<NodeId>) {
+        let deadline = now.add(self.config.election_timeout_min);
+        if let Some(state) = self.leader_state.as_mut() {
+            state.handoff = Some(Handoff {
+                id,
+                target,
+                deadline,
+            });
+        }
+        self.broadcast_appends();
+        self.continue_handoff(now);
+    }
+
+    /// Moves a handoff forward: time out, or send TimeoutNow and step down.
+    pub(crate) fn continue_handoff(&mut self, now: Timestamp) {
+        let Some(state) = self.leader_state.as_ref() else {
+            return;
+        };
+        let Some(handoff) = state.handoff else { return };
+        if now >= handoff.deadline {
+            if let Some(state) = self.leader_state.as_mut() {
+                state.handoff = None;
+            }
+            if let Some(id) = handoff.id {
+                self.emit(Event::Rejected {
+                    id,
+                    reason: RejectReason::HandoffTimedOut,
+                });
+            }
+            return;
+        }
+        if now < self.promise_until {
+            return; // A promise this node gave is still running.
+        }
+        let Some(target) = self.handoff_target(handoff.target) else {
+            return;
+        };
+        self.send(target, MessageBody::TimeoutNow);
+        if let Some(state) = self.leader_state.as_mut() {
+            state.handoff = None;
+        }
+        if let Some(id) = handoff.id {
+            self.emit(Event::Done { id });
+        }
+        // Never goose again in this term: step down now, and keep still for an
+        // election timeout so the target's campaign is not disturbed.
+        let term = self.term;
+        self.become_follower(now, term, None);
+        self.last_heard_leader = now;
+        if self.is_removed() {
+            self.emit(Event::Removed);
+        }
+    }
+
+    /// A caught-up voter to hand to: the requested one, or the one that
+    /// acknowledged the most recent heartbeat round.
+    fn handoff_target(&self, requested: Option<NodeId>) -> Option<NodeId> {
+        let state = self.leader_state.as_ref()?;
+        let last_index = self.log.last_index();
+        let caught_up = |id: &NodeId| {
+            state
+                .progress
+                .get(id)
+                .is_some_and(|p| p.match_index == last_index)
+                && self.membership().is_voter(*id)
+        };
+        match requested {
+            Some(target) => caught_up(&target).then_some(target),
+            None => self
+                .other_voters()
+                .into_iter()
+                .filter(caught_up)
+                .max_by_key(|id| (state.lease.acked_round(*id), std::cmp::Reverse(*id))),
+        }
+    }
+}

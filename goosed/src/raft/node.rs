@@ -1,0 +1,584 @@
+//! The `Node`: state, the single entry point `step`, the goose rule, and the
+//! role transitions (`become_follower`, `become_pre_candidate`,
+//! `become_candidate`, `become_leader`). Message handlers live in
+//! `election.rs`, `replication.rs` and `membership.rs`.
+
+use super::lease::LeaseTracker;
+use super::log::RaftLog;
+use super::types::{
+    Config, ConfigError, Event, GooseAnswer, Input, PersistedState, ProposalId, Ready,
+    RejectReason, Role,
+};
+use goose_common::{
+    Entry, EntryPayload, HardState, LogIndex, Membership, Message, MessageBody, NodeId, Snapshot,
+    Term, Timestamp,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The Raft role of a node (only a leader can be the goose).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RaftRole {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asks for pre-votes before bumping its term (PreVote).
+    PreCandidate,
+    /// Campaigns in a new term.
+    Candidate,
+    /// Leads its term.
+    Leader,
+}
+
+/// Replication progress of one peer, kept by the leader.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Progress {
+    /// The next index to send.
+    pub(crate) next_index: LogIndex,
+    /// The highest index known to be replicated on the peer.
+    pub(crate) match_index: LogIndex,
+}
+
+/// A membership change the leader accepted and has not yet settled.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingChange {
+    pub(crate) id: ProposalId,
+    /// The index of the configuration entry that carries the change.
+    pub(crate) index: LogIndex,
+    /// For an added voter: settled only when it is a committed voter.
+    pub(crate) promote: Option<NodeId>,
+}
+
+/// A handoff under way (dissertation §3.10, with the promise wait of design.md §2).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Handoff {
+    /// The caller's id, if a caller waits for it.
+    pub(crate) id: Option<ProposalId>,
+    /// The requested target; `None` picks the most up-to-date voter.
+    pub(crate) target: Option<NodeId>,
+    /// Give up (and answer goose again) at this instant.
+    pub(crate) deadline: Timestamp,
+}
+
+/// What only a leader keeps.
+#[derive(Clone, Debug)]
+pub(crate) struct LeaderState {
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    pub(crate) lease: LeaseTracker,
+    /// The index of this term's no-op (condition 2 of the goose rule).
+    pub(crate) noop_index: LogIndex,
+    pub(crate) elected_at: Timestamp,
+    pub(crate) next_heartbeat: Timestamp,
+    pub(crate) pending: Option<PendingChange>,
+    pub(crate) handoff: Option<Handoff>,
+}
+
+/// One Raft node with goose leases. See the module documentation.
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) config: Config,
+    pub(crate) rng: fastrand::Rng,
+    pub(crate) term: Term,
+    pub(crate) vote: Option<NodeId>,
+    pub(crate) log: RaftLog,
+    pub(crate) commit_index: LogIndex,
+    pub(crate) role: RaftRole,
+    pub(crate) leader: Option<NodeId>,
+    /// When this node last heard from a current leader (its start counts).
+    pub(crate) last_heard_leader: Timestamp,
+    pub(crate) election_deadline: Timestamp,
+    /// Grants received in the current (pre-)campaign.
+    pub(crate) votes: BTreeMap<NodeId, bool>,
+    pub(crate) leader_state: Option<LeaderState>,
+    /// The furthest promise this node has given (its own clock).
+    pub(crate) promise_until: Timestamp,
+    /// Whether this node was ever a member (so leaving the config means removal).
+    pub(crate) was_member: bool,
+    /// The highest commit index a leader has told us (to prefer up-to-date candidates).
+    pub(crate) leader_commit_seen: LogIndex,
+    // What the last step reported, so transitions become events.
+    reported_goose: bool,
+    reported_leader: Option<NodeId>,
+    persisted_hard_state: HardState,
+    pub(crate) ready: Ready,
+}
+
+impl Node {
+    /// Builds a node from what it found on disk. The node behaves as if it
+    /// had just heard from a leader: it grants no vote for
+    /// `election_timeout_min` after `now` (design.md §2).
+    pub fn new(
+        config: Config,
+        state: PersistedState,
+        rng_seed: u64,
+        now: Timestamp,
+    ) -> Result<Node, ConfigError> {
+        config.validate()?;
+        let log = RaftLog::new(state.snapshot, state.entries);
+        let was_member = log.latest_config().1.get(config.id).is_some();
+        let commit_index = log.snapshot.index;
+        let mut node = Node {
+            rng: fastrand::Rng::with_seed(rng_seed),
+            term: state.hard_state.term,
+            vote: state.hard_state.vote,
+            persisted_hard_state: state.hard_state,
+            log,
+            commit_index,
+            role: RaftRole::Follower,
+            leader: None,
+            last_heard_leader: now,
+            election_deadline: now,
+            votes: BTreeMap::new(),
+            leader_state: None,
+            promise_until: Timestamp(0),
+            was_member,
+            leader_commit_seen: commit_index,
+            reported_goose: false,
+            reported_leader: None,
+            ready: Ready::default(),
+            config,
+        };
+        node.reset_election_deadline(now);
+        Ok(node)
+    }
+
+    /// The one entry point: feeds `input` at local time `now` and returns
+    /// what the driver must do, in order.
+    pub fn step(&mut self, now: Timestamp, input: Input) -> Ready {
+        match input {
+            Input::Receive(message) => self.on_message(now, message),
+            Input::Tick => {}
+            Input::Propose { id, change } => self.on_propose(now, id, change),
+            Input::Handoff { id, target } => self.on_handoff_request(now, id, target),
+        }
+        self.on_tick(now);
+        self.finish_step(now)
+    }
+
+    /// "Am I the goose?" at local time `now`, per the goose rule of
+    /// design.md §2. A goose answer carries the promise `lease_until`,
+    /// which this node remembers so that a handoff can wait it out.
+    pub fn goose(&mut self, now: Timestamp) -> GooseAnswer {
+        let promise = self.lease_until(now).map(|lease_until| {
+            let promise = now.add(self.config.promise_max).min(lease_until);
+            self.promise_until = self.promise_until.max(promise);
+            promise
+        });
+        GooseAnswer {
+            role: if promise.is_some() {
+                Role::Goose
+            } else {
+                Role::Duck
+            },
+            term: self.term,
+            leader: self.leader,
+            decided_at: now,
+            lease_until: promise,
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current term and vote (what storage holds once the last `Ready` is durable).
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+        }
+    }
+
+    /// The Raft role.
+    pub fn raft_role(&self) -> RaftRole {
+        self.role
+    }
+
+    /// The leader this node knows of in its term.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The highest index known to be committed.
+    pub fn commit_index(&self) -> LogIndex {
+        self.commit_index
+    }
+
+    /// The index of the last entry.
+    pub fn last_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+
+    /// The compacted prefix of the log.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.log.snapshot
+    }
+
+    /// The entries after the snapshot.
+    pub fn entries(&self) -> &[Entry] {
+        &self.log.entries
+    }
+
+    /// The latest configuration (effective as soon as appended).
+    pub fn membership(&self) -> &Membership {
+        self.log.latest_config().1
+    }
+
+    /// Whether this node was a member and has been removed.
+    pub fn is_removed(&self) -> bool {
+        self.was_member && self.membership().get(self.config.id).is_none()
+    }
+
+    /// Whether this node is a voter in its latest configuration.
+    pub fn is_voter(&self) -> bool {
+        self.membership().is_voter(self.config.id)
+    }
+
+    /// The goose rule of design.md §2, without giving a promise: the lease
+    /// end if this node may answer goose at `now`.
+    fn lease_until(&self, now: Timestamp) -> Option<Timestamp> {
+        let leader = self.leader_state.as_ref()?;
+        let is_leader = self.role == RaftRole::Leader;
+        let own_entry_committed = self.commit_index >= leader.noop_index;
+        // A leader removed from the configuration is handing over (condition 4).
+        let handing_over = leader.handoff.is_some() || !self.is_voter();
+        if !is_leader || !own_entry_committed || handing_over {
+            return None;
+        }
+        let sent_at = leader
+            .lease
+            .quorum_sent_at(self.membership(), self.config.id)?;
+        let lease_until = sent_at.add(self.config.lease_duration());
+        (now < lease_until).then_some(lease_until)
+    }
+
+    /// Time-driven work: elections, heartbeats, CheckQuorum, handoffs.
+    fn on_tick(&mut self, now: Timestamp) {
+        match self.role {
+            RaftRole::Leader => self.tick_leader(now),
+            RaftRole::Follower | RaftRole::PreCandidate | RaftRole::Candidate => {
+                if now >= self.election_deadline && self.can_campaign() {
+                    self.become_pre_candidate(now);
+                }
+            }
+        }
+    }
+
+    /// Only a voter of its own latest configuration campaigns.
+    pub(crate) fn can_campaign(&self) -> bool {
+        self.is_voter()
+    }
+
+    /// Whether a current leader was heard from less than
+    /// `election_timeout_min` ago (a leader hears from itself).
+    pub(crate) fn heard_from_leader_recently(&self, now: Timestamp) -> bool {
+        self.role == RaftRole::Leader
+            || now.since(self.last_heard_leader) < self.config.election_timeout_min
+    }
+
+    pub(crate) fn reset_election_deadline(&mut self, now: Timestamp) {
+        let jitter_ns = u64::try_from(self.config.election_jitter_max.as_nanos()).unwrap_or(0);
+        let mut delay =
+            self.config.election_timeout_min + Duration::from_nanos(self.rng.u64(0..=jitter_ns));
+        // Prefer the most up-to-date log: a node that lags what the leader
+        // said was committed waits one more jitter span.
+        if self.log.last_index() < self.leader_commit_seen {
+            delay += self.config.election_jitter_max;
+        }
+        self.election_deadline = now.add(delay);
+    }
+
+    /// Queues a message for sending after this step's persist.
+    pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
+        debug_assert_ne!(to, self.config.id, "a node never messages itself");
+        let message = Message {
+            from: self.config.id,
+            to,
+            term: self.term,
+            body,
+        };
+        self.ready.messages.push(message);
+    }
+
+    pub(crate) fn emit(&mut self, event: Event) {
+        self.ready.events.push(event);
+    }
+
+    /// Appends an entry to the log and to this step's persist.
+    pub(crate) fn append_entry(&mut self, entry: Entry) {
+        let was_member = self.membership().get(self.config.id).is_some();
+        self.ready.persist.entries.push(entry.clone());
+        self.log.append(entry);
+        self.on_config_maybe_changed(was_member);
+    }
+
+    /// Drops a conflicting suffix from the log and from this step's persist.
+    pub(crate) fn truncate_log(&mut self, from: LogIndex) {
+        assert!(
+            from > self.commit_index,
+            "a committed entry must never be truncated"
+        );
+        let was_member = self.membership().get(self.config.id).is_some();
+        self.log.truncate_from(from);
+        self.ready
+            .persist
+            .entries
+            .retain(|entry| entry.index < from);
+        let earliest = self
+            .ready
+            .persist
+            .truncate_from
+            .map_or(from, |t| t.min(from));
+        self.ready.persist.truncate_from = Some(earliest);
+        self.on_config_maybe_changed(was_member);
+    }
+
+    /// Keeps removal status and leader progress in step with the configuration.
+    pub(crate) fn on_config_maybe_changed(&mut self, was_member: bool) {
+        let is_member = self.membership().get(self.config.id).is_some();
+        if is_member {
+            self.was_member = true;
+        } else if was_member && self.role != RaftRole::Leader {
+            // A removed leader says so once it has handed over.
+            self.emit(Event::Removed);
+        }
+        self.sync_progress();
+    }
+
+    pub(crate) fn set_term(&mut self, term: Term) {
+        assert!(term >= self.term, "terms never go back");
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+            self.promise_until = Timestamp(0);
+        }
+    }
+
+    /// Steps down (or stays) as a follower of `term`, following `leader` if known.
+    pub(crate) fn become_follower(&mut self, now: Timestamp, term: Term, leader: Option<NodeId>) {
+        if self.role == RaftRole::Leader {
+            self.abandon_leadership();
+        }
+        self.set_term(term);
+        self.role = RaftRole::Follower;
+        self.leader = leader;
+        self.votes.clear();
+        self.reset_election_deadline(now);
+    }
+
+    /// Settles every caller waiting on this leader as leadership ends.
+    fn abandon_leadership(&mut self) {
+        let Some(state) = self.leader_state.take() else {
+            return;
+        };
+        if let Some(pending) = state.pending {
+            self.emit(Event::Rejected {
+                id: pending.id,
+                reason: RejectReason::LeadershipLost,
+            });
+        }
+        if let Some(Handoff { id: Some(id), .. }) = state.handoff {
+            self.emit(Event::Rejected {
+                id,
+                reason: RejectReason::LeadershipLost,
+            });
+        }
+    }
+
+    pub(crate) fn become_pre_candidate(&mut self, now: Timestamp) {
+        debug_assert!(self.can_campaign());
+        self.role = RaftRole::PreCandidate;
+        self.leader = None;
+        self.votes.clear();
+        self.votes.insert(self.config.id, true);
+        // A pre-vote round that gathers no majority is retried soon: it
+        // changes no term, so retrying costs only a few datagrams.
+        let retry = self.config.heartbeat_interval;
+        let jitter_ns = u64::try_from(self.config.election_jitter_max.as_nanos()).unwrap_or(0);
+        self.election_deadline = now.add(retry + Duration::from_nanos(self.rng.u64(0..=jitter_ns)));
+        let peers: Vec<NodeId> = self.other_voters();
+        let body = MessageBody::PreVote {
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+        };
+        for peer in peers {
+            let message = Message {
+                from: self.config.id,
+                to: peer,
+                term: self.term.next(),
+                body: body.clone(),
+            };
+            self.ready.messages.push(message);
+        }
+        self.maybe_win_pre_vote(now);
+    }
+
+    pub(crate) fn become_candidate(&mut self, now: Timestamp, handoff: bool) {
+        debug_assert!(self.can_campaign());
+        let term = self.term.next();
+        self.set_term(term);
+        self.vote = Some(self.config.id);
+        self.role = RaftRole::Candidate;
+        self.leader = None;
+        self.votes.clear();
+        self.votes.insert(self.config.id, true);
+        self.reset_election_deadline(now);
+        let body = MessageBody::RequestVote {
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+            handoff,
+        };
+        for peer in self.other_voters() {
+            self.send(peer, body.clone());
+        }
+        self.maybe_win_election(now);
+    }
+
+    pub(crate) fn become_leader(&mut self, now: Timestamp) {
+        debug_assert_eq!(self.role, RaftRole::Candidate);
+        self.role = RaftRole::Leader;
+        self.leader = Some(self.config.id);
+        self.votes.clear();
+        let noop_index = self.log.last_index().next();
+        self.leader_state = Some(LeaderState {
+            progress: BTreeMap::new(),
+            lease: LeaseTracker::default(),
+            noop_index,
+            elected_at: now,
+            next_heartbeat: now,
+            pending: None,
+            handoff: None,
+        });
+        self.sync_progress();
+        self.append_entry(Entry {
+            index: noop_index,
+            term: self.term,
+            payload: EntryPayload::NoOp,
+        });
+        self.maybe_commit(now);
+        self.broadcast_heartbeat(now);
+    }
+
+    /// The voters of the latest configuration other than this node.
+    pub(crate) fn other_voters(&self) -> Vec<NodeId> {
+        self.membership()
+            .voters()
+            .filter(|&id| id != self.config.id)
+            .collect()
+    }
+
+    /// Collects this step's output: hard state, goose transitions, deadline.
+    fn finish_step(&mut self, now: Timestamp) -> Ready {
+        let hard_state = self.hard_state();
+        if hard_state != self.persisted_hard_state {
+            self.ready.persist.hard_state = Some(hard_state);
+            self.persisted_hard_state = hard_state;
+        }
+        self.report_transitions(now);
+        self.ready.next_deadline = self.next_deadline(now);
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+        std::mem::take(&mut self.ready)
+    }
+
+    fn report_transitions(&mut self, now: Timestamp) {
+        let goose = self.lease_until(now).is_some();
+        if goose != self.reported_goose {
+            self.reported_goose = goose;
+            let event = if goose {
+                Event::BecameGoose { term: self.term }
+            } else {
+                Event::BecameDuck {
+                    term: self.term,
+                    leader: self.leader,
+                }
+            };
+            self.emit(event);
+        }
+        if self.leader != self.reported_leader {
+            self.reported_leader = self.leader;
+            self.emit(Event::LeaderChanged {
+                term: self.term,
+                leader: self.leader,
+            });
+        }
+    }
+
+    /// The latest instant at which the driver must call `step` again.
+    fn next_deadline(&self, now: Timestamp) -> Timestamp {
+        let idle = now.add(self.config.election_timeout_min);
+        let Some(leader) = self.leader_state.as_ref() else {
+            return if self.can_campaign() {
+                self.election_deadline.max(now)
+            } else {
+                idle
+            };
+        };
+        let mut deadline = leader.next_heartbeat;
+        if let Some(lease_until) = self.lease_until(now) {
+            deadline = deadline.min(lease_until);
+        }
+        if let Some(handoff) = leader.handoff {
+            deadline = deadline
+                .min(handoff.deadline)
+                .min(self.promise_until.max(now));
+        }
+        deadline.max(now)
+    }
+
+    /// Broken invariants are bugs: panic with a clear message.
+    fn check_invariants(&self) {
+        self.log.check();
+        assert!(
+            self.commit_index >= self.log.snapshot.index,
+            "commit index below snapshot"
+        );
+        assert!(
+            self.commit_index <= self.log.last_index(),
+            "commit index past the log"
+        );
+        if let Some(last) = self.log.entries.last() {
+            assert!(last.term <= self.term, "an entry from a future term");
+        }
+        assert!(
+            self.log.latest_config().1.is_well_formed(),
+            "malformed configuration"
+        );
+        match self.role {
+            RaftRole::Leader => {
+                let state = self
+                    .leader_state
+                    .as_ref()
+                    .expect("a leader has leader state");
+                assert_eq!(self.vote, Some(self.config.id), "a leader voted for itself");
+                assert_eq!(self.leader, Some(self.config.id));
+                assert!(state.noop_index <= self.log.last_index());
+                assert_eq!(self.log.term_at(state.noop_index), Some(self.term));
+            }
+            RaftRole::Candidate | RaftRole::Follower | RaftRole::PreCandidate => {
+                if self.role == RaftRole::Candidate {
+                    assert_eq!(
+                        self.vote,
+                        Some(self.config.id),
+                        "a candidate voted for itself"
+                    );
+                }
+                assert!(
+                    self.leader_state.is_none(),
+                    "only a leader keeps leader state"
+                );
+            }
+        }
+        let limit = goose_common::limits::MESSAGES_PER_STEP_MAX;
+        assert!(
+            self.ready.messages.len() <= limit,
+            "too many messages in one step"
+        );
+    }
+}

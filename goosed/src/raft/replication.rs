@@ -1,0 +1,363 @@
+//! Log replication, heartbeats, commit, CheckQuorum and compaction
+//! (Raft §5.3, §5.4, §7; dissertation §6.2 for CheckQuorum).
+
+use super::node::{Node, Progress, RaftRole};
+use super::types::Event;
+use goose_common::limits::{APPEND_ENTRIES_MAX, MESSAGE_BYTES_MAX};
+use goose_common::{
+    wire, Entry, EntryPayload, LogIndex, MessageBody, NodeId, Snapshot, Term, Timestamp,
+};
+
+/// Room left in a message for everything but the entries (ids, terms, indexes).
+const APPEND_HEADER_BYTES_MAX: usize = 64;
+
+impl Node {
+    /// A message from the leader of `term` (or later): step down if needed,
+    /// follow it, and restart the stickiness clock.
+    fn accept_leader(&mut self, now: Timestamp, from: NodeId, term: Term) {
+        if term > self.term || self.role != RaftRole::Follower || self.leader != Some(from) {
+            self.become_follower(now, term, Some(from));
+        }
+        self.last_heard_leader = now;
+        self.reset_election_deadline(now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_append(
+        &mut self,
+        now: Timestamp,
+        from: NodeId,
+        term: Term,
+        round: u64,
+        (prev_index, prev_term): (LogIndex, Term),
+        entries: Vec<Entry>,
+        commit: LogIndex,
+    ) {
+        if term < self.term {
+            let body = MessageBody::AppendReply {
+                round,
+                success: false,
+                match_index: self.log.last_index(),
+            };
+            self.send(from, body);
+            return;
+        }
+        self.accept_leader(now, from, term);
+        self.leader_commit_seen = self.leader_commit_seen.max(commit);
+        // Entries at or below our snapshot are committed, hence identical:
+        // skip them and treat the snapshot as the matching prefix.
+        let snapshot_index = self.log.snapshot.index;
+        let (prev_index, prev_term, entries) = if prev_index < snapshot_index {
+            let skipped: Vec<Entry> = entries
+                .into_iter()
+                .filter(|e| e.index > snapshot_index)
+                .collect();
+            (snapshot_index, self.log.snapshot.term, skipped)
+        } else {
+            (prev_index, prev_term, entries)
+        };
+        if self.log.term_at(prev_index) != Some(prev_term) {
+            let hint = self.log.last_index().min(prev_index.prev());
+            self.send(
+                from,
+                MessageBody::AppendReply {
+                    round,
+                    success: false,
+                    match_index: hint,
+                },
+            );
+            return;
+        }
+        let last_new = LogIndex(prev_index.0 + entries.len() as u64);
+        for entry in entries {
+            match self.log.term_at(entry.index) {
+                Some(existing) if existing == entry.term => continue,
+                Some(_) => self.truncate_log(entry.index),
+                None => {}
+            }
+            self.append_entry(entry);
+        }
+        self.advance_commit(now, commit.min(last_new));
+        self.send(
+            from,
+            MessageBody::AppendReply {
+                round,
+                success: true,
+                match_index: last_new,
+            },
+        );
+    }
+
+    pub(crate) fn on_install_snapshot(
+        &mut self,
+        now: Timestamp,
+        from: NodeId,
+        term: Term,
+        round: u64,
+        snapshot: Snapshot,
+    ) {
+        if term < self.term {
+            let body = MessageBody::AppendReply {
+                round,
+                success: false,
+                match_index: self.log.last_index(),
+            };
+            self.send(from, body);
+            return;
+        }
+        self.accept_leader(now, from, term);
+        let index = snapshot.index;
+        if index > self.commit_index {
+            let was_member = self.membership().get(self.config.id).is_some();
+            let keeps_suffix = self.log.term_at(index) == Some(snapshot.term);
+            self.ready
+                .persist
+                .entries
+                .retain(|entry| entry.index > index);
+            if !keeps_suffix {
+                self.ready.persist.entries.clear();
+                self.ready.persist.truncate_from = Some(index.next());
+                self.log.entries.clear();
+            }
+            self.log.compact(snapshot.clone());
+            self.ready.persist.snapshot = Some(snapshot);
+            self.commit_index = index;
+            self.on_config_maybe_changed(was_member);
+        }
+        self.send(
+            from,
+            MessageBody::AppendReply {
+                round,
+                success: true,
+                match_index: index,
+            },
+        );
+    }
+
+    pub(crate) fn on_append_reply(
+        &mut self,
+        now: Timestamp,
+        from: NodeId,
+        term: Term,
+        round: u64,
+        success: bool,
+        match_index: LogIndex,
+    ) {
+        if term > self.term {
+            self.become_follower(now, term, None);
+            return;
+        }
+        if term < self.term || self.role != RaftRole::Leader {
+            return;
+        }
+        let last_index = self.log.last_index();
+        let Some(state) = self.leader_state.as_mut() else {
+            return;
+        };
+        state.lease.acknowledge(from, round);
+        let Some(progress) = state.progress.get_mut(&from) else {
+            return;
+        };
+        if success {
+            let matched = match_index.min(last_index);
+            progress.match_index = progress.match_index.max(matched);
+            progress.next_index = progress.next_index.max(progress.match_index.next());
+        } else {
+            // Probe backwards: never below what is known to match.
+            let hinted = match_index.next().min(progress.next_index.prev());
+            progress.next_index = hinted.max(progress.match_index.next());
+        }
+        let behind = progress.next_index <= last_index;
+        let rejected = !success;
+        self.maybe_commit(now);
+        if (behind || rejected) && self.role == RaftRole::Leader {
+            self.send_append(from);
+        }
+        self.maybe_promote(now);
+        self.continue_handoff(now);
+    }
+
+    /// Leader timers: heartbeat rounds and CheckQuorum.
+    pub(crate) fn tick_leader(&mut self, now: Timestamp) {
+        let Some(state) = self.leader_state.as_ref() else {
+            return;
+        };
+        let lease_start = state
+            .lease
+            .quorum_sent_at(self.membership(), self.config.id)
+            .unwrap_or(state.elected_at)
+            .max(state.elected_at);
+        if now.since(lease_start) >= self.config.election_timeout_min {
+            // CheckQuorum: no majority has answered for a whole election timeout.
+            let term = self.term;
+            self.become_follower(now, term, None);
+            return;
+        }
+        if now >= state.next_heartbeat {
+            self.broadcast_heartbeat(now);
+        }
+        self.hand_over_if_removed(now);
+        self.continue_handoff(now);
+    }
+
+    /// Starts a heartbeat round: every member gets an append (with entries
+    /// if it lags), and the round's send time is remembered for the lease.
+    pub(crate) fn broadcast_heartbeat(&mut self, now: Timestamp) {
+        let interval = self.config.heartbeat_interval;
+        let Some(state) = self.leader_state.as_mut() else {
+            return;
+        };
+        state.lease.start_round(now);
+        state.next_heartbeat = now.add(interval);
+        let peers: Vec<NodeId> = state.progress.keys().copied().collect();
+        for peer in peers {
+            self.send_append(peer);
+        }
+        // A lone voter acknowledges its own rounds: commit may advance.
+        self.maybe_commit(now);
+    }
+
+    /// Sends `peer` the entries it lacks, or the snapshot if they are compacted.
+    pub(crate) fn send_append(&mut self, peer: NodeId) {
+        let Some(state) = self.leader_state.as_ref() else {
+            return;
+        };
+        let Some(progress) = state.progress.get(&peer) else {
+            return;
+        };
+        let round = state.lease.current_round();
+        let next = progress.next_index;
+        let prev_index = next.prev();
+        let Some(prev_term) = self
+            .log
+            .term_at(prev_index)
+            .filter(|_| next > self.log.snapshot.index)
+        else {
+            let snapshot = self.log.snapshot.clone();
+            self.send(peer, MessageBody::InstallSnapshot { round, snapshot });
+            return;
+        };
+        let mut entries = Vec::new();
+        let mut bytes = APPEND_HEADER_BYTES_MAX;
+        for entry in self.log.entries_from(next, APPEND_ENTRIES_MAX) {
+            bytes += wire::encoded_len(entry);
+            if bytes > MESSAGE_BYTES_MAX && !entries.is_empty() {
+                break;
+            }
+            entries.push(entry.clone());
+        }
+        let body = MessageBody::Append {
+            round,
+            prev_index,
+            prev_term,
+            entries,
+            commit: self.commit_index,
+        };
+        self.send(peer, body);
+    }
+
+    /// Advances the leader's commit index to what a majority has replicated,
+    /// counting only entries of its own term (Raft §5.4.2).
+    pub(crate) fn maybe_commit(&mut self, now: Timestamp) {
+        let Some(state) = self.leader_state.as_ref() else {
+            return;
+        };
+        let config = self.membership();
+        let mut matched: Vec<LogIndex> = config
+            .voters()
+            .map(|id| {
+                if id == self.config.id {
+                    self.log.last_index()
+                } else {
+                    state
+                        .progress
+                        .get(&id)
+                        .map_or(LogIndex(0), |p| p.match_index)
+                }
+            })
+            .collect();
+        if matched.is_empty() {
+            return;
+        }
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = matched[config.majority() - 1];
+        if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.term) {
+            self.advance_commit(now, candidate);
+        }
+    }
+
+    /// Moves the commit index forward, reporting committed configurations.
+    pub(crate) fn advance_commit(&mut self, now: Timestamp, index: LogIndex) {
+        if index <= self.commit_index {
+            return;
+        }
+        let previous = self.commit_index;
+        self.commit_index = index;
+        let committed_configs: Vec<Event> = self
+            .log
+            .entries_from(previous.next(), usize::MAX)
+            .iter()
+            .take_while(|entry| entry.index <= index)
+            .filter_map(|entry| match &entry.payload {
+                EntryPayload::Config(config) => Some(Event::MembershipCommitted {
+                    index: entry.index,
+                    config: config.clone(),
+                }),
+                EntryPayload::NoOp => None,
+            })
+            .collect();
+        self.ready.events.extend(committed_configs);
+        if self.role == RaftRole::Leader {
+            self.on_leader_commit(now);
+        }
+        self.maybe_compact();
+    }
+
+    /// Compacts the committed prefix once the log grows past the threshold.
+    fn maybe_compact(&mut self) {
+        let index = self.commit_index;
+        let compactable = index.0 - self.log.snapshot.index.0;
+        if compactable <= self.config.compaction_threshold as u64 {
+            return;
+        }
+        let Some(term) = self.log.term_at(index) else {
+            return;
+        };
+        let config = self.log.config_at(index).1.clone();
+        let snapshot = Snapshot {
+            index,
+            term,
+            config,
+        };
+        self.log.compact(snapshot.clone());
+        // Entries appended in this step and now covered by the snapshot must
+        // not be appended again after it.
+        self.ready
+            .persist
+            .entries
+            .retain(|entry| entry.index > index);
+        self.ready.persist.snapshot = Some(snapshot);
+    }
+
+    /// Keeps the leader's progress map equal to the members of the latest config.
+    pub(crate) fn sync_progress(&mut self) {
+        let next = self.log.last_index().next();
+        let members: Vec<NodeId> = self
+            .membership()
+            .members
+            .iter()
+            .map(|member| member.id)
+            .filter(|&id| id != self.config.id)
+            .collect();
+        let Some(state) = self.leader_state.as_mut() else {
+            return;
+        };
+        state.progress.retain(|id, _| members.contains(id));
+        for id in members {
+            state.progress.entry(id).or_insert(Progress {
+                next_index: next,
+                match_index: LogIndex(0),
+            });
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! Unit tests of the core through a tiny deterministic cluster: messages
+//! take a fixed delay, nothing is lost unless a link is cut, every node's
+//! clock is exact. The simulator in `tests/` covers faults and many seeds;
+//! these tests pin the paper's rules one by one and cite the section.
+
+use super::*;
+use goose_common::{LogIndex, Membership, Message, MessageBody, NodeId, Term, Timestamp};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+const DELAY: Duration = Duration::from_micros(300);
+
+struct Cluster {
+    now: Timestamp,
+    nodes: BTreeMap<NodeId, Node>,
+    durable: BTreeMap<NodeId, PersistedState>,
+    deadlines: BTreeMap<NodeId, Timestamp>,
+    in_flight: Vec<(Timestamp, Message)>,
+    cut: BTreeSet<(NodeId, NodeId)>,
+    events: Vec<(NodeId, Event)>,
+}
+
+fn addr(id: u64) -> std::net::SocketAddr {
+    format!("127.0.0.1:{}", 7700 + id).parse().unwrap()
+}
+
+fn voters(ids: &[u64]) -> Membership {
+    Membership::with_voters(ids.iter().map(|&id| (NodeId(id), addr(id))))
+}
+
+impl Cluster {
+    fn new(size: u64) -> Cluster {
+        let ids: Vec<u64> = (1..=size).collect();
+        let mut cluster = Cluster {
+            now: Timestamp(1_000_000_000),
+            nodes: BTreeMap::new(),
+            durable: BTreeMap::new(),
+            deadlines: BTreeMap::new(),
+            in_flight: Vec::new(),
+            cut: BTreeSet::new(),
+            events: Vec::new(),
+        };
+        for &id in &ids {
+            cluster.start(NodeId(id), PersistedState::bootstrap(voters(&ids)));
+        }
+        cluster
+    }
+
+    fn start(&mut self, id: NodeId, state: PersistedState) {
+        let node = Node::new(Config::new(id), state.clone(), id.0, self.now).unwrap();
+        self.durable.insert(id, state);
+        self.deadlines.insert(id, self.now);
+        self.nodes.insert(id, node);
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        self.nodes.remove(&id);
+        self.deadlines.remove(&id);
+    }
+
+    fn step(&mut self, id: NodeId, input: Input) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let ready = node.step(self.now, input);
+        self.durable.get_mut(&id).unwrap().apply(&ready.persist);
+        for message in ready.messages {
+            if !self.cut.contains(&(message.from, message.to)) {
+                self.in_flight.push((self.now.add(DELAY), message));
+            }
+        }
+        self.events
+            .extend(ready.events.into_iter().map(|event| (id, event)));
+        self.deadlines.insert(id, ready.next_deadline);
+    }
+
+    /// Runs until `until`, processing messages and deadlines in time order.
+    fn run_until(&mut self, until: Timestamp) {
+        loop {
+            let next_message = self.in_flight.iter().map(|(at, _)| *at).min();
+            let next_deadline = self.deadlines.values().copied().min();
+            let next = match (next_message, next_deadline) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).unwrap_or(until),
+            };
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = next.max(self.now);
+            if let Some(position) = self.in_flight.iter().position(|(at, _)| *at <= self.now) {
+                let (_, message) = self.in_flight.remove(position);
+                self.step(message.to, Input::Receive(message));
+                self.check_one_goose();
+                continue;
+            }
+            let due: Vec<NodeId> = self
+                .deadlines
+                .iter()
+                .filter(|(_, &at)| at <= self.now)
+                .map(|(&id, _)| id)
+                .collect();
+            for id in due {
+                self.step(id, Input::Tick);
+            }
+            self.check_one_goose();
+        }
+    }
+
+    fn run_for(&mut self, duration: Duration) {
+        let until = self.now.add(duration);
+        self.run_until(until);
+    }
+
+    fn geese(&mut self) -> Vec<NodeId> {
+        let now = self.now;
+        self.nodes
+            .iter_mut()
+            .filter_map(|(&id, n)| n.goose(now).is_goose().then_some(id))
+            .collect()
+    }
+
+    fn check_one_goose(&mut self) {
+        let geese = self.geese();
+        assert!(geese.len() <= 1, "two geese at {:?}: {geese:?}", self.now);
+    }
+
+    fn goose(&mut self) -> Option<NodeId> {
+        self.geese().first().copied()
+    }
+
+    fn isolate(&mut self, id: NodeId) {
+        for &other in self.durable.keys() {
+            if other != id {
+                self.cut.insert((id, other));
+                self.cut.insert((other, id));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_single_node_becomes_the_goose() {
+    // design.md §2: a lone voter is its own majority.
+    let mut cluster = Cluster::new(1);
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(cluster.goose(), Some(NodeId(1)));
+}
+
+#[test]
+fn three_nodes_elect_exactly_one_goose() {
+    // Raft §5.2: one leader per term; design.md §2: it answers goose.
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(2));
+    let goose = cluster.goose().expect("a goose within two seconds");
+    let answer = cluster.nodes.get_mut(&goose).unwrap().goose(cluster.now);
+    let promise = answer.lease_until.unwrap();
+    assert!(promise > cluster.now && promise <= cluster.now.add(Duration::from_millis(10)));
+    let leaders = cluster
+        .nodes
+        .values()
+        .filter(|n| n.raft_role() == RaftRole::Leader)
+        .count();
+    assert_eq!(leaders, 1);
+}
+
+#[test]
+fn a_restarted_node_grants_no_vote_for_an_election_timeout() {
+    // design.md §2: a node that starts behaves as if it had just heard from a leader.
+    let config = voters(&[1, 2, 3]);
+    let start = Timestamp(5_000_000_000);
+    let mut node = Node::new(
+        Config::new(NodeId(1)),
+        PersistedState::bootstrap(config),
+        1,
+        start,
+    )
+    .unwrap();
+    let request = |term| Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(term),
+        body: MessageBody::RequestVote {
+            last_log_index: LogIndex(0),
+            last_log_term: Term(0),
+            handoff: false,
+        },
+    };
+    let early = node.step(
+        start.add(Duration::from_millis(100)),
+        Input::Receive(request(1)),
+    );
+    assert!(early.messages.is_empty(), "ignored while sticky: {early:?}");
+    assert_eq!(node.hard_state().term, Term(0), "the term did not move");
+    let later = node.step(
+        start.add(Duration::from_millis(301)),
+        Input::Receive(request(1)),
+    );
+    let granted = later
+        .messages
+        .iter()
+        .any(|m| m.body == MessageBody::RequestVoteReply { granted: true });
+    assert!(granted, "granted once the timeout passed: {later:?}");
+    assert_eq!(
+        later.persist.hard_state.unwrap().vote,
+        Some(NodeId(2)),
+        "the vote is persisted"
+    );
+}
+
+#[test]
+fn a_pre_vote_never_changes_the_term() {
+    // Dissertation §9.6: PreVote keeps a partitioned node from inflating terms.
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let goose = cluster.goose().unwrap();
+    let duck = *cluster.nodes.keys().find(|&&id| id != goose).unwrap();
+    let term = cluster.nodes[&goose].hard_state().term;
+    cluster.isolate(duck);
+    cluster.run_for(Duration::from_secs(5));
+    assert_eq!(
+        cluster.nodes[&duck].hard_state().term,
+        term,
+        "the isolated duck kept its term"
+    );
+    cluster.cut.clear();
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(
+        cluster.goose(),
+        Some(goose),
+        "healing does not disturb the goose"
+    );
+    assert_eq!(cluster.nodes[&goose].hard_state().term, term);
+}
+
+#[test]
+fn an_isolated_goose_stops_at_its_lease_end_and_another_takes_over() {
+    // design.md §2 condition 3 and CheckQuorum (dissertation §6.2).
+    let mut cluster = Cluster::new(5);
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    cluster.isolate(old);
+    cluster.run_for(Duration::from_millis(300));
+    assert!(!cluster
+        .nodes
+        .get_mut(&old)
+        .unwrap()
+        .goose(cluster.now)
+        .is_goose());
+    cluster.run_for(Duration::from_secs(1));
+    let new = cluster.goose().expect("the majority elects a new goose");
+    assert_ne!(new, old);
+    assert_ne!(
+        cluster.nodes[&old].raft_role(),
+        RaftRole::Leader,
+        "CheckQuorum stepped it down"
+    );
+}
+
+#[test]
+fn a_crashed_goose_is_replaced_near_the_floor() {
+    // design.md §3: failover approaches election_timeout_min plus a few round trips.
+    let mut cluster = Cluster::new(5);
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    cluster.crash(old);
+    let crashed_at = cluster.now;
+    let mut step = 0;
+    while cluster.goose().is_none() {
+        cluster.run_for(Duration::from_millis(1));
+        step += 1;
+        assert!(step < 2000, "no goose two seconds after the crash");
+    }
+    let window = cluster.now.since(crashed_at);
+    assert!(
+        window < Duration::from_millis(420),
+        "failover took {window:?}"
+    );
+}
+
+#[test]
+fn a_handoff_waits_out_promises_and_the_old_goose_never_returns_in_its_term() {
+    // design.md §2 "the only exception is a handoff"; dissertation §3.10.
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    let target = NodeId(if old.0 == 3 { 1 } else { 3 });
+    let term = cluster.nodes[&old].hard_state().term;
+    let promise = cluster
+        .nodes
+        .get_mut(&old)
+        .unwrap()
+        .goose(cluster.now)
+        .lease_until
+        .unwrap();
+    cluster.step(
+        old,
+        Input::Handoff {
+            id: 7,
+            target: Some(target),
+        },
+    );
+    assert!(!cluster
+        .nodes
+        .get_mut(&old)
+        .unwrap()
+        .goose(cluster.now)
+        .is_goose());
+    cluster.run_for(Duration::from_millis(200));
+    assert!(cluster.events.contains(&(old, Event::Done { id: 7 })));
+    assert_eq!(cluster.goose(), Some(target));
+    assert!(cluster.now > promise);
+    assert!(cluster.nodes[&target].hard_state().term > term);
+}
+
+#[test]
+fn a_change_before_the_leaders_own_entry_commits_is_refused() {
+    // The 2015 single-server change fix (Ongaro, raft-dev): NotReady until the no-op commits.
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let goose = cluster.goose().unwrap();
+    // Freshly elected: force a new election and propose at the instant of winning.
+    cluster.step(
+        goose,
+        Input::Handoff {
+            id: 1,
+            target: None,
+        },
+    );
+    let mut winner = None;
+    for _ in 0..2000 {
+        cluster.run_for(Duration::from_micros(100));
+        winner = cluster
+            .nodes
+            .iter()
+            .find(|(&id, n)| id != goose && n.raft_role() == RaftRole::Leader)
+            .map(|(&id, _)| id);
+        if winner.is_some() {
+            break;
+        }
+    }
+    let winner = winner.expect("a new leader");
+    let node = &cluster.nodes[&winner];
+    assert!(
+        node.commit_index() < node.last_index(),
+        "its no-op is not committed yet"
+    );
+    cluster.step(
+        winner,
+        Input::Propose {
+            id: 2,
+            change: MembershipChange::Remove { id: NodeId(2) },
+        },
+    );
+    let refused = Event::Rejected {
+        id: 2,
+        reason: RejectReason::NotReady,
+    };
+    assert!(
+        cluster.events.contains(&(winner, refused)),
+        "{:?}",
+        cluster.events
+    );
+}
+
+#[test]
+fn adding_a_voter_goes_through_a_learner_and_a_second_change_waits() {
+    // Dissertation §4.2.1 (catch-up as learner) and §4.1 (one change at a time).
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let goose = cluster.goose().unwrap();
+    cluster.start(NodeId(4), PersistedState::default());
+    cluster.step(
+        goose,
+        Input::Propose {
+            id: 1,
+            change: MembershipChange::AddVoter {
+                id: NodeId(4),
+                addr: addr(4),
+            },
+        },
+    );
+    cluster.step(
+        goose,
+        Input::Propose {
+            id: 2,
+            change: MembershipChange::Remove { id: NodeId(2) },
+        },
+    );
+    let refused = Event::Rejected {
+        id: 2,
+        reason: RejectReason::ChangeInProgress,
+    };
+    assert!(cluster.events.contains(&(goose, refused)));
+    cluster.run_for(Duration::from_secs(1));
+    assert!(
+        cluster.events.contains(&(goose, Event::Done { id: 1 })),
+        "{:?}",
+        cluster.events
+    );
+    for node in cluster.nodes.values() {
+        assert!(
+            node.membership().is_voter(NodeId(4)),
+            "node {} sees 4 as voter",
+            node.id()
+        );
+    }
+    cluster.step(
+        goose,
+        Input::Propose {
+            id: 3,
+            change: MembershipChange::Remove { id: goose },
+        },
+    );
+    cluster.run_for(Duration::from_secs(2));
+    assert!(cluster.events.contains(&(goose, Event::Done { id: 3 })));
+    assert!(cluster.events.contains(&(goose, Event::Removed)));
+    let new = cluster
+        .goose()
+        .expect("a goose after the old one removed itself");
+    assert_ne!(new, goose);
+    assert!(cluster.nodes[&goose].is_removed());
+}
