@@ -437,7 +437,10 @@ impl Checker {
             return violation("message", format!("n{id} sent a message from {} to {}", message.from, message.to));
         }
         let term_ok = match message.body {
-            MessageBody::PreVote { .. } | MessageBody::PreVoteReply { .. } => message.term <= disk.term.next(),
+            // A pre-vote asks in the term the sender would campaign in, and
+            // its answer may echo that term: neither is persisted.
+            MessageBody::PreVote { .. } => message.term <= disk.term.next(),
+            MessageBody::PreVoteReply { .. } => true,
             _ => message.term == disk.term,
         };
         if !term_ok {
@@ -489,11 +492,13 @@ impl Checker {
 
     /// Checks one answer of `node` to "am I the goose?" asked at true
     /// `now_ns` (local `local_now` on `clock`), and records its promise.
+    /// `lease_window_ns` bounds the true length of the lease on that clock (g).
     pub fn on_answer(
         &mut self,
         node: &Node,
         config: &Config,
         clock: &Clock,
+        lease_window_ns: u64,
         answer: &GooseAnswer,
         local_now: Timestamp,
         now_ns: u64,
@@ -537,7 +542,7 @@ impl Checker {
         }
         check.promise_local = Some((term, lease_until));
         self.check_promises(id, term, now_ns, clock.true_at(lease_until))?;
-        self.check_majority_contact(node, config, clock, now_ns)?;
+        self.check_majority_contact(node, lease_window_ns, now_ns)?;
         if let Some(after_ns) = self.goose_forbidden_after_ns {
             if now_ns > after_ns {
                 return violation(
@@ -575,10 +580,9 @@ impl Checker {
     /// a message from the goose, and the goose one from it, after that instant.
     /// The majority is counted in the latest or the previous configuration
     /// (any majorities of the two overlap under single-server changes).
-    fn check_majority_contact(&self, node: &Node, config: &Config, clock: &Clock, now_ns: u64) -> Result<(), Violation> {
+    fn check_majority_contact(&self, node: &Node, lease_window_ns: u64, now_ns: u64) -> Result<(), Violation> {
         let id = node.id();
-        let lease_ns = u64::try_from(config.lease_duration().as_nanos()).unwrap_or(u64::MAX);
-        let since_ns = now_ns.saturating_sub(clock.true_duration_ns(lease_ns));
+        let since_ns = now_ns.saturating_sub(lease_window_ns);
         let leader_index = (id.0 - 1) as usize;
         let contacted = |voter: NodeId| {
             let voter_index = (voter.0 - 1) as usize;

@@ -35,6 +35,7 @@ impl Clock {
     /// If the drift is not strictly between -100% and +100%.
     pub fn new(base_true_ns: u64, base_local_ns: u64, drift_ppm: i32) -> Clock {
         assert!(drift_ppm.unsigned_abs() < 1_000_000, "drift out of range");
+        assert!(base_local_ns < (i64::MAX / 2) as u64, "clock origin too large");
         Clock {
             base_true_ns,
             base_local_ns,
@@ -59,9 +60,12 @@ impl Clock {
     /// What the clock reads at true instant `true_ns` (at or after its start).
     pub fn local_at(&self, true_ns: u64) -> Timestamp {
         debug_assert!(true_ns >= self.base_true_ns, "clock read before it started");
-        let elapsed = i128::from(true_ns.saturating_sub(self.base_true_ns));
-        let local = i128::from(self.base_local_ns) + elapsed * self.rate() / PPM;
-        Timestamp(u64::try_from(local).unwrap_or(u64::MAX))
+        // 64-bit arithmetic (this runs for every goose question): with the
+        // drift below 10^6 ppm the product fits for runs of over 100 days.
+        let elapsed = i64::try_from(true_ns.saturating_sub(self.base_true_ns)).unwrap_or(i64::MAX);
+        let drift = (elapsed.saturating_mul(i64::from(self.drift_ppm))).div_euclid(1_000_000);
+        let local = (self.base_local_ns as i64).saturating_add(elapsed).saturating_add(drift);
+        Timestamp(u64::try_from(local).unwrap_or(0))
     }
 
     /// The first true instant (at or after the clock's start) at which the

@@ -53,12 +53,11 @@ pub mod chaos;
 pub mod checks;
 pub mod clock;
 pub mod network;
-mod standin;
 pub mod trace;
 pub mod world;
 
 pub use chaos::{plan, replay_command, run_seed, run_seeds, RunOptions, SeedPlan, SeedReport, Summary, Timing};
 pub use checks::Violation;
 pub use network::{NetworkParams, PartitionShape};
-pub use standin::{Node, RaftRole};
+pub use goosed::raft::{Node, RaftRole};
 pub use world::{node_addr, Failure, GooseChange, Sim, SimConfig, SimStats};

@@ -244,6 +244,8 @@ pub(crate) struct SimNode {
     pub(crate) id: NodeId,
     pub(crate) config: Config,
     pub(crate) clock: Clock,
+    /// An upper bound on the true length of a lease on `clock` (g).
+    pub(crate) lease_window_ns: u64,
     pub(crate) durable: PersistedState,
     pub(crate) node: Option<Node>,
     pub(crate) paused: bool,
@@ -790,7 +792,7 @@ impl Sim {
             let local = slot.clock.local_at(now_ns);
             let answer = node.goose(local);
             self.stats.goose_questions += 1;
-            self.checker.on_answer(node, &slot.config, &slot.clock, &answer, local, now_ns)?;
+            self.checker.on_answer(node, &slot.config, &slot.clock, slot.lease_window_ns, &answer, local, now_ns)?;
             if answer.is_goose() {
                 geese.push((slot.id, answer.term));
             }
@@ -877,10 +879,12 @@ impl Sim {
         let id = NodeId(index as u64 + 1);
         let config = Config { id, ..self.config.node_config.clone() };
         let clock = self.new_clock(&config);
+        let lease_window_ns = lease_window_ns(&config, &clock);
         self.nodes.push(SimNode {
             id,
             config,
             clock,
+            lease_window_ns,
             durable,
             node: None,
             paused: false,
@@ -915,7 +919,9 @@ impl Sim {
     fn start_node(&mut self, index: usize, reboot: bool) -> Result<(), Violation> {
         if reboot {
             let config = self.nodes[index].config.clone();
-            self.nodes[index].clock = self.new_clock(&config);
+            let clock = self.new_clock(&config);
+            self.nodes[index].clock = clock;
+            self.nodes[index].lease_window_ns = lease_window_ns(&config, &clock);
         }
         let node_seed = self.rng.u64(..);
         let slot = &mut self.nodes[index];
@@ -1087,6 +1093,11 @@ impl Sim {
         self.step_node(index, Input::Handoff { id, target })?;
         Ok(id)
     }
+}
+
+/// An upper bound on the true length of `config`'s lease on `clock`.
+fn lease_window_ns(config: &Config, clock: &Clock) -> u64 {
+    clock.true_duration_ns(duration_ns(config.lease_duration()))
 }
 
 /// A duration in nanoseconds, saturating.
