@@ -16,7 +16,11 @@ const SEEDS_DEFAULT: u64 = 2_000;
 
 fn env_u64(name: &str) -> Option<u64> {
     let text = std::env::var(name).ok()?;
-    Some(text.trim().parse().unwrap_or_else(|_| panic!("{name} must be a number, not {text:?}")))
+    Some(
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, not {text:?}")),
+    )
 }
 
 /// Checks every checker on many seeds: no violation of safety (at most one
@@ -58,8 +62,15 @@ fn many_seeds() {
         wall.as_secs_f64(),
     );
     assert_eq!(summary.seeds, seeds.len() as u64, "every seed ran");
-    assert_eq!(summary.failed, 0, "{} seeds failed; the first ones are printed above with their replay commands", summary.failed);
-    assert!(summary.liveness_checks > 0 || seeds.len() < 10, "liveness was checked");
+    assert_eq!(
+        summary.failed, 0,
+        "{} seeds failed; the first ones are printed above with their replay commands",
+        summary.failed
+    );
+    assert!(
+        summary.liveness_checks > 0 || seeds.len() < 10,
+        "liveness was checked"
+    );
 }
 
 /// Checks that a seed replays exactly: with `GOOSE_SIM_SEED=S`, runs seed S
@@ -68,7 +79,10 @@ fn many_seeds() {
 /// everything observable.
 #[test]
 fn replay() {
-    let options = RunOptions { trace_to_stderr: std::env::var("GOOSE_SIM_TRACE").is_ok_and(|v| v == "1"), ..RunOptions::default() };
+    let options = RunOptions {
+        trace_to_stderr: std::env::var("GOOSE_SIM_TRACE").is_ok_and(|v| v == "1"),
+        ..RunOptions::default()
+    };
     if let Some(seed) = env_u64("GOOSE_SIM_SEED") {
         println!("{}", plan(seed, Duration::from_secs(60)));
         match run_seed(seed, &options) {
@@ -77,9 +91,16 @@ fn replay() {
         }
         return;
     }
-    let options = RunOptions { duration: Some(Duration::from_secs(10)), ..options };
+    let options = RunOptions {
+        duration: Some(Duration::from_secs(10)),
+        ..options
+    };
     let first = run_seed(42, &options).expect("seed 42 passes");
     let second = run_seed(42, &options).expect("seed 42 passes again");
     assert_eq!(first, second, "the same seed gave two different runs");
-    assert!(first.stats.steps > 1_000, "the run did something: {:?}", first.stats);
+    assert!(
+        first.stats.steps > 1_000,
+        "the run did something: {:?}",
+        first.stats
+    );
 }

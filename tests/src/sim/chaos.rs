@@ -5,8 +5,8 @@
 use super::checks::{violation, Violation};
 use super::network::{NetworkParams, PartitionShape};
 use super::world::{duration_ns, node_addr, Action, Failure, Sim, SimConfig, SimStats};
-use goose_common::{MemberRole, NodeId, Term};
 use super::RaftRole;
+use goose_common::{MemberRole, NodeId, Term};
 use goosed::raft::{Config, MembershipChange};
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -50,11 +50,17 @@ impl Timing {
             Timing::Fast => Config::fast(id),
             Timing::DefaultPlainJitter => {
                 let config = Config::new(id);
-                Config { election_jitter_max: config.election_timeout_min, ..config }
+                Config {
+                    election_jitter_max: config.election_timeout_min,
+                    ..config
+                }
             }
             Timing::FastPlainJitter => {
                 let config = Config::fast(id);
-                Config { election_jitter_max: config.election_timeout_min, ..config }
+                Config {
+                    election_jitter_max: config.election_timeout_min,
+                    ..config
+                }
             }
         }
     }
@@ -95,7 +101,9 @@ impl fmt::Display for SeedPlan {
 
 /// The command that replays seed `seed` with its full trace.
 pub fn replay_command(seed: u64) -> String {
-    format!("GOOSE_SIM_SEED={seed} cargo test -p goose-tests --test simulator -- replay --nocapture")
+    format!(
+        "GOOSE_SIM_SEED={seed} cargo test -p goose-tests --test simulator -- replay --nocapture"
+    )
 }
 
 fn pick_weighted<T: Copy>(rng: &mut fastrand::Rng, choices: &[(u32, T)]) -> T {
@@ -117,15 +125,34 @@ pub fn plan(seed: u64, duration: Duration) -> SeedPlan {
     let mut rng = fastrand::Rng::with_seed(seed);
     let voters = pick_weighted(
         &mut rng,
-        &[(4, 1), (3, 2), (33, 3), (5, 4), (33, 5), (3, 6), (10, 7), (3, 8), (6, 9)],
+        &[
+            (4, 1),
+            (3, 2),
+            (33, 3),
+            (5, 4),
+            (33, 5),
+            (3, 6),
+            (10, 7),
+            (3, 8),
+            (6, 9),
+        ],
     );
     let timing = pick_weighted(
         &mut rng,
-        &[(50, Timing::Default), (35, Timing::Fast), (8, Timing::DefaultPlainJitter), (7, Timing::FastPlainJitter)],
+        &[
+            (50, Timing::Default),
+            (35, Timing::Fast),
+            (8, Timing::DefaultPlainJitter),
+            (7, Timing::FastPlainJitter),
+        ],
     );
     let node_config = timing.config(NodeId(1));
     let election_timeout = node_config.election_timeout_min;
-    let mut network = if rng.bool() { NetworkParams::quiet() } else { NetworkParams::rough() };
+    let mut network = if rng.bool() {
+        NetworkParams::quiet()
+    } else {
+        NetworkParams::rough()
+    };
     network.delay_base = Duration::from_micros(rng.u64(20..=300));
     network.delay_tail_mean = Duration::from_micros(rng.u64(20..=300));
     let mut config = SimConfig::new(seed, voters, node_config);
@@ -141,7 +168,12 @@ pub fn plan(seed: u64, duration: Duration) -> SeedPlan {
         loss_max: 0.3,
         nodes_max: (voters + 4).min(12),
     };
-    SeedPlan { config, chaos, timing, duration }
+    SeedPlan {
+        config,
+        chaos,
+        timing,
+        duration,
+    }
 }
 
 /// What a seeded run that passed every check did.
@@ -174,7 +206,9 @@ pub struct RunOptions {
 /// a goose exists at the end of the fault-free phase.
 pub fn run_seed(seed: u64, options: &RunOptions) -> Result<SeedReport, Box<Failure>> {
     let duration = options.duration.unwrap_or(RUN_DURATION_DEFAULT);
-    let SeedPlan { mut config, chaos, .. } = plan(seed, duration);
+    let SeedPlan {
+        mut config, chaos, ..
+    } = plan(seed, duration);
     config.trace_to_stderr |= options.trace_to_stderr;
     config.goose_forbidden_after = options.goose_forbidden_after;
     let mut sim = Sim::new(config);
@@ -184,7 +218,10 @@ pub fn run_seed(seed: u64, options: &RunOptions) -> Result<SeedReport, Box<Failu
     sim.run_for(duration)?;
     sim.act(|sim| {
         if sim.goose().is_none() {
-            return violation("(h) liveness", "no goose at the end of the fault-free phase".to_string());
+            return violation(
+                "(h) liveness",
+                "no goose at the end of the fault-free phase".to_string(),
+            );
         }
         Ok(())
     })?;
@@ -296,7 +333,14 @@ impl Sim {
     fn start_node_from_chaos(&mut self, index: usize) -> Result<(), Violation> {
         let incarnation = self.nodes[index].incarnation;
         // Through the queue, so the start is an event like any other.
-        self.push(self.now_ns, Action::Start { node: index, incarnation, reboot: false });
+        self.push(
+            self.now_ns,
+            Action::Start {
+                node: index,
+                incarnation,
+                reboot: false,
+            },
+        );
         Ok(())
     }
 
@@ -318,11 +362,18 @@ impl Sim {
             }
             2 => {
                 let to_count = self.rng.usize(1..count);
-                PartitionShape::OneWay { from: ids[0], to: ids[1..=to_count].to_vec() }
+                PartitionShape::OneWay {
+                    from: ids[0],
+                    to: ids[1..=to_count].to_vec(),
+                }
             }
             3 if count >= 3 => {
                 let cut = self.rng.usize(2..count);
-                PartitionShape::Bridge { bridge: ids[0], left: ids[1..cut].to_vec(), right: ids[cut..].to_vec() }
+                PartitionShape::Bridge {
+                    bridge: ids[0],
+                    left: ids[1..cut].to_vec(),
+                    right: ids[cut..].to_vec(),
+                }
             }
             4 if count >= 4 => {
                 let majority = count / 2 + 1;
@@ -356,7 +407,14 @@ impl Sim {
         let restart_ns = self.now_ns + self.random_span(0.1, 6.0);
         let incarnation = self.nodes[index].incarnation;
         let reboot = self.rng.u32(0..100) < 20;
-        self.push(restart_ns, Action::Start { node: index, incarnation, reboot });
+        self.push(
+            restart_ns,
+            Action::Start {
+                node: index,
+                incarnation,
+                reboot,
+            },
+        );
     }
 
     fn random_pause(&mut self) {
@@ -368,13 +426,22 @@ impl Sim {
         // Mostly longer than the lease, sometimes shorter.
         let resume_ns = self.now_ns + self.random_span(0.2, 4.0);
         let incarnation = self.nodes[index].incarnation;
-        self.push(resume_ns, Action::Resume { node: index, incarnation });
+        self.push(
+            resume_ns,
+            Action::Resume {
+                node: index,
+                incarnation,
+            },
+        );
     }
 
     fn random_loss(&mut self, loss_max: f64) {
         self.loss_probability = 0.01 + self.rng.f64() * (loss_max - 0.01);
         self.loss_epoch += 1;
-        self.note(format!("message loss {:.0}%", self.loss_probability * 100.0));
+        self.note(format!(
+            "message loss {:.0}%",
+            self.loss_probability * 100.0
+        ));
         let end_ns = self.now_ns + self.random_span(1.0, 8.0);
         let epoch = self.loss_epoch;
         self.push(end_ns, Action::LossEnd { epoch });
@@ -426,7 +493,9 @@ impl Sim {
             if members.is_empty() {
                 return Ok(());
             }
-            MembershipChange::Remove { id: members[self.rng.usize(0..members.len())] }
+            MembershipChange::Remove {
+                id: members[self.rng.usize(0..members.len())],
+            }
         };
         self.propose_at(index, change)?;
         Ok(())
@@ -475,7 +544,9 @@ pub fn run_seeds(seeds: &[u64], threads: usize, options: &RunOptions) -> Summary
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
                 let position = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&seed) = seeds.get(position) else { break };
+                let Some(&seed) = seeds.get(position) else {
+                    break;
+                };
                 let outcome = run_seed(seed, options);
                 let mut summary = summary.lock().expect("no thread panics holding the lock");
                 summary.seeds += 1;
@@ -503,5 +574,7 @@ pub fn run_seeds(seeds: &[u64], threads: usize, options: &RunOptions) -> Summary
             });
         }
     });
-    summary.into_inner().expect("no thread panics holding the lock")
+    summary
+        .into_inner()
+        .expect("no thread panics holding the lock")
 }

@@ -12,11 +12,11 @@
 
 use super::clock::Clock;
 use super::network::NODES_MAX;
+use super::{Node, RaftRole};
 use goose_common::{
     Entry, EntryPayload, LogIndex, Membership, Message, MessageBody, NodeId, Snapshot, Term,
     Timestamp,
 };
-use super::{Node, RaftRole};
 use goosed::raft::{Config, GooseAnswer, Persist, PersistedState};
 use std::collections::HashMap;
 use std::fmt;
@@ -110,10 +110,13 @@ fn entry_at<'a>(snapshot: &Snapshot, entries: &'a [Entry], index: LogIndex) -> O
 
 /// The configuration before the latest configuration entry of a log, if any.
 fn previous_config(snapshot: &Snapshot, entries: &[Entry]) -> Option<Membership> {
-    let mut configs = entries.iter().rev().filter_map(|entry| match &entry.payload {
-        EntryPayload::Config(config) => Some(config),
-        EntryPayload::NoOp => None,
-    });
+    let mut configs = entries
+        .iter()
+        .rev()
+        .filter_map(|entry| match &entry.payload {
+            EntryPayload::Config(config) => Some(config),
+            EntryPayload::NoOp => None,
+        });
     configs.next()?;
     Some(configs.next().unwrap_or(&snapshot.config).clone())
 }
@@ -182,15 +185,22 @@ impl Checker {
         if state != durable.hard_state || node.last_index() != durable.last_index() {
             return violation(
                 "restart",
-                format!("n{id} started with {state:?} last {} but its disk holds {:?} last {}",
-                    node.last_index(), durable.hard_state, durable.last_index()),
+                format!(
+                    "n{id} started with {state:?} last {} but its disk holds {:?} last {}",
+                    node.last_index(),
+                    durable.hard_state,
+                    durable.last_index()
+                ),
             );
         }
         let check = self.node(id);
         if state.term < check.max_term {
             return violation(
                 "(f) term",
-                format!("n{id} restarted in term {} after reaching term {}", state.term, check.max_term),
+                format!(
+                    "n{id} restarted in term {} after reaching term {}",
+                    state.term, check.max_term
+                ),
             );
         }
         check.commit_checked = node.commit_index();
@@ -213,7 +223,10 @@ impl Checker {
         let id = node.id();
         self.check_durable(node, durable, persist)?;
         self.check_term(node)?;
-        if !persist.entries.is_empty() || persist.snapshot.is_some() || persist.truncate_from.is_some() {
+        if !persist.entries.is_empty()
+            || persist.snapshot.is_some()
+            || persist.truncate_from.is_some()
+        {
             self.check_log_change(node, durable, persist, last_index_before, commit_before)?;
             self.node(id).previous_config = previous_config(node.snapshot(), node.entries());
         }
@@ -223,19 +236,31 @@ impl Checker {
 
     /// Persist before send: after the persist is applied, the disk holds
     /// exactly what the node holds.
-    fn check_durable(&self, node: &Node, durable: &PersistedState, persist: &Persist) -> Result<(), Violation> {
+    fn check_durable(
+        &self,
+        node: &Node,
+        durable: &PersistedState,
+        persist: &Persist,
+    ) -> Result<(), Violation> {
         let id = node.id();
         if node.hard_state() != durable.hard_state {
             return violation(
                 "persist before send",
-                format!("n{id} holds {:?} but its disk holds {:?}", node.hard_state(), durable.hard_state),
+                format!(
+                    "n{id} holds {:?} but its disk holds {:?}",
+                    node.hard_state(),
+                    durable.hard_state
+                ),
             );
         }
-        let log_changed = !persist.entries.is_empty() || persist.snapshot.is_some() || persist.truncate_from.is_some();
+        let log_changed = !persist.entries.is_empty()
+            || persist.snapshot.is_some()
+            || persist.truncate_from.is_some();
         let same_log = if log_changed {
             node.snapshot() == &durable.snapshot && node.entries() == durable.entries.as_slice()
         } else {
-            node.last_index() == durable.last_index() && node.snapshot().index == durable.snapshot.index
+            node.last_index() == durable.last_index()
+                && node.snapshot().index == durable.snapshot.index
         };
         if !same_log {
             return violation(
@@ -255,7 +280,10 @@ impl Checker {
         let term = node.hard_state().term;
         let check = self.node(id);
         if term < check.max_term {
-            return violation("(f) term", format!("n{id} went from term {} back to {term}", check.max_term));
+            return violation(
+                "(f) term",
+                format!("n{id} went from term {} back to {term}", check.max_term),
+            );
         }
         check.max_term = term;
         Ok(())
@@ -273,7 +301,10 @@ impl Checker {
         let id = node.id();
         // (e) A truncation must not remove an entry the node knew committed.
         if let Some(from) = persist.truncate_from {
-            let snapshot_end = persist.snapshot.as_ref().map_or(LogIndex(0), |s| s.index.next());
+            let snapshot_end = persist
+                .snapshot
+                .as_ref()
+                .map_or(LogIndex(0), |s| s.index.next());
             let first_removed = from.max(snapshot_end);
             if first_removed <= commit_before && first_removed <= last_index_before {
                 return violation(
@@ -286,7 +317,11 @@ impl Checker {
             if snapshot.index > node.commit_index() {
                 return violation(
                     "(e) committed",
-                    format!("n{id} holds a snapshot at {} beyond its commit index {}", snapshot.index, node.commit_index()),
+                    format!(
+                        "n{id} holds a snapshot at {} beyond its commit index {}",
+                        snapshot.index,
+                        node.commit_index()
+                    ),
                 );
             }
             self.record_committed(id, snapshot.index, snapshot.term, None)?;
@@ -294,10 +329,15 @@ impl Checker {
         // (d) Log matching, by induction on the index: every (index, term)
         // always comes with the same payload and the same previous term.
         for entry in &persist.entries {
-            let Some(previous_term) = term_at(&durable.snapshot, &durable.entries, entry.index.prev()) else {
+            let Some(previous_term) =
+                term_at(&durable.snapshot, &durable.entries, entry.index.prev())
+            else {
                 return violation(
                     "(d) log matching",
-                    format!("n{id} appended entry {} with no entry before it", entry.index),
+                    format!(
+                        "n{id} appended entry {} with no entry before it",
+                        entry.index
+                    ),
                 );
             };
             let key = (entry.index, entry.term);
@@ -314,7 +354,8 @@ impl Checker {
                     }
                 }
                 None => {
-                    self.entries_seen.insert(key, (previous_term, entry.payload.clone()));
+                    self.entries_seen
+                        .insert(key, (previous_term, entry.payload.clone()));
                 }
             }
         }
@@ -368,20 +409,26 @@ impl Checker {
         if commit > node.last_index() {
             return violation(
                 "(e) committed",
-                format!("n{id} commit index {commit} is beyond its last index {}", node.last_index()),
+                format!(
+                    "n{id} commit index {commit} is beyond its last index {}",
+                    node.last_index()
+                ),
             );
         }
         let checked = self.node(id).commit_checked;
         if commit < checked {
             return violation(
                 "(e) committed",
-                format!("n{id} commit index went back from {checked} to {commit} without a restart"),
+                format!(
+                    "n{id} commit index went back from {checked} to {commit} without a restart"
+                ),
             );
         }
         let mut index = checked.next().max(node.snapshot().index);
         while index <= commit {
             if let Some(term) = term_at(node.snapshot(), node.entries(), index) {
-                let payload = entry_at(node.snapshot(), node.entries(), index).map(|entry| &entry.payload);
+                let payload =
+                    entry_at(node.snapshot(), node.entries(), index).map(|entry| &entry.payload);
                 self.record_committed(id, index, term, payload)?;
             }
             index = index.next();
@@ -404,11 +451,16 @@ impl Checker {
         self.node(id).leader_term = Some(term);
         if let Some(other) = self.leaders_by_term.insert(term, id) {
             if other != id {
-                return violation("(c) one leader per term", format!("n{id} and n{other} both led term {term}"));
+                return violation(
+                    "(c) one leader per term",
+                    format!("n{id} and n{other} both led term {term}"),
+                );
             }
         }
         for (position, slot) in self.committed.iter().enumerate().skip(1) {
-            let Some((committed_term, _)) = slot else { continue };
+            let Some((committed_term, _)) = slot else {
+                continue;
+            };
             let index = LogIndex(position as u64);
             if index > node.last_index() {
                 return violation(
@@ -430,11 +482,23 @@ impl Checker {
 
     /// Checks a message as it leaves `node`, whose disk holds `durable`
     /// (persist before send, and the handoff rule for `TimeoutNow`).
-    pub fn on_send(&mut self, node: &Node, durable: &PersistedState, message: &Message, local_now: Timestamp) -> Result<(), Violation> {
+    pub fn on_send(
+        &mut self,
+        node: &Node,
+        durable: &PersistedState,
+        message: &Message,
+        local_now: Timestamp,
+    ) -> Result<(), Violation> {
         let id = node.id();
         let disk = durable.hard_state;
         if message.from != id || message.to == id {
-            return violation("message", format!("n{id} sent a message from {} to {}", message.from, message.to));
+            return violation(
+                "message",
+                format!(
+                    "n{id} sent a message from {} to {}",
+                    message.from, message.to
+                ),
+            );
         }
         let term_ok = match message.body {
             // A pre-vote asks in the term the sender would campaign in, and
@@ -446,17 +510,28 @@ impl Checker {
         if !term_ok {
             return violation(
                 "persist before send",
-                format!("n{id} sent {:?} in term {} while its disk holds term {}", message.body, message.term, disk.term),
+                format!(
+                    "n{id} sent {:?} in term {} while its disk holds term {}",
+                    message.body, message.term, disk.term
+                ),
             );
         }
         match message.body {
-            MessageBody::RequestVoteReply { granted: true } if disk.vote != Some(message.to) => violation(
-                "persist before send",
-                format!("n{id} granted its vote to {} before its disk recorded it ({:?})", message.to, disk.vote),
-            ),
+            MessageBody::RequestVoteReply { granted: true } if disk.vote != Some(message.to) => {
+                violation(
+                    "persist before send",
+                    format!(
+                        "n{id} granted its vote to {} before its disk recorded it ({:?})",
+                        message.to, disk.vote
+                    ),
+                )
+            }
             MessageBody::RequestVote { .. } if disk.vote != Some(id) => violation(
                 "persist before send",
-                format!("n{id} asked for votes before its disk recorded its own vote ({:?})", disk.vote),
+                format!(
+                    "n{id} asked for votes before its disk recorded its own vote ({:?})",
+                    disk.vote
+                ),
             ),
             MessageBody::TimeoutNow => {
                 let check = self.node(id);
@@ -480,14 +555,19 @@ impl Checker {
         let id = node.id();
         self.node(id).removed = true;
         if !node.is_removed() {
-            return violation("removed", format!("n{id} reported Removed but is_removed() is false"));
+            return violation(
+                "removed",
+                format!("n{id} reported Removed but is_removed() is false"),
+            );
         }
         Ok(())
     }
 
     /// Whether `id` reported `Event::Removed`.
     pub fn is_removed(&self, id: NodeId) -> bool {
-        self.nodes.get((id.0 - 1) as usize).is_some_and(|check| check.removed)
+        self.nodes
+            .get((id.0 - 1) as usize)
+            .is_some_and(|check| check.removed)
     }
 
     /// Checks one answer of `node` to "am I the goose?" asked at true
@@ -508,7 +588,10 @@ impl Checker {
         if answer.decided_at != local_now || answer.term != term {
             return violation(
                 "answer",
-                format!("n{id} answered at {:?} in term {} when asked at {local_now:?} in term {term}", answer.decided_at, answer.term),
+                format!(
+                    "n{id} answered at {:?} in term {} when asked at {local_now:?} in term {term}",
+                    answer.decided_at, answer.term
+                ),
             );
         }
         if !answer.is_goose() {
@@ -524,21 +607,35 @@ impl Checker {
         if lease_until <= local_now || lease_until > local_now.add(promise_max) {
             return violation(
                 "answer",
-                format!("n{id} promised until {} at {} (promise_max {promise_max:?})", lease_until.0, local_now.0),
+                format!(
+                    "n{id} promised until {} at {} (promise_max {promise_max:?})",
+                    lease_until.0, local_now.0
+                ),
             );
         }
         if node.raft_role() != RaftRole::Leader || node.leader() != Some(id) || node.is_removed() {
             return violation(
                 "answer",
-                format!("n{id} answered goose as {} (leader {:?}, removed {})", role_name(node.raft_role()), node.leader(), node.is_removed()),
+                format!(
+                    "n{id} answered goose as {} (leader {:?}, removed {})",
+                    role_name(node.raft_role()),
+                    node.leader(),
+                    node.is_removed()
+                ),
             );
         }
         let check = self.node(id);
         if check.removed {
-            return violation("removed", format!("n{id} answered goose after it reported Removed"));
+            return violation(
+                "removed",
+                format!("n{id} answered goose after it reported Removed"),
+            );
         }
         if check.timeout_now_term == Some(term) {
-            return violation("handoff", format!("n{id} answered goose in term {term} after sending TimeoutNow in it"));
+            return violation(
+                "handoff",
+                format!("n{id} answered goose in term {term} after sending TimeoutNow in it"),
+            );
         }
         check.promise_local = Some((term, lease_until));
         self.check_promises(id, term, now_ns, clock.true_at(lease_until))?;
@@ -555,9 +652,20 @@ impl Checker {
     }
 
     /// (b): no goose answer while a promise of another (node, term) runs.
-    fn check_promises(&mut self, id: NodeId, term: Term, now_ns: u64, until_true_ns: u64) -> Result<(), Violation> {
-        self.promises.retain(|promise| promise.until_true_ns > now_ns);
-        if let Some(other) = self.promises.iter().find(|p| (p.node, p.term) != (id, term)) {
+    fn check_promises(
+        &mut self,
+        id: NodeId,
+        term: Term,
+        now_ns: u64,
+        until_true_ns: u64,
+    ) -> Result<(), Violation> {
+        self.promises
+            .retain(|promise| promise.until_true_ns > now_ns);
+        if let Some(other) = self
+            .promises
+            .iter()
+            .find(|p| (p.node, p.term) != (id, term))
+        {
             return violation(
                 "(b) promise",
                 format!(
@@ -566,9 +674,17 @@ impl Checker {
                 ),
             );
         }
-        match self.promises.iter_mut().find(|p| (p.node, p.term) == (id, term)) {
+        match self
+            .promises
+            .iter_mut()
+            .find(|p| (p.node, p.term) == (id, term))
+        {
             Some(promise) => promise.until_true_ns = promise.until_true_ns.max(until_true_ns),
-            None => self.promises.push(Promise { node: id, term, until_true_ns }),
+            None => self.promises.push(Promise {
+                node: id,
+                term,
+                until_true_ns,
+            }),
         }
         Ok(())
     }
@@ -580,7 +696,12 @@ impl Checker {
     /// a message from the goose, and the goose one from it, after that instant.
     /// The majority is counted in the latest or the previous configuration
     /// (any majorities of the two overlap under single-server changes).
-    fn check_majority_contact(&self, node: &Node, lease_window_ns: u64, now_ns: u64) -> Result<(), Violation> {
+    fn check_majority_contact(
+        &self,
+        node: &Node,
+        lease_window_ns: u64,
+        now_ns: u64,
+    ) -> Result<(), Violation> {
         let id = node.id();
         let since_ns = now_ns.saturating_sub(lease_window_ns);
         let leader_index = (id.0 - 1) as usize;

@@ -35,7 +35,10 @@ impl Clock {
     /// If the drift is not strictly between -100% and +100%.
     pub fn new(base_true_ns: u64, base_local_ns: u64, drift_ppm: i32) -> Clock {
         assert!(drift_ppm.unsigned_abs() < 1_000_000, "drift out of range");
-        assert!(base_local_ns < (i64::MAX / 2) as u64, "clock origin too large");
+        assert!(
+            base_local_ns < (i64::MAX / 2) as u64,
+            "clock origin too large"
+        );
         Clock {
             base_true_ns,
             base_local_ns,
@@ -64,7 +67,9 @@ impl Clock {
         // drift below 10^6 ppm the product fits for runs of over 100 days.
         let elapsed = i64::try_from(true_ns.saturating_sub(self.base_true_ns)).unwrap_or(i64::MAX);
         let drift = (elapsed.saturating_mul(i64::from(self.drift_ppm))).div_euclid(1_000_000);
-        let local = (self.base_local_ns as i64).saturating_add(elapsed).saturating_add(drift);
+        let local = (self.base_local_ns as i64)
+            .saturating_add(elapsed)
+            .saturating_add(drift);
         Timestamp(u64::try_from(local).unwrap_or(0))
     }
 

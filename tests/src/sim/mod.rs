@@ -56,8 +56,10 @@ pub mod network;
 pub mod trace;
 pub mod world;
 
-pub use chaos::{plan, replay_command, run_seed, run_seeds, RunOptions, SeedPlan, SeedReport, Summary, Timing};
+pub use chaos::{
+    plan, replay_command, run_seed, run_seeds, RunOptions, SeedPlan, SeedReport, Summary, Timing,
+};
 pub use checks::Violation;
-pub use network::{NetworkParams, PartitionShape};
 pub use goosed::raft::{Node, RaftRole};
+pub use network::{NetworkParams, PartitionShape};
 pub use world::{node_addr, Failure, GooseChange, Sim, SimConfig, SimStats};

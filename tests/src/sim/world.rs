@@ -6,9 +6,11 @@ use super::checks::{raft_role_name, violation, Checker, Violation};
 use super::clock::Clock;
 use super::network::{sample_delay_ns, Links, NetworkParams, PartitionShape, NODES_MAX};
 use super::trace::{InputSummary, MessageSummary, NodeSummary, Trace, TraceRecord, TraceWhat};
-use goose_common::{Membership, Message, NodeId, Term, Timestamp};
 use super::Node;
-use goosed::raft::{Config, Event, Input, MembershipChange, PersistedState, ProposalId};
+use goose_common::{Membership, Message, NodeId, Term, Timestamp};
+use goosed::raft::{
+    Config, Event, GooseAnswer, Input, MembershipChange, PersistedState, ProposalId,
+};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
@@ -171,8 +173,10 @@ pub struct SimStats {
 /// A change in who answers goose, observed at a check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GooseChange {
-    /// True time of the check, in nanoseconds.
+    /// True time of the check that saw the change, in nanoseconds.
     pub time_ns: u64,
+    /// True time of the check before it, the last that saw the previous state.
+    pub previous_seen_ns: u64,
     /// The goose and its term, if any.
     pub goose: Option<(NodeId, Term)>,
 }
@@ -339,10 +343,17 @@ impl Sim {
         for _ in 0..sim.config.voters {
             let index = sim.create_node(PersistedState::bootstrap(membership.clone()));
             let start_ns = sim.rng.u64(0..=spread_ns);
-            sim.push(start_ns, Action::Start { node: index, incarnation: 0, reboot: false });
+            sim.push(
+                start_ns,
+                Action::Start {
+                    node: index,
+                    incarnation: 0,
+                    reboot: false,
+                },
+            );
         }
         if let Some(interval) = sim.config.probe_interval {
-            let first = sim.exponential_ns(interval);
+            let first = sim.probe_spacing_ns(interval);
             sim.push(first, Action::Probe);
         }
         sim
@@ -489,7 +500,10 @@ impl Sim {
                     self.check_geese()?;
                 }
                 if self.event_number > self.config.events_max {
-                    return violation("event budget", format!("more than {} events", self.config.events_max));
+                    return violation(
+                        "event budget",
+                        format!("more than {} events", self.config.events_max),
+                    );
                 }
                 Ok(())
             });
@@ -505,7 +519,10 @@ impl Sim {
     }
 
     /// Runs `action` as one event of its own at the current instant, then the checkers.
-    pub(crate) fn act<T>(&mut self, action: impl FnOnce(&mut Sim) -> Result<T, Violation>) -> Result<T, Box<Failure>> {
+    pub(crate) fn act<T>(
+        &mut self,
+        action: impl FnOnce(&mut Sim) -> Result<T, Violation>,
+    ) -> Result<T, Box<Failure>> {
         if let Some(failure) = &self.failure {
             return Err(failure.clone());
         }
@@ -548,6 +565,13 @@ impl Sim {
         });
     }
 
+    /// The time to the next probe: uniform within half an interval either side.
+    fn probe_spacing_ns(&mut self, interval: Duration) -> u64 {
+        let interval_ns = duration_ns(interval).max(2);
+        self.rng
+            .u64(interval_ns / 2..=interval_ns + interval_ns / 2)
+    }
+
     pub(crate) fn exponential_ns(&mut self, mean: Duration) -> u64 {
         let mean_ns = mean.as_nanos() as f64;
         ((-(1.0 - self.rng.f64()).ln() * mean_ns) as u64).max(1)
@@ -556,9 +580,17 @@ impl Sim {
     /// Carries out one queued action; says whether anything changed.
     fn handle(&mut self, action: Action) -> Result<bool, Violation> {
         match action {
-            Action::Deliver { to, incarnation, message } => self.on_deliver(to, incarnation, message),
+            Action::Deliver {
+                to,
+                incarnation,
+                message,
+            } => self.on_deliver(to, incarnation, message),
             Action::Deadline { node, incarnation } => self.on_deadline(node, incarnation),
-            Action::Start { node, incarnation, reboot } => {
+            Action::Start {
+                node,
+                incarnation,
+                reboot,
+            } => {
                 let slot = &self.nodes[node];
                 if slot.incarnation != incarnation || slot.node.is_some() {
                     return Ok(false);
@@ -593,8 +625,11 @@ impl Sim {
                 Ok(true)
             }
             Action::Probe => {
-                let interval = self.config.probe_interval.expect("probes only with an interval");
-                let next_ns = self.now_ns + self.exponential_ns(interval);
+                let interval = self
+                    .config
+                    .probe_interval
+                    .expect("probes only with an interval");
+                let next_ns = self.now_ns + self.probe_spacing_ns(interval);
                 self.push(next_ns, Action::Probe);
                 Ok(true)
             }
@@ -610,7 +645,12 @@ impl Sim {
         }
     }
 
-    fn on_deliver(&mut self, to: usize, incarnation: u32, message: Message) -> Result<bool, Violation> {
+    fn on_deliver(
+        &mut self,
+        to: usize,
+        incarnation: u32,
+        message: Message,
+    ) -> Result<bool, Violation> {
         let slot = &mut self.nodes[to];
         if slot.incarnation != incarnation || slot.node.is_none() {
             self.stats.messages_dropped += 1;
@@ -618,21 +658,29 @@ impl Sim {
         }
         if slot.paused {
             if slot.backlog.len() < PAUSED_BACKLOG_MAX {
-                slot.backlog.push_back(Action::Deliver { to, incarnation, message });
+                slot.backlog.push_back(Action::Deliver {
+                    to,
+                    incarnation,
+                    message,
+                });
             } else {
                 self.stats.messages_dropped += 1;
             }
             return Ok(false);
         }
         self.stats.messages_delivered += 1;
-        self.checker.on_delivery(message.from, message.to, self.now_ns);
+        self.checker
+            .on_delivery(message.from, message.to, self.now_ns);
         self.step_node(to, Input::Receive(message))?;
         Ok(true)
     }
 
     fn on_deadline(&mut self, index: usize, incarnation: u32) -> Result<bool, Violation> {
         let slot = &mut self.nodes[index];
-        if slot.incarnation != incarnation || slot.node.is_none() || slot.timer_ns != Some(self.now_ns) {
+        if slot.incarnation != incarnation
+            || slot.node.is_none()
+            || slot.timer_ns != Some(self.now_ns)
+        {
             return Ok(false);
         }
         slot.timer_ns = None;
@@ -657,7 +705,13 @@ impl Sim {
         if slot.timer_ns.is_none_or(|scheduled| due_ns < scheduled) {
             slot.timer_ns = Some(due_ns);
             let incarnation = slot.incarnation;
-            self.push(due_ns, Action::Deadline { node: index, incarnation });
+            self.push(
+                due_ns,
+                Action::Deadline {
+                    node: index,
+                    incarnation,
+                },
+            );
         }
     }
 
@@ -679,7 +733,13 @@ impl Sim {
         if local == slot.last_step_local {
             slot.steps_at_same_instant += 1;
             if slot.steps_at_same_instant > STEPS_AT_ONE_INSTANT_MAX {
-                return violation("busy loop", format!("n{} stepped {STEPS_AT_ONE_INSTANT_MAX} times at {local:?}", slot.id));
+                return violation(
+                    "busy loop",
+                    format!(
+                        "n{} stepped {STEPS_AT_ONE_INSTANT_MAX} times at {local:?}",
+                        slot.id
+                    ),
+                );
             }
         } else {
             slot.last_step_local = local;
@@ -689,7 +749,13 @@ impl Sim {
         let commit_before = node.commit_index();
         let ready = node.step(local, input);
         slot.durable.apply(&ready.persist);
-        self.checker.after_step(node, &slot.durable, &ready.persist, last_before, commit_before)?;
+        self.checker.after_step(
+            node,
+            &slot.durable,
+            &ready.persist,
+            last_before,
+            commit_before,
+        )?;
         for message in &ready.messages {
             self.checker.on_send(node, &slot.durable, message, local)?;
         }
@@ -731,7 +797,10 @@ impl Sim {
         let slot = &mut self.nodes[index];
         match &event {
             Event::Removed => {
-                let node = slot.node.as_ref().expect("a running node emitted the event");
+                let node = slot
+                    .node
+                    .as_ref()
+                    .expect("a running node emitted the event");
                 self.checker.on_removed(node)?;
             }
             Event::Done { .. } => self.stats.done += 1,
@@ -772,10 +841,24 @@ impl Sim {
         if duplicate {
             let delay_ns = sample_delay_ns(&self.config.network, &mut self.rng);
             let copy = message.clone();
-            self.push(self.now_ns + delay_ns, Action::Deliver { to: index, incarnation, message: copy });
+            self.push(
+                self.now_ns + delay_ns,
+                Action::Deliver {
+                    to: index,
+                    incarnation,
+                    message: copy,
+                },
+            );
         }
         let delay_ns = sample_delay_ns(&self.config.network, &mut self.rng);
-        self.push(self.now_ns + delay_ns, Action::Deliver { to: index, incarnation, message });
+        self.push(
+            self.now_ns + delay_ns,
+            Action::Deliver {
+                to: index,
+                incarnation,
+                message,
+            },
+        );
     }
 
     /// Asks every running, unpaused node whether it is the goose, checks
@@ -788,21 +871,35 @@ impl Sim {
             if slot.paused {
                 continue;
             }
-            let Some(node) = slot.node.as_mut() else { continue };
+            let Some(node) = slot.node.as_mut() else {
+                continue;
+            };
             let local = slot.clock.local_at(now_ns);
             let answer = node.goose(local);
             self.stats.goose_questions += 1;
-            self.checker.on_answer(node, &slot.config, &slot.clock, slot.lease_window_ns, &answer, local, now_ns)?;
+            self.checker.on_answer(
+                node,
+                &slot.config,
+                &slot.clock,
+                slot.lease_window_ns,
+                &answer,
+                local,
+                now_ns,
+            )?;
             if answer.is_goose() {
                 geese.push((slot.id, answer.term));
             }
         }
+        let previous_check_ns = self.last_check_ns;
         if !self.geese.is_empty() {
-            self.stats.goose_ns += now_ns - self.last_check_ns;
+            self.stats.goose_ns += now_ns - previous_check_ns;
         }
         self.last_check_ns = now_ns;
         if geese.len() > 1 {
-            return violation("(a) one goose", format!("several nodes answer goose at once: {geese:?}"));
+            return violation(
+                "(a) one goose",
+                format!("several nodes answer goose at once: {geese:?}"),
+            );
         }
         if geese != self.geese {
             self.trace.push(TraceRecord {
@@ -811,7 +908,11 @@ impl Sim {
                 what: TraceWhat::Goose(geese.clone()),
             });
             if self.goose_changes.len() < GOOSE_CHANGES_KEPT_MAX {
-                self.goose_changes.push(GooseChange { time_ns: now_ns, goose: geese.first().copied() });
+                self.goose_changes.push(GooseChange {
+                    time_ns: now_ns,
+                    previous_seen_ns: previous_check_ns,
+                    goose: geese.first().copied(),
+                });
             }
             std::mem::swap(&mut self.geese, &mut geese);
         }
@@ -827,7 +928,9 @@ impl Sim {
     /// Whether nothing stands in the way of a goose: the network is whole
     /// and lossless, and every node runs unpaused.
     pub fn is_calm(&self) -> bool {
-        self.links.is_whole() && self.loss_probability == 0.0 && self.nodes.iter().all(SimNode::is_up)
+        self.links.is_whole()
+            && self.loss_probability == 0.0
+            && self.nodes.iter().all(SimNode::is_up)
     }
 
     pub(crate) fn update_calm(&mut self) {
@@ -877,7 +980,10 @@ impl Sim {
         let index = self.nodes.len();
         assert!(index < NODES_MAX, "at most {NODES_MAX} nodes");
         let id = NodeId(index as u64 + 1);
-        let config = Config { id, ..self.config.node_config.clone() };
+        let config = Config {
+            id,
+            ..self.config.node_config.clone()
+        };
         let clock = self.new_clock(&config);
         let lease_window_ns = lease_window_ns(&config, &clock);
         self.nodes.push(SimNode {
@@ -929,7 +1035,9 @@ impl Sim {
         let local = slot.clock.local_at(self.now_ns);
         let node = match Node::new(slot.config.clone(), slot.durable.clone(), node_seed, local) {
             Ok(node) => node,
-            Err(error) => return violation("start", format!("n{} refused to start: {error}", slot.id)),
+            Err(error) => {
+                return violation("start", format!("n{} refused to start: {error}", slot.id))
+            }
         };
         self.checker.on_start(&node, &slot.durable)?;
         slot.node = Some(node);
@@ -939,7 +1047,10 @@ impl Sim {
         slot.desired_deadline_ns = None;
         let id = slot.id;
         self.stats.starts += 1;
-        self.note(format!("start n{id}{}", if reboot { " (reboot: new clock)" } else { "" }));
+        self.note(format!(
+            "start n{id}{}",
+            if reboot { " (reboot: new clock)" } else { "" }
+        ));
         self.step_node(index, Input::Tick)
     }
 
@@ -1009,7 +1120,12 @@ impl Sim {
     /// Restarts a crashed node from its disk (the same clock: a process restart).
     pub fn restart(&mut self, id: NodeId) -> Result<(), Box<Failure>> {
         let index = self.index_of(id);
-        self.act(|sim| sim.start_node(index, false))
+        self.act(|sim| {
+            if sim.nodes[index].node.is_some() {
+                return Ok(());
+            }
+            sim.start_node(index, false)
+        })
     }
 
     /// Pauses node `id`: it processes nothing until resumed; its clock runs on.
@@ -1027,6 +1143,34 @@ impl Sim {
         self.act(|sim| {
             sim.resume_node(index);
             Ok(())
+        })
+    }
+
+    /// Asks node `id` "am I the goose?" now, as an event of its own followed
+    /// by the checkers; `None` if the node is down or paused.
+    pub fn ask(&mut self, id: NodeId) -> Result<Option<GooseAnswer>, Box<Failure>> {
+        let index = self.index_of(id);
+        self.act(|sim| {
+            let now_ns = sim.now_ns;
+            let slot = &mut sim.nodes[index];
+            if slot.paused {
+                return Ok(None);
+            }
+            let Some(node) = slot.node.as_mut() else {
+                return Ok(None);
+            };
+            let local = slot.clock.local_at(now_ns);
+            let answer = node.goose(local);
+            sim.checker.on_answer(
+                node,
+                &slot.config,
+                &slot.clock,
+                slot.lease_window_ns,
+                &answer,
+                local,
+                now_ns,
+            )?;
+            Ok(Some(answer))
         })
     }
 
@@ -1058,13 +1202,23 @@ impl Sim {
 
     /// Asks node `at` for a membership change; an added id that is the next
     /// free one gets a new node, started empty so that it joins.
-    pub fn propose(&mut self, at: NodeId, change: MembershipChange) -> Result<ProposalId, Box<Failure>> {
+    pub fn propose(
+        &mut self,
+        at: NodeId,
+        change: MembershipChange,
+    ) -> Result<ProposalId, Box<Failure>> {
         let index = self.index_of(at);
         self.act(|sim| sim.propose_at(index, change))
     }
 
-    pub(crate) fn propose_at(&mut self, index: usize, change: MembershipChange) -> Result<ProposalId, Violation> {
-        if let MembershipChange::AddVoter { id, .. } | MembershipChange::AddLearner { id, .. } = change {
+    pub(crate) fn propose_at(
+        &mut self,
+        index: usize,
+        change: MembershipChange,
+    ) -> Result<ProposalId, Violation> {
+        if let MembershipChange::AddVoter { id, .. } | MembershipChange::AddLearner { id, .. } =
+            change
+        {
             if id.0 as usize == self.nodes.len() + 1 {
                 self.start_new_node()?;
             }
@@ -1079,12 +1233,20 @@ impl Sim {
     }
 
     /// Asks node `at` to hand the goose over (to `target`, or the best voter).
-    pub fn handoff(&mut self, at: NodeId, target: Option<NodeId>) -> Result<ProposalId, Box<Failure>> {
+    pub fn handoff(
+        &mut self,
+        at: NodeId,
+        target: Option<NodeId>,
+    ) -> Result<ProposalId, Box<Failure>> {
         let index = self.index_of(at);
         self.act(|sim| sim.handoff_at(index, target))
     }
 
-    pub(crate) fn handoff_at(&mut self, index: usize, target: Option<NodeId>) -> Result<ProposalId, Violation> {
+    pub(crate) fn handoff_at(
+        &mut self,
+        index: usize,
+        target: Option<NodeId>,
+    ) -> Result<ProposalId, Violation> {
         let id = self.next_proposal_id;
         self.next_proposal_id += 1;
         self.stats.handoffs += 1;
