@@ -61,6 +61,11 @@ fn many_seeds() {
         summary.failed,
         wall.as_secs_f64(),
     );
+    for (checker, failed) in &summary.failed_seeds {
+        let mut failed = failed.clone();
+        failed.sort_unstable();
+        println!("failed {checker}: {} seeds: {failed:?}", failed.len());
+    }
     assert_eq!(summary.seeds, seeds.len() as u64, "every seed ran");
     assert_eq!(
         summary.failed, 0,

@@ -84,10 +84,11 @@ impl fmt::Display for SeedPlan {
         let network = &self.config.network;
         write!(
             f,
-            "seed {}: {} voters, {:?} timing, {:?} run ({:?} of faults, one every {:?} on average), delay {:?}+{:?}, duplicates {}, spikes {}",
+            "seed {}: {} voters, {:?} timing, compaction after {} entries, {:?} run ({:?} of faults, one every {:?} on average), delay {:?}+{:?}, duplicates {}, spikes {}",
             self.config.seed,
             self.config.voters,
             self.timing,
+            self.config.node_config.compaction_threshold,
             self.duration,
             self.chaos.until,
             self.chaos.action_interval_mean,
@@ -146,7 +147,12 @@ pub fn plan(seed: u64, duration: Duration) -> SeedPlan {
             (7, Timing::FastPlainJitter),
         ],
     );
-    let node_config = timing.config(NodeId(1));
+    let mut node_config = timing.config(NodeId(1));
+    // Some runs compact their logs often, so snapshots get installed too.
+    let compacting = rng.u32(0..100) < 30;
+    if compacting {
+        node_config.compaction_threshold = rng.usize(2..=16);
+    }
     let election_timeout = node_config.election_timeout_min;
     let mut network = if rng.bool() {
         NetworkParams::quiet()
@@ -531,6 +537,8 @@ pub struct Summary {
     pub failures: Vec<Box<Failure>>,
     /// How many failed in all.
     pub failed: u64,
+    /// The failed seeds by the checker that caught them.
+    pub failed_seeds: std::collections::BTreeMap<&'static str, Vec<u64>>,
 }
 
 /// How many failures a summary keeps in full.
@@ -566,6 +574,11 @@ pub fn run_seeds(seeds: &[u64], threads: usize, options: &RunOptions) -> Summary
                     }
                     Err(failure) => {
                         summary.failed += 1;
+                        summary
+                            .failed_seeds
+                            .entry(failure.violation.checker)
+                            .or_default()
+                            .push(seed);
                         if summary.failures.len() < FAILURES_KEPT_MAX {
                             summary.failures.push(failure);
                         }
@@ -577,4 +590,73 @@ pub fn run_seeds(seeds: &[u64], threads: usize, options: &RunOptions) -> Summary
     summary
         .into_inner()
         .expect("no thread panics holding the lock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks that a failing seed replays exactly: a deliberately broken
+    /// checker (any goose answer after 5 s is a violation) fails seed 7,
+    /// and running seed 7 again fails at the same event, the same instant,
+    /// with the same message and the same trace, and names the command.
+    #[test]
+    fn failing_seed_replays_identically() {
+        let options = RunOptions {
+            duration: Some(Duration::from_secs(10)),
+            goose_forbidden_after: Some(Duration::from_secs(5)),
+            ..RunOptions::default()
+        };
+        let first = run_seed(7, &options).expect_err("the broken checker fires");
+        let second = run_seed(7, &options).expect_err("the broken checker fires again");
+        assert_eq!(first.violation.checker, "broken test checker");
+        assert!(first.time_ns > 5_000_000_000);
+        assert_eq!(first.event_number, second.event_number);
+        assert_eq!(first.time_ns, second.time_ns);
+        assert_eq!(first.violation, second.violation);
+        assert_eq!(first.trace, second.trace);
+        assert!(
+            first.trace.lines().count() >= 100,
+            "a readable trace is kept"
+        );
+        assert!(first
+            .replay_command
+            .starts_with("GOOSE_SIM_SEED=7 cargo test"));
+        assert!(first.to_string().contains(&first.replay_command));
+    }
+
+    /// Checks that plans mix the configurations the issue asks for: all
+    /// cluster sizes from 1 to 9 (mostly 3 and 5), both timer profiles and
+    /// plain Raft's election spread.
+    #[test]
+    fn plans_mix_sizes_and_timings() {
+        let plans: Vec<SeedPlan> = (0..2_000)
+            .map(|seed| plan(seed, RUN_DURATION_DEFAULT))
+            .collect();
+        for voters in 1..=9 {
+            assert!(
+                plans.iter().any(|p| p.config.voters == voters),
+                "no plan with {voters} voters"
+            );
+        }
+        let three_or_five = plans
+            .iter()
+            .filter(|p| matches!(p.config.voters, 3 | 5))
+            .count();
+        assert!(three_or_five > plans.len() / 2);
+        for timing in [
+            Timing::Default,
+            Timing::Fast,
+            Timing::DefaultPlainJitter,
+            Timing::FastPlainJitter,
+        ] {
+            assert!(
+                plans.iter().any(|p| p.timing == timing),
+                "no plan with {timing:?}"
+            );
+        }
+        assert!(plans
+            .iter()
+            .all(|p| p.chaos.until + Duration::from_secs(3) <= p.duration));
+    }
 }

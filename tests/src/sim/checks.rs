@@ -41,6 +41,21 @@ pub(crate) fn violation<T>(checker: &'static str, message: String) -> Result<T, 
     Err(Violation { checker, message })
 }
 
+/// When and where a goose question was asked.
+#[derive(Clone, Copy, Debug)]
+pub struct Asked<'a> {
+    /// The asked node's configuration.
+    pub config: &'a Config,
+    /// Its clock.
+    pub clock: &'a Clock,
+    /// An upper bound on the true length of its lease on that clock (g).
+    pub lease_window_ns: u64,
+    /// Its clock's reading when asked.
+    pub local_now: Timestamp,
+    /// The true time when asked, in nanoseconds.
+    pub now_ns: u64,
+}
+
 /// A promise given with a goose answer, in true time.
 #[derive(Clone, Copy, Debug)]
 struct Promise {
@@ -570,19 +585,21 @@ impl Checker {
             .is_some_and(|check| check.removed)
     }
 
-    /// Checks one answer of `node` to "am I the goose?" asked at true
-    /// `now_ns` (local `local_now` on `clock`), and records its promise.
-    /// `lease_window_ns` bounds the true length of the lease on that clock (g).
+    /// Checks one answer of `node` to "am I the goose?" asked at `asked`,
+    /// and records its promise.
     pub fn on_answer(
         &mut self,
         node: &Node,
-        config: &Config,
-        clock: &Clock,
-        lease_window_ns: u64,
+        asked: &Asked<'_>,
         answer: &GooseAnswer,
-        local_now: Timestamp,
-        now_ns: u64,
     ) -> Result<(), Violation> {
+        let Asked {
+            config,
+            clock,
+            lease_window_ns,
+            local_now,
+            now_ns,
+        } = *asked;
         let id = node.id();
         let term = node.hard_state().term;
         if answer.decided_at != local_now || answer.term != term {

@@ -2,7 +2,7 @@
 //! one queue of timed events. Every event that changes anything is followed
 //! by the checkers, including a goose question to every running node.
 
-use super::checks::{raft_role_name, violation, Checker, Violation};
+use super::checks::{raft_role_name, violation, Asked, Checker, Violation};
 use super::clock::Clock;
 use super::network::{sample_delay_ns, Links, NetworkParams, PartitionShape, NODES_MAX};
 use super::trace::{InputSummary, MessageSummary, NodeSummary, Trace, TraceRecord, TraceWhat};
@@ -29,6 +29,10 @@ pub const GOOSE_CHANGES_KEPT_MAX: usize = 100_000;
 /// The most steps a node may take without its clock advancing: more means
 /// the core keeps asking to be woken up at an instant already past.
 pub const STEPS_AT_ONE_INSTANT_MAX: u32 = 10_000;
+
+/// The most steps in a row after which a node asks to be woken at or before
+/// the current instant: more means it would spin in a real driver.
+pub const PAST_DEADLINES_IN_A_ROW_MAX: u32 = 100;
 
 /// The loopback address a node of the simulator is given.
 pub fn node_addr(id: NodeId) -> SocketAddr {
@@ -260,6 +264,7 @@ pub(crate) struct SimNode {
     timer_ns: Option<u64>,
     last_step_local: Timestamp,
     steps_at_same_instant: u32,
+    past_deadlines_in_a_row: u32,
     pub(crate) events: Vec<(u64, Event)>,
 }
 
@@ -747,7 +752,10 @@ impl Sim {
         }
         let last_before = node.last_index();
         let commit_before = node.commit_index();
-        let ready = node.step(local, input);
+        let ready = match catch_core_panic(|| node.step(local, input)) {
+            Ok(ready) => ready,
+            Err(text) => return violation("core panic", format!("n{} in step: {text}", slot.id)),
+        };
         slot.durable.apply(&ready.persist);
         self.checker.after_step(
             node,
@@ -770,6 +778,22 @@ impl Sim {
             last: node.last_index(),
         };
         let id = slot.id;
+        // A deadline at or before now asks to be stepped again at once: a
+        // driver would spin. A few in a row are fine, a long run is a busy loop.
+        if ready.next_deadline <= local {
+            slot.past_deadlines_in_a_row += 1;
+            if slot.past_deadlines_in_a_row > PAST_DEADLINES_IN_A_ROW_MAX {
+                return violation(
+                    "busy loop",
+                    format!(
+                        "n{} asked {PAST_DEADLINES_IN_A_ROW_MAX} times in a row to be woken at or before now ({:?} <= {local:?})",
+                        slot.id, ready.next_deadline
+                    ),
+                );
+            }
+        } else {
+            slot.past_deadlines_in_a_row = 0;
+        }
         let deadline_ns = slot.clock.true_at(ready.next_deadline).max(now_ns + 1);
         slot.desired_deadline_ns = Some(deadline_ns);
         self.trace.push(TraceRecord {
@@ -875,16 +899,23 @@ impl Sim {
                 continue;
             };
             let local = slot.clock.local_at(now_ns);
-            let answer = node.goose(local);
+            let answer = match catch_core_panic(|| node.goose(local)) {
+                Ok(answer) => answer,
+                Err(text) => {
+                    return violation("core panic", format!("n{} in goose: {text}", slot.id))
+                }
+            };
             self.stats.goose_questions += 1;
             self.checker.on_answer(
                 node,
-                &slot.config,
-                &slot.clock,
-                slot.lease_window_ns,
+                &Asked {
+                    config: &slot.config,
+                    clock: &slot.clock,
+                    lease_window_ns: slot.lease_window_ns,
+                    local_now: local,
+                    now_ns,
+                },
                 &answer,
-                local,
-                now_ns,
             )?;
             if answer.is_goose() {
                 geese.push((slot.id, answer.term));
@@ -1000,6 +1031,7 @@ impl Sim {
             timer_ns: None,
             last_step_local: Timestamp(0),
             steps_at_same_instant: 0,
+            past_deadlines_in_a_row: 0,
             events: Vec::new(),
         });
         index
@@ -1163,12 +1195,14 @@ impl Sim {
             let answer = node.goose(local);
             sim.checker.on_answer(
                 node,
-                &slot.config,
-                &slot.clock,
-                slot.lease_window_ns,
+                &Asked {
+                    config: &slot.config,
+                    clock: &slot.clock,
+                    lease_window_ns: slot.lease_window_ns,
+                    local_now: local,
+                    now_ns,
+                },
                 &answer,
-                local,
-                now_ns,
             )?;
             Ok(Some(answer))
         })
@@ -1265,4 +1299,38 @@ fn lease_window_ns(config: &Config, clock: &Clock) -> u64 {
 /// A duration in nanoseconds, saturating.
 pub fn duration_ns(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+thread_local! {
+    /// Whether a core call is running under `catch_core_panic` on this thread.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The location and message of the panic caught on this thread.
+    static CAUGHT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs a call into the core, turning a panic (a broken invariant of the
+/// core) into its location and message so that the run fails as a
+/// violation with a trace and a replay command instead of aborting.
+fn catch_core_panic<T>(call: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.with(std::cell::Cell::get) {
+                CAUGHT.with(|caught| {
+                    *caught.borrow_mut() = Some(info.to_string().replace('\n', " "))
+                });
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    CATCHING.with(|catching| catching.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
+    CATCHING.with(|catching| catching.set(false));
+    result.map_err(|_| {
+        CAUGHT
+            .with(|caught| caught.borrow_mut().take())
+            .unwrap_or_else(|| "a panic".to_string())
+    })
 }
