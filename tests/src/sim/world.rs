@@ -992,11 +992,40 @@ impl Sim {
             let bound = self.config.liveness_bound.unwrap_or_default();
             return violation(
                 "(h) liveness",
-                format!("no goose within {bound:?} of the world becoming calm at {since_ns} ns"),
+                format!(
+                    "no goose within {bound:?} of the world becoming calm at {since_ns} ns; nodes now:\n{}",
+                    self.describe_nodes()
+                ),
             );
         }
         self.stats.liveness_checks += 1;
         Ok(())
+    }
+
+    /// One line per node: role, term, log, configuration (for failure reports).
+    pub fn describe_nodes(&self) -> String {
+        let mut text = String::new();
+        for slot in &self.nodes {
+            let Some(node) = slot.node.as_ref() else {
+                text.push_str(&format!("  n{}: down\n", slot.id));
+                continue;
+            };
+            let voters: Vec<u64> = node.membership().voters().map(|id| id.0).collect();
+            let members: Vec<u64> = node.membership().members.iter().map(|m| m.id.0).collect();
+            text.push_str(&format!(
+                "  n{}: {} term {} leader {:?} commit {} last {} (snapshot {}), voters {voters:?}, members {members:?}, removed {}{}\n",
+                slot.id,
+                raft_role_name(node.raft_role()),
+                node.hard_state().term,
+                node.leader().map(|id| id.0),
+                node.commit_index(),
+                node.last_index(),
+                node.snapshot().index,
+                node.is_removed(),
+                if slot.paused { ", paused" } else { "" },
+            ));
+        }
+        text
     }
 
     /// When the current calm period began, if the world is calm.
