@@ -2,13 +2,17 @@
 //!
 //! This crate owns everything that more than one binary (or the simulator)
 //! must agree on: the id newtypes, the Raft messages that travel between
-//! daemons, the bounded postcard encoding of those messages, and the limits
-//! of the system as named constants checked at compile time.
+//! daemons, the bounded postcard encoding of those messages, the control
+//! protocol between goosectl and goosed, and the limits of the system as
+//! named constants checked at compile time.
 #![deny(missing_docs)]
 
+pub mod control;
+pub mod datagram;
 pub mod ids;
 pub mod limits;
 pub mod messages;
+pub mod partition;
 pub mod wire;
 
 pub use ids::{LogIndex, NodeId, Term, Timestamp};

@@ -1,6 +1,198 @@
-//! goosectl: status, membership and partition drills for goosed.
+//! goosectl: status, membership, partition drills and handoffs for goosed.
+//!
+//! Talks to the local daemon over its Unix control socket (design.md §6).
+//! Exit codes: 0 success (and "goose" for `is-goose`), 1 "duck" for
+//! `is-goose`, 2 any error, a usage error included. Every error is one line
+//! on stderr starting with `goosectl: `.
 
-fn main() {
-    eprintln!("goosectl: not built yet");
-    std::process::exit(2);
+mod client;
+mod error;
+mod handoff;
+mod keygen;
+mod member;
+mod output;
+mod partition;
+mod status;
+mod watch;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// How the socket is found when `--socket` is not given.
+const SOCKET_HELP: &str = "\
+The socket is --socket PATH, else $GOOSE_SOCKET, else the first of these that
+exists: $RUNTIME_DIRECTORY/goosed.sock, $XDG_RUNTIME_DIR/goose/goosed.sock,
+/run/goose/goosed.sock (if none exists, the first of them is named in the error).
+
+Exit codes: 0 success (is-goose: goose), 1 is-goose: duck, 2 error or cannot tell.";
+
+/// Command-line control of Duck Duck Goose daemons.
+#[derive(Debug, Parser)]
+#[command(name = "goosectl", version, after_help = SOCKET_HELP)]
+struct Cli {
+    /// The local daemon's control socket.
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print one JSON object instead of text (watch: one object per line).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every member's own answer, gathered by the local daemon.
+    Status(status::StatusArgs),
+    /// Exit 0 if this node is the goose, 1 if a duck, 2 if it cannot tell.
+    IsGoose,
+    /// Print a line per role or leader change until interrupted.
+    Watch,
+    /// List, add or remove members.
+    #[command(subcommand)]
+    Member(member::MemberCommand),
+    /// Drop traffic on purpose: drills for partitions and loss.
+    #[command(subcommand)]
+    Partition(partition::PartitionCommand),
+    /// Hand the goose over to another voter.
+    StepDown(handoff::StepDownArgs),
+    /// Print a new cluster key (64 hex characters) for --key-file.
+    Keygen,
+}
+
+/// What every command gets besides its own arguments.
+pub struct Context {
+    /// The control socket.
+    pub socket: PathBuf,
+    /// JSON output instead of text.
+    pub json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
+    let context = Context {
+        socket: cli.socket.unwrap_or_else(client::default_socket),
+        json: cli.json,
+    };
+    let result: anyhow::Result<u8> = match cli.command {
+        Command::Status(args) => status::status(&context, &args).map_err(Into::into),
+        Command::IsGoose => status::is_goose(&context).map_err(Into::into),
+        Command::Watch => watch::watch(&context).map_err(Into::into),
+        Command::Member(command) => member::run(&context, command).map_err(Into::into),
+        Command::Partition(command) => partition::run(&context, command).map_err(Into::into),
+        Command::StepDown(args) => handoff::step_down(&context, &args).map_err(Into::into),
+        Command::Keygen => keygen::keygen(&context).map_err(Into::into),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            // Each error already names its cause; anyhow's `{:#}` chain
+            // would repeat it.
+            eprintln!("goosectl: {}", output::one_line(&error.to_string()));
+            ExitCode::from(output::EXIT_ERROR)
+        }
+    }
+}
+
+/// Prints help or the version (exit 0), or a usage error as one line (exit 2).
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = error.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = error.render().to_string();
+    let message = if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // clap renders the whole help here; one line must do.
+        "a command is required".to_string()
+    } else {
+        usage_error_message(&rendered)
+    };
+    eprintln!(
+        "goosectl: {}; try '{} --help'",
+        output::one_line(&message),
+        command_path(&rendered)
+    );
+    ExitCode::from(output::EXIT_ERROR)
+}
+
+/// The error of a rendered clap usage error (its `error:` line and the
+/// indented lines under it) and any tip, joined into one line.
+fn usage_error_message(rendered: &str) -> String {
+    let mut error = String::new();
+    let mut details: Vec<&str> = Vec::new();
+    let mut tips: Vec<&str> = Vec::new();
+    let mut in_error = false;
+    for line in rendered.lines().map(str::trim) {
+        if let Some(message) = line.strip_prefix("error: ") {
+            error = message.to_string();
+            in_error = true;
+        } else if line.is_empty() {
+            in_error = false;
+        } else if in_error {
+            details.push(line);
+        } else if line.starts_with("tip: ") {
+            tips.push(line);
+        }
+    }
+    if error.is_empty() {
+        error = "invalid arguments".to_string();
+    }
+    if !details.is_empty() {
+        error = format!("{} {}", error, details.join(", "));
+    }
+    std::iter::once(error.as_str())
+        .chain(tips)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The command a rendered clap error is about, from its `Usage:` line
+/// (`goosectl partition add`), for the help hint.
+fn command_path(rendered: &str) -> String {
+    let usage = rendered
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Usage: "))
+        .unwrap_or("goosectl");
+    let words: Vec<&str> = usage
+        .split_whitespace()
+        .take_while(|word| !word.starts_with(['[', '<', '-']))
+        .collect();
+    if words.is_empty() {
+        "goosectl".to_string()
+    } else {
+        words.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_errors_become_one_line_with_a_help_hint() {
+        let rendered = "error: the following required arguments were not provided:\n  \
+                        <--peer <ID>|--addr <CIDR>>\n\nUsage: goosectl partition add \
+                        <--in|--out|--both> <--peer <ID>|--addr <CIDR>>\n\nFor more \
+                        information, try '--help'.\n";
+        assert_eq!(
+            usage_error_message(rendered),
+            "the following required arguments were not provided: <--peer <ID>|--addr <CIDR>>"
+        );
+        assert_eq!(command_path(rendered), "goosectl partition add");
+        let tip = "error: unexpected argument '--jsn' found\n\n  tip: a similar argument \
+                   exists: '--json'\n\nUsage: goosectl status [OPTIONS]\n";
+        assert_eq!(
+            usage_error_message(tip),
+            "unexpected argument '--jsn' found; tip: a similar argument exists: '--json'"
+        );
+        assert_eq!(command_path(tip), "goosectl status");
+    }
 }

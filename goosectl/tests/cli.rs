@@ -1,0 +1,438 @@
+//! Runs the built goosectl binary against nothing, against a missing
+//! socket, and against a fake daemon (a thread speaking the control
+//! protocol on a Unix socket in a temporary directory), and checks exit
+//! codes, the one-line error rule, and the text and JSON output of design.md §6.
+
+use goose_common::control::{
+    read_frame, write_frame, Chain, ClusterStatus, ErrorKind, NodeRole, NodeStatus, Reply, Request,
+    RuleSpec, RuleTarget, WatchEvent, WatchEventKind,
+};
+use goose_common::{LogIndex, NodeId, Term};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long the fake daemon waits for a request before giving up on a client.
+const FAKE_DAEMON_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn goosectl(socket: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_goosectl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("GOOSE_SOCKET")
+        .output()
+        .expect("goosectl runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+/// Checks the error rule: exit 2 and exactly one `goosectl: ` line on stderr.
+fn assert_one_line_error(output: &Output) -> String {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "stderr: {text}");
+    assert_eq!(text.lines().count(), 1, "stderr: {text:?}");
+    assert!(text.starts_with("goosectl: "), "stderr: {text:?}");
+    assert!(text.ends_with('\n'));
+    text
+}
+
+fn node(id: u64, role: NodeRole) -> NodeStatus {
+    let goose = role == NodeRole::Goose;
+    NodeStatus {
+        id: NodeId(id),
+        addr: format!("10.0.0.{id}:7700").parse().unwrap(),
+        role,
+        term: Term(7),
+        leader_id: Some(NodeId(3)),
+        commit_index: LogIndex(5),
+        voter: true,
+        clock_ns: 2_000_000_000,
+        lease_until_ns: goose.then_some(2_008_000_000),
+        last_index: LogIndex(5),
+        removed: false,
+        drops: Default::default(),
+    }
+}
+
+/// A fake goosed: answers each request on its socket with `answer`, and
+/// records the requests. A watch gets the replies `answer` returns for it
+/// and then the connection closes.
+struct FakeDaemon {
+    _directory: tempfile::TempDir,
+    socket: PathBuf,
+    seen: Arc<Mutex<Vec<Request>>>,
+}
+
+fn fake_daemon(answer: impl Fn(&Request) -> Vec<Reply> + Send + 'static) -> FakeDaemon {
+    let directory = tempfile::tempdir().unwrap();
+    let socket = directory.path().join("goosed.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorded = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            stream
+                .set_read_timeout(Some(FAKE_DAEMON_READ_TIMEOUT))
+                .unwrap();
+            let Ok(request) = read_frame::<_, Request>(&mut stream) else {
+                continue;
+            };
+            recorded.lock().unwrap().push(request.clone());
+            for reply in answer(&request) {
+                if write_frame(&mut stream, &reply).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    FakeDaemon {
+        _directory: directory,
+        socket,
+        seen,
+    }
+}
+
+/// A fake daemon whose node has `role`, in a cluster of 1 (duck), 3 (goose)
+/// and 4 (unreachable).
+fn cluster_daemon(role: NodeRole) -> FakeDaemon {
+    fake_daemon(move |request| {
+        vec![match request {
+            Request::IsGoose => Reply::IsGoose(node(3, role)),
+            Request::Status { local: true } => Reply::NodeStatus(node(3, role)),
+            Request::Status { local: false } => Reply::Status(ClusterStatus {
+                local: node(3, role),
+                members: vec![
+                    node(1, NodeRole::Duck),
+                    node(3, role),
+                    NodeStatus {
+                        leader_id: None,
+                        ..node(4, NodeRole::Unreachable)
+                    },
+                ],
+                goose: (role == NodeRole::Goose).then_some(NodeId(3)),
+            }),
+            Request::MemberRemove { .. } => Reply::error(
+                ErrorKind::PermissionDenied,
+                "permission denied: 'member remove' needs root or the daemon's user (uid 998); you are uid 1000",
+            ),
+            other => Reply::Ok(format!("did {}", other.command_name())),
+        }]
+    })
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    let nowhere = Path::new("/nonexistent/goosed.sock");
+    for args in [
+        &["frobnicate"][..],
+        &[],
+        &["member"],
+        &["member", "add", "0", "10.0.0.1:7700"],
+        &["member", "add", "4", "not-an-address"],
+        &["partition", "add", "--in"],
+        &["partition", "add", "--in", "--out", "--peer", "2"],
+        &["partition", "add", "--in", "--addr", "10.0.0.0/40"],
+        &[
+            "partition",
+            "add",
+            "--in",
+            "--peer",
+            "2",
+            "--drop-percent",
+            "101",
+        ],
+        &["partition", "add", "--in", "--peer", "2", "--for", "30"],
+        &["partition", "split", "1,2"],
+        &["partition", "split", "1,2", "2,3"],
+        &["status", "--jsn"],
+    ] {
+        let output = goosectl(nowhere, args);
+        let line = assert_one_line_error(&output);
+        assert!(stdout(&output).is_empty(), "{args:?}: {line}");
+        // The daemon-less path never gets as far as connecting.
+        assert!(!line.contains("cannot reach goosed"), "{args:?}: {line}");
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let nowhere = Path::new("/nonexistent/goosed.sock");
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["partition", "add", "--help"],
+    ] {
+        let output = goosectl(nowhere, args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(!stdout(&output).is_empty());
+    }
+    assert!(stdout(&goosectl(nowhere, &["--help"])).contains("GOOSE_SOCKET"));
+}
+
+#[test]
+fn an_unreachable_daemon_means_exit_2_and_a_clear_line() {
+    let directory = tempfile::tempdir().unwrap();
+    let socket = directory.path().join("goosed.sock");
+    for args in [
+        &["is-goose"][..],
+        &["status"],
+        &["status", "--local"],
+        &["--json", "is-goose"],
+    ] {
+        let output = goosectl(&socket, args);
+        let line = assert_one_line_error(&output);
+        assert!(line.contains("cannot reach goosed at"), "{line}");
+        assert!(line.contains(socket.to_str().unwrap()), "{line}");
+        assert!(stdout(&output).is_empty());
+    }
+}
+
+#[test]
+fn keygen_prints_64_lowercase_hex_characters_without_a_daemon() {
+    let output = goosectl(Path::new("/nonexistent/goosed.sock"), &["keygen"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let key = stdout(&output);
+    assert_eq!(key.len(), 65, "{key:?}");
+    assert!(key.ends_with('\n'));
+    assert!(key[..64]
+        .chars()
+        .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+    let again = stdout(&goosectl(Path::new("/nonexistent"), &["keygen"]));
+    assert_ne!(key, again);
+}
+
+#[test]
+fn is_goose_exits_0_for_goose_and_1_for_duck() {
+    let goose = cluster_daemon(NodeRole::Goose);
+    let output = goosectl(&goose.socket, &["is-goose"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout(&output), "goose\n");
+
+    let duck = cluster_daemon(NodeRole::Duck);
+    let output = goosectl(&duck.socket, &["is-goose"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), "duck\n");
+    assert!(stderr(&output).is_empty());
+}
+
+#[test]
+fn is_goose_json_is_a_node_status() {
+    let goose = cluster_daemon(NodeRole::Goose);
+    let output = goosectl(&goose.socket, &["--json", "is-goose"]);
+    assert_eq!(output.status.code(), Some(0));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(value["role"], "goose");
+    assert_eq!(value["id"], 3);
+    assert_eq!(value["term"], 7);
+    assert_eq!(value["lease_until_ns"], 2_008_000_000u64);
+    for key in ["addr", "leader_id", "commit_index", "voter", "clock_ns"] {
+        assert!(value.get(key).is_some(), "missing {key}");
+    }
+    let duck = cluster_daemon(NodeRole::Duck);
+    let output = goosectl(&duck.socket, &["is-goose", "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(value["role"], "duck");
+    assert!(value["lease_until_ns"].is_null());
+}
+
+#[test]
+fn status_text_lists_members_and_names_the_goose() {
+    let goose = cluster_daemon(NodeRole::Goose);
+    let output = goosectl(&goose.socket, &["status"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "node 1 (10.0.0.1:7700): duck, term 7, leader 3\n\
+         node 3 (10.0.0.3:7700): goose, term 7, leader 3, lease 8 ms\n\
+         node 4 (10.0.0.4:7700): unreachable\n\
+         goose: node 3 (term 7)\n"
+    );
+    let duck = cluster_daemon(NodeRole::Duck);
+    let text = stdout(&goosectl(&duck.socket, &["status"]));
+    assert_eq!(
+        text.lines().last(),
+        Some("no goose: no quorum reachable from here")
+    );
+    let local = goosectl(&goose.socket, &["status", "--local"]);
+    assert_eq!(
+        stdout(&local),
+        "node 3 (10.0.0.3:7700): goose, term 7, leader 3, lease 8 ms\n"
+    );
+    assert_eq!(
+        *goose.seen.lock().unwrap().last().unwrap(),
+        Request::Status { local: true }
+    );
+}
+
+#[test]
+fn status_json_has_the_design_shapes() {
+    let goose = cluster_daemon(NodeRole::Goose);
+    let output = goosectl(&goose.socket, &["status", "--json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    assert_eq!(text.lines().count(), 1, "one object: {text}");
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["goose", "members", "self"]);
+    assert_eq!(value["goose"], 3);
+    assert_eq!(value["self"]["role"], "goose");
+    assert_eq!(value["members"][2]["role"], "unreachable");
+
+    let local = goosectl(&goose.socket, &["--json", "status", "--local"]);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&local)).unwrap();
+    assert_eq!(value["id"], 3);
+    assert_eq!(value["role"], "goose");
+
+    let duck = cluster_daemon(NodeRole::Duck);
+    let value: serde_json::Value =
+        serde_json::from_str(&stdout(&goosectl(&duck.socket, &["status", "--json"]))).unwrap();
+    assert!(value["goose"].is_null());
+}
+
+#[test]
+fn a_daemon_error_is_one_line_and_exit_2() {
+    let daemon = cluster_daemon(NodeRole::Goose);
+    let output = goosectl(&daemon.socket, &["member", "remove", "2"]);
+    let line = assert_one_line_error(&output);
+    assert!(
+        line.starts_with("goosectl: permission denied: 'member remove'"),
+        "{line}"
+    );
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn commands_send_the_requests_of_the_design() {
+    let daemon = cluster_daemon(NodeRole::Goose);
+    let runs: [&[&str]; 8] = [
+        &["member", "add", "4", "10.0.0.4:7700"],
+        &[
+            "partition",
+            "add",
+            "--out",
+            "--addr",
+            "10.0.0.0/24",
+            "--drop-percent",
+            "50",
+            "--for",
+            "30s",
+        ],
+        &["partition", "add", "--in", "--peer", "2"],
+        &["partition", "delete", "1"],
+        &["partition", "flush"],
+        &["partition", "split", "1,2", "3"],
+        &["partition", "heal"],
+        &["step-down", "--to", "2"],
+    ];
+    for args in runs {
+        let output = goosectl(&daemon.socket, args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(stdout(&output).starts_with("did "), "{args:?}");
+    }
+    let json = goosectl(&daemon.socket, &["--json", "step-down"]);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(value["ok"], true);
+    assert_eq!(value["message"], "did step-down");
+    assert_eq!(
+        *daemon.seen.lock().unwrap(),
+        [
+            Request::MemberAdd {
+                id: NodeId(4),
+                addr: "10.0.0.4:7700".parse().unwrap()
+            },
+            Request::PartitionAdd(RuleSpec {
+                chain: Chain::Out,
+                target: RuleTarget::Addr("10.0.0.0/24".into()),
+                drop_percent: 50,
+                for_duration_ms: Some(30_000),
+            }),
+            Request::PartitionAdd(RuleSpec {
+                chain: Chain::In,
+                target: RuleTarget::Peer(NodeId(2)),
+                drop_percent: 100,
+                for_duration_ms: None,
+            }),
+            Request::PartitionDelete(1),
+            Request::PartitionFlush,
+            Request::PartitionSplit {
+                sides: (vec![NodeId(1), NodeId(2)], vec![NodeId(3)])
+            },
+            Request::PartitionHeal,
+            Request::StepDown {
+                to: Some(NodeId(2))
+            },
+            Request::StepDown { to: None },
+        ]
+    );
+}
+
+#[test]
+fn watch_prints_a_line_per_event_until_the_daemon_closes() {
+    let daemon = fake_daemon(|request| match request {
+        Request::Watch => vec![
+            Reply::Event(WatchEvent {
+                kind: WatchEventKind::Initial,
+                status: node(3, NodeRole::Duck),
+            }),
+            Reply::Event(WatchEvent {
+                kind: WatchEventKind::BecameGoose,
+                status: node(3, NodeRole::Goose),
+            }),
+        ],
+        _ => vec![Reply::error(ErrorKind::InvalidRequest, "only watch here")],
+    });
+    let output = goosectl(&daemon.socket, &["watch"]);
+    assert_eq!(
+        stdout(&output),
+        "now: node 3 (10.0.0.3:7700): duck, term 7, leader 3\n\
+         became goose: node 3 (10.0.0.3:7700): goose, term 7, leader 3, lease 8 ms\n"
+    );
+    let line = assert_one_line_error(&output);
+    assert!(line.contains("closed the watch"), "{line}");
+
+    let json = goosectl(&daemon.socket, &["watch", "--json"]);
+    let kinds: Vec<String> = stdout(&json)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(kinds, ["\"initial\"", "\"became_goose\""]);
+}
+
+#[test]
+fn goose_socket_names_the_socket_when_no_flag_does() {
+    let daemon = cluster_daemon(NodeRole::Duck);
+    let output = Command::new(env!("CARGO_BIN_EXE_goosectl"))
+        .arg("is-goose")
+        .env("GOOSE_SOCKET", &daemon.socket)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "duck\n");
+}

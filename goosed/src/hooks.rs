@@ -1,0 +1,275 @@
+//! `on_goose` / `on_duck` hooks (design.md §7) and the state file.
+//!
+//! Transitions are queued and run one at a time, in order, never
+//! concurrently: if the node stops being goose while its `on_goose` hook is
+//! still running, `on_duck` runs right after it. Each hook gets
+//! `GOOSE_NODE_ID`, `GOOSE_ROLE`, `GOOSE_TERM` (the fencing token) and
+//! `GOOSE_LEADER_ID`, is killed after the timeout, and its output goes to
+//! the log.
+
+use goose_common::{NodeId, Term};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::Notify;
+
+/// Transitions waiting for their hooks; past this, the oldest goose/duck
+/// pair is dropped (alternation is kept, and the drop is logged).
+pub const HOOK_QUEUE_MAX: usize = 64;
+
+/// The longest line of hook output passed to the log, in bytes.
+const HOOK_OUTPUT_LINE_MAX: usize = 4096;
+
+/// A role transition to report to hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// True for goose, false for duck.
+    pub goose: bool,
+    /// The node's term: the fencing token.
+    pub term: Term,
+    /// The leader the node knows of.
+    pub leader: Option<NodeId>,
+}
+
+/// The hook commands of one daemon.
+#[derive(Clone, Debug, Default)]
+pub struct HookCommands {
+    /// Run through `sh -c` when the node becomes the goose.
+    pub on_goose: Option<String>,
+    /// Run through `sh -c` when the node becomes a duck.
+    pub on_duck: Option<String>,
+    /// Killed after this long.
+    pub timeout: Duration,
+}
+
+#[derive(Default)]
+struct Queue {
+    transitions: VecDeque<Transition>,
+    closed: bool,
+}
+
+/// Queues transitions for the hook task. Cheap to clone.
+#[derive(Clone)]
+pub struct Hooks {
+    queue: Arc<Mutex<Queue>>,
+    wake: Arc<Notify>,
+}
+
+impl Hooks {
+    /// Starts the hook task on the current tokio runtime.
+    pub fn spawn(node: NodeId, commands: HookCommands) -> (Hooks, tokio::task::JoinHandle<()>) {
+        let hooks = Hooks {
+            queue: Arc::default(),
+            wake: Arc::new(Notify::new()),
+        };
+        let runner = hooks.clone();
+        let task = tokio::spawn(async move { runner.run(node, commands).await });
+        (hooks, task)
+    }
+
+    /// Queues a transition; never blocks the event loop.
+    pub fn push(&self, transition: Transition) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.transitions.len() >= HOOK_QUEUE_MAX {
+            // Dropping two consecutive transitions keeps goose/duck alternating.
+            queue.transitions.drain(..2);
+            tracing::warn!(
+                limit = HOOK_QUEUE_MAX,
+                "hooks fall behind: dropped the oldest goose/duck pair"
+            );
+        }
+        queue.transitions.push_back(transition);
+        drop(queue);
+        self.wake.notify_one();
+    }
+
+    /// Runs what is queued, then ends the task.
+    pub fn close(&self) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.wake.notify_one();
+    }
+
+    async fn run(self, node: NodeId, commands: HookCommands) {
+        loop {
+            let next = {
+                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                match queue.transitions.pop_front() {
+                    Some(transition) => Some(transition),
+                    None if queue.closed => return,
+                    None => None,
+                }
+            };
+            match next {
+                Some(transition) => run_hook(node, &commands, transition).await,
+                None => self.wake.notified().await,
+            }
+        }
+    }
+}
+
+async fn run_hook(node: NodeId, commands: &HookCommands, transition: Transition) {
+    let (role, command) = if transition.goose {
+        ("goose", commands.on_goose.as_deref())
+    } else {
+        ("duck", commands.on_duck.as_deref())
+    };
+    let Some(command) = command else { return };
+    let leader = transition.leader.map(|l| l.to_string()).unwrap_or_default();
+    let spawned = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .env("GOOSE_NODE_ID", node.to_string())
+        .env("GOOSE_ROLE", role)
+        .env("GOOSE_TERM", transition.term.to_string())
+        .env("GOOSE_LEADER_ID", leader)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own process group, so a timeout kills the hook's children too.
+        .process_group(0)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            tracing::error!(role, term = transition.term.0, %error, "cannot start the on_{role} hook");
+            return;
+        }
+    };
+    let stdout = child
+        .stdout
+        .take()
+        .map(|out| tokio::spawn(log_lines(role, "stdout", out)));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| tokio::spawn(log_lines(role, "stderr", err)));
+    match tokio::time::timeout(commands.timeout, child.wait()).await {
+        Ok(Ok(status)) if status.success() => {
+            tracing::info!(role, term = transition.term.0, "on_{role} hook finished");
+        }
+        Ok(Ok(status)) => {
+            tracing::warn!(role, term = transition.term.0, %status, "on_{role} hook failed")
+        }
+        Ok(Err(error)) => tracing::error!(role, %error, "cannot wait for the on_{role} hook"),
+        Err(_) => {
+            if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+                let group = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = child.kill().await;
+            tracing::error!(
+                role,
+                term = transition.term.0,
+                timeout_ms = commands.timeout.as_millis() as u64,
+                "on_{role} hook timed out and was killed"
+            );
+        }
+    }
+    for task in [stdout, stderr].into_iter().flatten() {
+        // Output of a killed hook's own children may never close; do not wait forever.
+        let _ = tokio::time::timeout(Duration::from_millis(200), task).await;
+    }
+}
+
+async fn log_lines(role: &'static str, stream: &'static str, output: impl AsyncRead + Unpin) {
+    let mut lines = BufReader::new(output).lines();
+    while let Ok(Some(mut line)) = lines.next_line().await {
+        if line.len() > HOOK_OUTPUT_LINE_MAX {
+            let mut cut = HOOK_OUTPUT_LINE_MAX;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+        }
+        tracing::info!(role, stream, "hook: {line}");
+    }
+}
+
+/// Writes the state file (role, term, leader) atomically: a consumer that
+/// prefers a file reads either the old or the new content, never a mix.
+pub fn write_state_file(path: &Path, node: NodeId, transition: Transition) -> std::io::Result<()> {
+    let content = serde_json::json!({
+        "node_id": node.0,
+        "role": if transition.goose { "goose" } else { "duck" },
+        "term": transition.term.0,
+        "leader_id": transition.leader.map(|l| l.0),
+    });
+    let temporary: PathBuf = path.with_extension("tmp");
+    std::fs::write(&temporary, format!("{content}\n"))?;
+    std::fs::rename(&temporary, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hooks_run_in_order_with_the_fencing_token_and_time_out() {
+        // design.md §7: once per transition, in order, with the environment, bounded by a timeout.
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let append = format!(
+            "echo \"$GOOSE_ROLE $GOOSE_TERM $GOOSE_LEADER_ID $GOOSE_NODE_ID\" >> {}",
+            log.display()
+        );
+        let commands = HookCommands {
+            on_goose: Some(format!("sleep 0.2; {append}")),
+            on_duck: Some(format!("{append}; sleep 5")),
+            timeout: Duration::from_millis(500),
+        };
+        let (hooks, task) = Hooks::spawn(NodeId(3), commands);
+        hooks.push(Transition {
+            goose: true,
+            term: Term(7),
+            leader: Some(NodeId(3)),
+        });
+        hooks.push(Transition {
+            goose: false,
+            term: Term(8),
+            leader: None,
+        });
+        hooks.push(Transition {
+            goose: true,
+            term: Term(9),
+            leader: Some(NodeId(3)),
+        });
+        hooks.close();
+        let started = std::time::Instant::now();
+        task.await.unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            text, "goose 7 3 3\nduck 8  3\ngoose 9 3 3\n",
+            "the slow on_goose finished before on_duck ran"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "the 5 s duck hook was killed at its timeout"
+        );
+    }
+
+    #[test]
+    fn the_state_file_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        write_state_file(
+            &path,
+            NodeId(2),
+            Transition {
+                goose: true,
+                term: Term(4),
+                leader: Some(NodeId(2)),
+            },
+        )
+        .unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(value["role"], "goose");
+        assert_eq!(value["term"], 4);
+        assert_eq!(value["leader_id"], 2);
+        assert!(!dir.path().join("state.tmp").exists());
+    }
+}
