@@ -744,3 +744,82 @@ impl Checker {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use goose_common::Member;
+
+    /// Checks (b): an answer of another node, or of the same node in another
+    /// term, before a running promise ends is a violation; at its end it is not.
+    #[test]
+    fn promises_exclude_other_nodes_and_terms_until_they_end() {
+        let mut checker = Checker::new(None);
+        checker.check_promises(NodeId(1), Term(3), 0, 100).unwrap();
+        checker.check_promises(NodeId(1), Term(3), 50, 150).unwrap();
+        let other = checker
+            .check_promises(NodeId(2), Term(4), 120, 200)
+            .unwrap_err();
+        assert_eq!(other.checker, "(b) promise");
+        let same_node = checker
+            .check_promises(NodeId(1), Term(5), 149, 200)
+            .unwrap_err();
+        assert_eq!(same_node.checker, "(b) promise");
+        checker
+            .check_promises(NodeId(2), Term(4), 150, 200)
+            .unwrap();
+    }
+
+    /// Checks the majority count of (g): the goose counts itself only if it
+    /// is a voter, learners never count, and an empty configuration has none.
+    #[test]
+    fn majority_counts_voters_only() {
+        let addr = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut config = Membership::with_voters([
+            (NodeId(1), addr(1)),
+            (NodeId(2), addr(2)),
+            (NodeId(3), addr(3)),
+        ]);
+        assert!(is_majority(&config, NodeId(1), |id| id == NodeId(2)));
+        assert!(!is_majority(&config, NodeId(1), |_| false));
+        assert!(!is_majority(&config, NodeId(4), |id| id == NodeId(2)));
+        config.members.push(Member {
+            id: NodeId(4),
+            addr: addr(4),
+            role: goose_common::MemberRole::Learner,
+        });
+        assert!(!is_majority(&config, NodeId(1), |id| id == NodeId(4)));
+        assert!(!is_majority(&Membership::default(), NodeId(1), |_| true));
+    }
+
+    /// Checks (d) and the previous-configuration lookup of (g) on a small log.
+    #[test]
+    fn logs_are_read_across_the_snapshot() {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let first = Membership::with_voters([(NodeId(1), addr)]);
+        let snapshot = Snapshot {
+            index: LogIndex(4),
+            term: Term(2),
+            config: first.clone(),
+        };
+        let second = Membership::default();
+        let entries = vec![
+            Entry {
+                index: LogIndex(5),
+                term: Term(3),
+                payload: EntryPayload::NoOp,
+            },
+            Entry {
+                index: LogIndex(6),
+                term: Term(3),
+                payload: EntryPayload::Config(second),
+            },
+        ];
+        assert_eq!(term_at(&snapshot, &entries, LogIndex(4)), Some(Term(2)));
+        assert_eq!(term_at(&snapshot, &entries, LogIndex(6)), Some(Term(3)));
+        assert_eq!(term_at(&snapshot, &entries, LogIndex(3)), None);
+        assert_eq!(term_at(&snapshot, &entries, LogIndex(7)), None);
+        assert_eq!(previous_config(&snapshot, &entries), Some(first));
+        assert_eq!(previous_config(&snapshot, &entries[..1]), None);
+    }
+}
