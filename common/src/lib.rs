@@ -13,6 +13,7 @@ pub mod ids;
 pub mod limits;
 pub mod messages;
 pub mod partition;
+pub mod peer;
 pub mod wire;
 
 pub use ids::{LogIndex, NodeId, Term, Timestamp};

@@ -53,5 +53,5 @@ pub enum CtlError {
     Json(#[from] serde_json::Error),
     /// The system's random number generator failed.
     #[error("cannot get random bytes from the operating system: {0}")]
-    Random(getrandom::Error),
+    Random(String),
 }

@@ -5,21 +5,12 @@ use crate::error::CtlError;
 use crate::output::{self, EXIT_SUCCESS};
 use crate::Context;
 use serde::Serialize;
-use std::fmt::Write;
-
-/// The length of a cluster key, in bytes.
-pub const KEY_BYTES: usize = 32;
 
 /// A fresh key in its file form (without the newline).
 pub fn generate_key() -> Result<String, CtlError> {
-    let mut key = [0u8; KEY_BYTES];
-    getrandom::fill(&mut key).map_err(CtlError::Random)?;
-    let mut text = String::with_capacity(2 * KEY_BYTES);
-    for byte in key {
-        // Writing to a String cannot fail.
-        let _ = write!(text, "{byte:02x}");
-    }
-    Ok(text)
+    let key = goose_common::datagram::ClusterKey::generate()
+        .map_err(|error| CtlError::Random(error.to_string()))?;
+    Ok(key.to_string())
 }
 
 /// The JSON form: `{"key": "..."}`.
@@ -48,7 +39,7 @@ mod tests {
     fn keys_are_64_lowercase_hex_characters_and_differ() {
         let first = generate_key().unwrap();
         let second = generate_key().unwrap();
-        assert_eq!(first.len(), 2 * KEY_BYTES);
+        assert_eq!(first.len(), 64);
         assert!(first
             .chars()
             .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));

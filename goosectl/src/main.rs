@@ -6,6 +6,7 @@
 //! on stderr starting with `goosectl: `.
 
 mod client;
+mod docs;
 mod error;
 mod handoff;
 mod keygen;
@@ -59,6 +60,13 @@ enum Command {
     StepDown(handoff::StepDownArgs),
     /// Print a new cluster key (64 hex characters) for --key-file.
     Keygen,
+    /// Print shell completions (install per the README).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), for /usr/local/share/man/man1/goosectl.1.
+    Man,
 }
 
 /// What every command gets besides its own arguments.
@@ -86,6 +94,8 @@ fn main() -> ExitCode {
         Command::Partition(command) => partition::run(&context, command).map_err(Into::into),
         Command::StepDown(args) => handoff::step_down(&context, &args).map_err(Into::into),
         Command::Keygen => keygen::keygen(&context).map_err(Into::into),
+        Command::Completions { shell } => docs::completions(shell).map_err(Into::into),
+        Command::Man => docs::man().map_err(Into::into),
     };
     match result {
         Ok(code) => ExitCode::from(code),

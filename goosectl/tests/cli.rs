@@ -557,3 +557,27 @@ fn goose_socket_names_the_socket_when_no_flag_does() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert_eq!(stdout(&output), "duck\n");
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_cli_definition() {
+    // The README's install steps generate these; they must name every command.
+    let socket = Path::new("/nonexistent/goosed.sock");
+    let bash = goosectl(socket, &["completions", "bash"]);
+    assert!(bash.status.success());
+    let script = stdout(&bash);
+    for command in ["status", "is-goose", "partition", "step-down", "keygen"] {
+        assert!(
+            script.contains(command),
+            "bash completions mention {command}"
+        );
+    }
+    let man = goosectl(socket, &["man"]);
+    assert!(man.status.success());
+    let page = stdout(&man);
+    assert!(
+        page.starts_with(".ie") && page.contains(".TH goosectl 1"),
+        "a roff man page"
+    );
+    let bad = goosectl(socket, &["completions", "cmd.exe"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

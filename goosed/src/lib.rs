@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod driver;
 pub mod hooks;
 pub mod net;
 pub mod raft;

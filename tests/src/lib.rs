@@ -1,4 +1,6 @@
 //! Test support for Duck Duck Goose: the deterministic cluster simulator and
 //! the real-process cluster harness.
+#![deny(missing_docs)]
 
 pub mod cluster;
+pub mod sim;

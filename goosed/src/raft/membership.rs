@@ -304,9 +304,6 @@ impl Node {
         let term = self.term;
         self.become_follower(now, term, None);
         self.last_heard_leader = now;
-        if self.is_removed() {
-            self.emit(Event::Removed);
-        }
     }
 
     /// A caught-up voter to hand to: the requested one, or the one that

@@ -98,6 +98,7 @@ pub struct Node {
     // What the last step reported, so transitions become events.
     reported_goose: bool,
     reported_leader: Option<NodeId>,
+    reported_removed: bool,
     persisted_hard_state: HardState,
     pub(crate) ready: Ready,
 }
@@ -114,7 +115,14 @@ impl Node {
     ) -> Result<Node, ConfigError> {
         config.validate()?;
         let log = RaftLog::new(state.snapshot, state.entries);
-        let was_member = log.latest_config().1.get(config.id).is_some();
+        // A node that finds itself in any configuration it holds has been a
+        // member, so its absence from the latest one means removal.
+        let in_snapshot = log.snapshot.config.get(config.id).is_some();
+        let was_member = in_snapshot
+            || log.entries.iter().any(|entry| match &entry.payload {
+                EntryPayload::Config(membership) => membership.get(config.id).is_some(),
+                EntryPayload::NoOp => false,
+            });
         let commit_index = log.snapshot.index;
         let mut node = Node {
             rng: fastrand::Rng::with_seed(rng_seed),
@@ -134,6 +142,7 @@ impl Node {
             leader_commit_seen: commit_index,
             reported_goose: false,
             reported_leader: None,
+            reported_removed: false,
             ready: Ready::default(),
             config,
         };
@@ -269,9 +278,16 @@ impl Node {
         }
     }
 
-    /// Only a voter of its own latest configuration campaigns.
+    /// A voter of its latest configuration campaigns; so does a voter whose
+    /// removal is not yet known to be committed, since the cluster may still
+    /// need it until then (dissertation §4.2.2).
     pub(crate) fn can_campaign(&self) -> bool {
         self.is_voter()
+            || self
+                .log
+                .config_at(self.commit_index)
+                .1
+                .is_voter(self.config.id)
     }
 
     /// Whether a current leader was heard from less than
@@ -311,10 +327,9 @@ impl Node {
 
     /// Appends an entry to the log and to this step's persist.
     pub(crate) fn append_entry(&mut self, entry: Entry) {
-        let was_member = self.membership().get(self.config.id).is_some();
         self.ready.persist.entries.push(entry.clone());
         self.log.append(entry);
-        self.on_config_maybe_changed(was_member);
+        self.on_config_maybe_changed();
     }
 
     /// Drops a conflicting suffix from the log and from this step's persist.
@@ -323,7 +338,6 @@ impl Node {
             from > self.commit_index,
             "a committed entry must never be truncated"
         );
-        let was_member = self.membership().get(self.config.id).is_some();
         self.log.truncate_from(from);
         self.ready
             .persist
@@ -335,17 +349,13 @@ impl Node {
             .truncate_from
             .map_or(from, |t| t.min(from));
         self.ready.persist.truncate_from = Some(earliest);
-        self.on_config_maybe_changed(was_member);
+        self.on_config_maybe_changed();
     }
 
     /// Keeps removal status and leader progress in step with the configuration.
-    pub(crate) fn on_config_maybe_changed(&mut self, was_member: bool) {
-        let is_member = self.membership().get(self.config.id).is_some();
-        if is_member {
+    pub(crate) fn on_config_maybe_changed(&mut self) {
+        if self.membership().get(self.config.id).is_some() {
             self.was_member = true;
-        } else if was_member && self.role != RaftRole::Leader {
-            // A removed leader says so once it has handed over.
-            self.emit(Event::Removed);
         }
         self.sync_progress();
     }
@@ -427,7 +437,11 @@ impl Node {
         self.leader = None;
         self.votes.clear();
         self.votes.insert(self.config.id, true);
-        self.reset_election_deadline(now);
+        // A campaign that fails (a split vote) retries after a delay drawn
+        // from half the timeout's span: wide enough that two candidates
+        // rarely collide again, short enough not to double the failover.
+        let half_ns = u64::try_from(self.config.election_timeout_min.as_nanos() / 2).unwrap_or(0);
+        self.election_deadline = now.add(Duration::from_nanos(half_ns + self.rng.u64(0..=half_ns)));
         let body = MessageBody::RequestVote {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
@@ -508,6 +522,16 @@ impl Node {
                 leader: self.leader,
             });
         }
+        // Judged on the state at the end of the step (a catching-up node may
+        // pass through old configurations without it), and a removed leader
+        // says so only once it has handed over.
+        let removed = self.is_removed() && self.role != RaftRole::Leader;
+        if removed != self.reported_removed {
+            self.reported_removed = removed;
+            if removed {
+                self.emit(Event::Removed);
+            }
+        }
     }
 
     /// The latest instant at which the driver must call `step` again.
@@ -559,7 +583,9 @@ impl Node {
                 assert_eq!(self.vote, Some(self.config.id), "a leader voted for itself");
                 assert_eq!(self.leader, Some(self.config.id));
                 assert!(state.noop_index <= self.log.last_index());
-                assert_eq!(self.log.term_at(state.noop_index), Some(self.term));
+                if state.noop_index > self.log.snapshot.index {
+                    assert_eq!(self.log.term_at(state.noop_index), Some(self.term));
+                }
             }
             RaftRole::Candidate | RaftRole::Follower | RaftRole::PreCandidate => {
                 if self.role == RaftRole::Candidate {

@@ -108,7 +108,6 @@ impl Node {
         self.accept_leader(now, from, term);
         let index = snapshot.index;
         if index > self.commit_index {
-            let was_member = self.membership().get(self.config.id).is_some();
             let keeps_suffix = self.log.term_at(index) == Some(snapshot.term);
             self.ready
                 .persist
@@ -122,7 +121,7 @@ impl Node {
             self.log.compact(snapshot.clone());
             self.ready.persist.snapshot = Some(snapshot);
             self.commit_index = index;
-            self.on_config_maybe_changed(was_member);
+            self.on_config_maybe_changed();
         }
         self.send(
             from,

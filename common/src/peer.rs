@@ -1,0 +1,139 @@
+//! What daemons say to each other in a datagram's payload: Raft messages,
+//! status probes for `goosectl status`, operator requests forwarded to the
+//! leader, and drill commands (`partition split` / `heal`).
+
+use crate::control::{ErrorKind, NodeStatus};
+use crate::ids::NodeId;
+use crate::messages::Message;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// One datagram's payload. The variant order is part of the wire format:
+/// the first payload byte is the variant's index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerDatagram {
+    /// A Raft message.
+    Raft(Message),
+    /// "Send me your own answer" (`goosectl status`).
+    StatusProbe {
+        /// Echoed in the reply.
+        nonce: u64,
+    },
+    /// A member's own answer to a probe.
+    StatusReply {
+        /// The probe's nonce.
+        nonce: u64,
+        /// The member's status, decided when the probe arrived.
+        status: NodeStatus,
+    },
+    /// An operator request forwarded to the leader.
+    Forward {
+        /// Echoed in the reply.
+        nonce: u64,
+        /// The request.
+        request: ForwardedRequest,
+    },
+    /// The leader's answer to a forwarded request.
+    ForwardReply {
+        /// The request's nonce.
+        nonce: u64,
+        /// What happened.
+        outcome: Outcome,
+    },
+    /// A drill command; exempt from partition rules so `heal` always gets through.
+    Drill {
+        /// Echoed in the reply.
+        nonce: u64,
+        /// What to do.
+        action: DrillAction,
+    },
+    /// The answer to a drill command; exempt from partition rules too.
+    DrillReply {
+        /// The command's nonce.
+        nonce: u64,
+        /// What happened.
+        outcome: Outcome,
+    },
+}
+
+/// The first payload bytes of the drill variants.
+const DRILL_TAGS: [u8; 2] = [5, 6];
+
+/// Whether an encoded payload is a drill command or reply, which partition
+/// rules never drop (the rules would otherwise cut off their own removal).
+pub fn is_drill_payload(payload: &[u8]) -> bool {
+    payload.first().is_some_and(|tag| DRILL_TAGS.contains(tag))
+}
+
+/// Operator requests that only the leader can carry out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardedRequest {
+    /// `goosectl member add`.
+    MemberAdd {
+        /// The new node's id.
+        id: NodeId,
+        /// Its UDP address.
+        addr: SocketAddr,
+    },
+    /// `goosectl member remove`.
+    MemberRemove {
+        /// The member to remove.
+        id: NodeId,
+    },
+    /// `goosectl step-down`.
+    StepDown {
+        /// The voter to hand to, if chosen.
+        to: Option<NodeId>,
+    },
+}
+
+/// Drill actions carried out on every member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DrillAction {
+    /// Drop all traffic between the two sides.
+    Split {
+        /// One side.
+        left: Vec<NodeId>,
+        /// The other side.
+        right: Vec<NodeId>,
+    },
+    /// Delete every partition rule.
+    Heal,
+}
+
+/// The result of a forwarded request or drill command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Done, with a message for the operator.
+    Done(String),
+    /// Refused or failed.
+    Failed {
+        /// The kind of error, as in the control protocol.
+        kind: ErrorKind,
+        /// A message for the operator.
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire;
+
+    #[test]
+    fn drill_payloads_are_recognised_by_their_first_byte() {
+        let drill = PeerDatagram::Drill {
+            nonce: 1,
+            action: DrillAction::Heal,
+        };
+        let reply = PeerDatagram::DrillReply {
+            nonce: 1,
+            outcome: Outcome::Done(String::new()),
+        };
+        let probe = PeerDatagram::StatusProbe { nonce: 1 };
+        assert!(is_drill_payload(&wire::encode(&drill).unwrap()));
+        assert!(is_drill_payload(&wire::encode(&reply).unwrap()));
+        assert!(!is_drill_payload(&wire::encode(&probe).unwrap()));
+        assert!(!is_drill_payload(&[]));
+    }
+}

@@ -1,0 +1,405 @@
+//! The event loop (design.md §4): datagrams, control requests and timer
+//! deadlines become `Node::step` inputs, and each `Ready` is carried out in
+//! order: persist, then send, then events.
+//!
+//! One task owns the node, the storage and every waiting caller; the
+//! transport's receive loop and the control server run beside it and talk
+//! to it only through bounded channels or cancel-safe futures.
+
+mod operator;
+
+use crate::clock;
+use crate::control::ControlRequest;
+use crate::hooks::{self, Hooks, Transition};
+use crate::net::Transport;
+use crate::raft::{Event, Input, Node, Ready};
+use crate::storage::{DiskStorage, Storage};
+use goose_common::control::{NodeRole, NodeStatus, Reply, WatchEvent, WatchEventKind};
+use goose_common::datagram::DropReason;
+use goose_common::peer::PeerDatagram;
+use goose_common::{wire, Message, NodeId, Timestamp};
+use operator::Waiters;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The most peers whose last source address is remembered (members and
+/// recent strangers, such as a joining node that is not a member yet).
+pub const PEER_ADDRESSES_MAX: usize = 128;
+
+/// The most open watch streams.
+pub const WATCHERS_MAX: usize = 32;
+
+/// How long a goose waits for its handoff on SIGTERM before it exits anyway,
+/// in election timeouts.
+const SHUTDOWN_HANDOFF_TIMEOUTS: u32 = 2;
+
+/// The proposal id of the shutdown handoff (caller ids start above it).
+const SHUTDOWN_PROPOSAL_ID: u64 = 0;
+
+/// Why the loop ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// SIGTERM or SIGINT: a clean stop.
+    Signal,
+    /// Storage failed: the process must exit non-zero.
+    StorageFailed(String),
+}
+
+/// Everything the loop owns.
+pub struct Driver {
+    node: Node,
+    storage: DiskStorage,
+    transport: Arc<Transport>,
+    hooks: Hooks,
+    state_file: Option<PathBuf>,
+    peer_addresses: BTreeMap<NodeId, SocketAddr>,
+    waiters: Waiters,
+    watchers: Vec<mpsc::Sender<Reply>>,
+    deadline: Timestamp,
+    goose: bool,
+    notify_systemd: bool,
+    /// Set once the shutdown handoff has been settled either way.
+    shutdown_settled: bool,
+}
+
+impl Driver {
+    /// Wraps a freshly built node and its already-open resources.
+    pub fn new(
+        node: Node,
+        storage: DiskStorage,
+        transport: Arc<Transport>,
+        hooks: Hooks,
+        state_file: Option<PathBuf>,
+    ) -> Driver {
+        let notify_systemd = std::env::var_os("NOTIFY_SOCKET").is_some();
+        Driver {
+            deadline: clock::now(),
+            node,
+            storage,
+            transport,
+            hooks,
+            state_file,
+            peer_addresses: BTreeMap::new(),
+            waiters: Waiters::default(),
+            watchers: Vec::new(),
+            goose: false,
+            notify_systemd,
+            shutdown_settled: false,
+        }
+    }
+
+    /// Runs until a signal (after a goose's handoff) or a fatal error.
+    pub async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<ControlRequest>,
+        mut signals: mpsc::Receiver<i32>,
+    ) -> Exit {
+        self.report_role(false);
+        let watchdog = sd_watchdog_interval();
+        let mut next_watchdog = tokio::time::Instant::now();
+        let mut stopping_until: Option<Timestamp> = None;
+        loop {
+            if clock::now() >= self.deadline {
+                if let Err(exit) = self.step(Input::Tick).await {
+                    return exit;
+                }
+            }
+            let wake = self
+                .deadline
+                .min(self.waiters.next_deadline().unwrap_or(self.deadline));
+            let sleep = wake.since(clock::now()).max(Duration::from_micros(50));
+            if let Some(interval) = watchdog {
+                if tokio::time::Instant::now() >= next_watchdog {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                    next_watchdog = tokio::time::Instant::now() + interval / 2;
+                }
+            }
+            if let Some(until) = stopping_until {
+                if self.shutdown_settled || !self.node_is_leader() || clock::now() >= until {
+                    return Exit::Signal;
+                }
+            }
+            tokio::select! {
+                received = self.transport.recv() => {
+                    if let Err(exit) = self.on_datagram(received.header.sender, received.from, &received.payload).await {
+                        return exit;
+                    }
+                }
+                Some(request) = requests.recv() => {
+                    if let Err(exit) = self.on_control(request).await {
+                        return exit;
+                    }
+                }
+                Some(signal) = signals.recv() => {
+                    tracing::info!(signal, "stopping");
+                    if stopping_until.is_some() || !self.node_is_leader() {
+                        return Exit::Signal;
+                    }
+                    tracing::info!("handing the goose over before exiting");
+                    let timeout = self.node.config().election_timeout_min * SHUTDOWN_HANDOFF_TIMEOUTS;
+                    stopping_until = Some(clock::now().add(timeout));
+                    let input = Input::Handoff { id: SHUTDOWN_PROPOSAL_ID, target: None };
+                    if let Err(exit) = self.step(input).await {
+                        return exit;
+                    }
+                }
+                () = tokio::time::sleep(sleep) => {
+                    self.expire_waiters().await;
+                }
+            }
+        }
+    }
+
+    fn node_is_leader(&self) -> bool {
+        self.node.raft_role() == crate::raft::RaftRole::Leader
+    }
+
+    /// Feeds one input to the core and carries out the resulting `Ready`.
+    pub(crate) async fn step(&mut self, input: Input) -> Result<(), Exit> {
+        let ready = self.node.step(clock::now(), input);
+        self.carry_out(ready).await
+    }
+
+    /// Persist, then send, then events (design.md §4).
+    async fn carry_out(&mut self, ready: Ready) -> Result<(), Exit> {
+        if !ready.persist.is_empty() {
+            if let Err(error) = self.storage.persist(&ready.persist) {
+                tracing::error!(%error, "storage failed; exiting (never retrying an fsync)");
+                return Err(Exit::StorageFailed(error.to_string()));
+            }
+        }
+        for message in ready.messages {
+            self.send_raft(message).await;
+        }
+        for event in ready.events {
+            self.on_event(event).await;
+        }
+        self.deadline = ready.next_deadline;
+        Ok(())
+    }
+
+    /// The address of a peer: its member address, else where it last wrote from.
+    fn address_of(&self, id: NodeId) -> Option<SocketAddr> {
+        let member = self.node.membership().get(id).map(|member| member.addr);
+        member.or_else(|| self.peer_addresses.get(&id).copied())
+    }
+
+    async fn send_raft(&mut self, message: Message) {
+        let to = message.to;
+        self.send_datagram(to, &PeerDatagram::Raft(message)).await;
+    }
+
+    /// Encodes and sends a datagram to a peer; unknown peers and encoding
+    /// failures (bounded messages make them bugs) are logged.
+    pub(crate) async fn send_datagram(&mut self, to: NodeId, datagram: &PeerDatagram) {
+        let Some(address) = self.address_of(to) else {
+            tracing::debug!(%to, "no address for peer; message dropped");
+            return;
+        };
+        self.send_datagram_to(to, address, datagram).await;
+    }
+
+    pub(crate) async fn send_datagram_to(
+        &mut self,
+        to: NodeId,
+        address: SocketAddr,
+        datagram: &PeerDatagram,
+    ) {
+        let payload = match wire::encode(datagram) {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::error!(%to, %error, "cannot encode datagram");
+                return;
+            }
+        };
+        if let Err(error) = self.transport.send(to, address, &payload).await {
+            tracing::error!(%to, %error, "cannot send datagram");
+        }
+    }
+
+    async fn on_datagram(
+        &mut self,
+        sender: NodeId,
+        from: SocketAddr,
+        payload: &[u8],
+    ) -> Result<(), Exit> {
+        let datagram = match wire::decode::<PeerDatagram>(payload) {
+            Ok(datagram) => datagram,
+            Err(_) => {
+                self.transport
+                    .drop_counters()
+                    .record(DropReason::Undecodable, from);
+                return Ok(());
+            }
+        };
+        self.remember_address(sender, from);
+        match datagram {
+            PeerDatagram::Raft(message) => {
+                if message.from != sender {
+                    // The MAC vouches for the header's sender, not for a claim inside.
+                    self.transport
+                        .drop_counters()
+                        .record(DropReason::UnknownSender, from);
+                    return Ok(());
+                }
+                self.step(Input::Receive(message)).await
+            }
+            other => {
+                self.on_operator_datagram(sender, from, other).await;
+                Ok(())
+            }
+        }
+    }
+
+    fn remember_address(&mut self, id: NodeId, address: SocketAddr) {
+        if self.peer_addresses.len() >= PEER_ADDRESSES_MAX && !self.peer_addresses.contains_key(&id)
+        {
+            // Forget a non-member first; members' addresses come from the configuration anyway.
+            let stranger = self
+                .peer_addresses
+                .keys()
+                .copied()
+                .find(|known| self.node.membership().get(*known).is_none());
+            let forget = stranger.or_else(|| self.peer_addresses.keys().next().copied());
+            if let Some(forget) = forget {
+                self.peer_addresses.remove(&forget);
+            }
+        }
+        self.peer_addresses.insert(id, address);
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        match event {
+            Event::BecameGoose { term } => {
+                tracing::info!(term = term.0, "became goose");
+                self.goose = true;
+                self.report_role(true);
+                self.notify_watchers(WatchEventKind::BecameGoose);
+            }
+            Event::BecameDuck { term, leader } => {
+                tracing::info!(term = term.0, leader = ?leader.map(|l| l.0), "became duck");
+                self.goose = false;
+                self.report_role(true);
+                self.notify_watchers(WatchEventKind::BecameDuck);
+            }
+            Event::LeaderChanged { term, leader } => {
+                tracing::info!(term = term.0, leader = ?leader.map(|l| l.0), "leader changed");
+                self.report_role(false);
+                self.notify_watchers(WatchEventKind::LeaderChanged);
+            }
+            Event::MembershipCommitted { index, config } => {
+                let members: Vec<String> = config
+                    .members
+                    .iter()
+                    .map(|m| format!("{}={}({:?})", m.id, m.addr, m.role))
+                    .collect();
+                tracing::info!(
+                    index = index.0,
+                    term = self.node.hard_state().term.0,
+                    ?members,
+                    "membership committed"
+                );
+            }
+            Event::Removed => {
+                tracing::warn!("this node was removed from the cluster; it no longer takes part");
+                self.notify_watchers(WatchEventKind::Removed);
+            }
+            Event::Done { id } => self.settle(id, Ok(())).await,
+            Event::Rejected { id, reason } => self.settle(id, Err(reason)).await,
+        }
+    }
+
+    /// Tells hooks, the state file and systemd about the role.
+    fn report_role(&mut self, transition: bool) {
+        let state = self.node.hard_state();
+        let current = Transition {
+            goose: self.goose,
+            term: state.term,
+            leader: self.node.leader(),
+        };
+        if transition {
+            self.hooks.push(current);
+        }
+        if let Some(path) = &self.state_file {
+            if let Err(error) = hooks::write_state_file(path, self.node.id(), current) {
+                tracing::warn!(path = %path.display(), %error, "cannot write the state file");
+            }
+        }
+        if self.notify_systemd {
+            let role = if self.goose { "goose" } else { "duck" };
+            let leader = current.leader.map_or("none".to_string(), |l| l.to_string());
+            let status = format!("{role}, term {}, leader {leader}", state.term);
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&status)]);
+        }
+    }
+
+    fn notify_watchers(&mut self, kind: WatchEventKind) {
+        if self.watchers.is_empty() {
+            return;
+        }
+        let status = self.local_status();
+        let event = Reply::Event(WatchEvent { kind, status });
+        self.watchers
+            .retain(|watcher| watcher.try_send(event.clone()).is_ok());
+    }
+
+    /// This node's own answer, decided now from a fresh clock read.
+    pub(crate) fn local_status(&mut self) -> NodeStatus {
+        let now = clock::now();
+        let answer = self.node.goose(now);
+        let listen = self.transport.local_addr().ok();
+        let addr = self
+            .node
+            .membership()
+            .get(self.node.id())
+            .map(|member| member.addr)
+            .or(listen)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        NodeStatus {
+            id: self.node.id(),
+            addr,
+            role: if answer.is_goose() {
+                NodeRole::Goose
+            } else {
+                NodeRole::Duck
+            },
+            term: answer.term,
+            leader_id: answer.leader,
+            commit_index: self.node.commit_index(),
+            voter: self.node.is_voter(),
+            clock_ns: answer.decided_at.as_nanos(),
+            lease_until_ns: answer.lease_until.map(Timestamp::as_nanos),
+            last_index: self.node.last_index(),
+            removed: self.node.is_removed(),
+            drops: self
+                .transport
+                .drop_counters()
+                .snapshot()
+                .into_iter()
+                .filter(|(_, count)| *count > 0)
+                .map(|(reason, count)| (reason.to_string(), count))
+                .collect(),
+        }
+    }
+
+    /// Tells systemd the daemon is ready (storage loaded, sockets bound).
+    pub fn notify_ready(&self) {
+        if self.notify_systemd {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        }
+    }
+}
+
+/// systemd's watchdog interval, if it asked for pings.
+fn sd_watchdog_interval() -> Option<Duration> {
+    let mut usec = 0u64;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        Some(Duration::from_micros(usec))
+    } else {
+        None
+    }
+}

@@ -1,0 +1,708 @@
+//! Operator requests: the control socket's calls and watches, status
+//! gathered from every member, requests forwarded to the leader, and drills
+//! carried out on every member. Each waiting caller is kept with a deadline
+//! in a bounded map, and answered exactly once.
+
+use super::Driver;
+use crate::clock;
+use crate::control::ControlRequest;
+use crate::raft::{Input, MembershipChange, ProposalId, RejectReason};
+use goose_common::control::{
+    ClusterStatus, ErrorKind, MemberInfo, MemberKind, NodeRole, NodeStatus, Reply, Request,
+    WatchEvent, WatchEventKind,
+};
+use goose_common::partition::{Chain, Matcher, Rule};
+use goose_common::peer::{DrillAction, ForwardedRequest, Outcome, PeerDatagram};
+use goose_common::{LogIndex, MemberRole, NodeId, Term, Timestamp};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// The most callers of each kind waiting at once; more get `Busy`.
+pub const WAITERS_MAX: usize = 64;
+
+/// How long `goosectl status` waits for members' answers; the silent ones
+/// are shown unreachable.
+pub const STATUS_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long `partition split` / `heal` wait for members to confirm.
+pub const DRILL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a forwarded or proposed change may take before its caller is
+/// told it timed out (member add waits for catch-up and promotion).
+pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(55);
+
+/// Who waits for a proposal or a forwarded request.
+pub(crate) enum Caller {
+    /// A goosectl on this host.
+    Local(oneshot::Sender<Reply>),
+    /// A member that forwarded its goosectl's request to us, the leader.
+    Remote {
+        node: NodeId,
+        addr: SocketAddr,
+        nonce: u64,
+    },
+}
+
+struct Waiting<T> {
+    value: T,
+    deadline: Timestamp,
+}
+
+struct Probe {
+    reply: oneshot::Sender<Reply>,
+    local: NodeStatus,
+    expected: Vec<(NodeId, SocketAddr)>,
+    answers: BTreeMap<NodeId, NodeStatus>,
+}
+
+struct Drill {
+    reply: oneshot::Sender<Reply>,
+    expected: Vec<NodeId>,
+    answers: BTreeMap<NodeId, Outcome>,
+}
+
+/// Callers waiting for something, each with a deadline.
+#[derive(Default)]
+pub(crate) struct Waiters {
+    next_id: u64,
+    proposals: BTreeMap<ProposalId, Waiting<(Caller, &'static str)>>,
+    forwards: BTreeMap<u64, Waiting<oneshot::Sender<Reply>>>,
+    probes: BTreeMap<u64, Waiting<Probe>>,
+    drills: BTreeMap<u64, Waiting<Drill>>,
+}
+
+impl Waiters {
+    /// A fresh id for a proposal or a nonce (0 is the shutdown handoff's).
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// The earliest deadline of anyone waiting.
+    pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
+        let proposals = self.proposals.values().map(|w| w.deadline);
+        let forwards = self.forwards.values().map(|w| w.deadline);
+        let probes = self.probes.values().map(|w| w.deadline);
+        let drills = self.drills.values().map(|w| w.deadline);
+        proposals.chain(forwards).chain(probes).chain(drills).min()
+    }
+}
+
+fn busy() -> Reply {
+    Reply::error(
+        ErrorKind::Busy,
+        "too many requests in flight; try again shortly",
+    )
+}
+
+fn reject_kind(reason: &RejectReason) -> ErrorKind {
+    match reason {
+        RejectReason::NotLeader { .. } | RejectReason::LeadershipLost => ErrorKind::NotLeader,
+        RejectReason::ChangeInProgress
+        | RejectReason::HandoffInProgress
+        | RejectReason::NotReady => ErrorKind::ChangeInProgress,
+        RejectReason::HandoffTimedOut => ErrorKind::Timeout,
+        _ => ErrorKind::InvalidRequest,
+    }
+}
+
+fn outcome_reply(outcome: Outcome) -> Reply {
+    match outcome {
+        Outcome::Done(message) => Reply::Ok(message),
+        Outcome::Failed { kind, message } => Reply::error(kind, message),
+    }
+}
+
+fn unreachable_status(id: NodeId, addr: SocketAddr, voter: bool) -> NodeStatus {
+    NodeStatus {
+        id,
+        addr,
+        role: NodeRole::Unreachable,
+        term: Term(0),
+        leader_id: None,
+        commit_index: LogIndex(0),
+        voter,
+        clock_ns: clock::now().as_nanos(),
+        lease_until_ns: None,
+        last_index: LogIndex(0),
+        removed: false,
+        drops: BTreeMap::new(),
+    }
+}
+
+impl Driver {
+    pub(crate) async fn on_control(&mut self, request: ControlRequest) -> Result<(), super::Exit> {
+        match request {
+            ControlRequest::Watch { events, .. } => {
+                if self.watchers.len() >= super::WATCHERS_MAX {
+                    let _ = events.try_send(busy());
+                    return Ok(());
+                }
+                let status = self.local_status();
+                let initial = Reply::Event(WatchEvent {
+                    kind: WatchEventKind::Initial,
+                    status,
+                });
+                if events.try_send(initial).is_ok() {
+                    self.watchers.push(events);
+                }
+                Ok(())
+            }
+            ControlRequest::Call {
+                request,
+                peer,
+                reply,
+            } => {
+                if request.is_mutating() {
+                    tracing::info!(command = request.command_name(), uid = ?peer.map(|p| p.uid), "operator request");
+                }
+                self.on_call(request, reply).await
+            }
+        }
+    }
+
+    async fn on_call(
+        &mut self,
+        request: Request,
+        reply: oneshot::Sender<Reply>,
+    ) -> Result<(), super::Exit> {
+        let answer = match request {
+            Request::Status { local: true } => Reply::NodeStatus(self.local_status()),
+            Request::IsGoose => Reply::IsGoose(self.local_status()),
+            Request::Status { local: false } => {
+                self.start_probe(reply).await;
+                return Ok(());
+            }
+            Request::MemberList => Reply::Members(self.member_list()),
+            Request::MemberAdd { id, addr } => {
+                return self
+                    .forward_or_propose(
+                        ForwardedRequest::MemberAdd { id, addr },
+                        Caller::Local(reply),
+                    )
+                    .await;
+            }
+            Request::MemberRemove { id } => {
+                return self
+                    .forward_or_propose(ForwardedRequest::MemberRemove { id }, Caller::Local(reply))
+                    .await;
+            }
+            Request::StepDown { to } => {
+                return self
+                    .forward_or_propose(ForwardedRequest::StepDown { to }, Caller::Local(reply))
+                    .await;
+            }
+            Request::PartitionList => {
+                Reply::Rules(self.transport.with_partitions(|t| t.list(Instant::now())))
+            }
+            Request::PartitionAdd(rule) => match self
+                .transport
+                .with_partitions(|t| t.add(rule, Instant::now()))
+            {
+                Ok(number) => Reply::Ok(format!("rule {number} added")),
+                Err(error) => Reply::error(ErrorKind::InvalidRequest, error.to_string()),
+            },
+            Request::PartitionDelete(number) => {
+                let number = usize::try_from(number).unwrap_or(usize::MAX);
+                match self
+                    .transport
+                    .with_partitions(|t| t.delete(number, Instant::now()))
+                {
+                    Ok(_) => Reply::Ok(format!("rule {number} deleted")),
+                    Err(error) => Reply::error(ErrorKind::InvalidRequest, error.to_string()),
+                }
+            }
+            Request::PartitionFlush => {
+                let count = self.transport.with_partitions(|t| t.flush());
+                Reply::Ok(format!("{count} rules deleted"))
+            }
+            Request::PartitionSplit {
+                sides: (left, right),
+            } => {
+                self.start_drill(DrillAction::Split { left, right }, reply)
+                    .await;
+                return Ok(());
+            }
+            Request::PartitionHeal => {
+                self.start_drill(DrillAction::Heal, reply).await;
+                return Ok(());
+            }
+            Request::Watch => Reply::error(ErrorKind::InvalidRequest, "watch is a stream"),
+        };
+        let _ = reply.send(answer);
+        Ok(())
+    }
+
+    fn member_list(&self) -> Vec<MemberInfo> {
+        self.node
+            .membership()
+            .members
+            .iter()
+            .map(|member| MemberInfo {
+                id: member.id,
+                addr: member.addr,
+                role: match member.role {
+                    MemberRole::Voter => MemberKind::Voter,
+                    MemberRole::Learner => MemberKind::Learner,
+                    MemberRole::Joining => MemberKind::Joining,
+                },
+            })
+            .collect()
+    }
+
+    /// Proposes on this node if it leads, else forwards to the leader.
+    async fn forward_or_propose(
+        &mut self,
+        request: ForwardedRequest,
+        caller: Caller,
+    ) -> Result<(), super::Exit> {
+        if self.node_is_leader() {
+            return self.propose(request, caller).await;
+        }
+        let Caller::Local(reply) = caller else {
+            let not_leader = Outcome::Failed {
+                kind: ErrorKind::NotLeader,
+                message: format!("node {} is no longer the leader; try again", self.node.id()),
+            };
+            self.answer(caller, not_leader).await;
+            return Ok(());
+        };
+        let Some(leader) = self.node.leader() else {
+            let message =
+                "no goose: no leader is reachable from here, so the request cannot be carried out";
+            let _ = reply.send(Reply::error(ErrorKind::NoGoose, message));
+            return Ok(());
+        };
+        if self.waiters.forwards.len() >= WAITERS_MAX {
+            let _ = reply.send(busy());
+            return Ok(());
+        }
+        let nonce = self.waiters.next_id();
+        let deadline = clock::now().add(CHANGE_TIMEOUT);
+        self.waiters.forwards.insert(
+            nonce,
+            Waiting {
+                value: reply,
+                deadline,
+            },
+        );
+        self.send_datagram(leader, &PeerDatagram::Forward { nonce, request })
+            .await;
+        Ok(())
+    }
+
+    async fn propose(
+        &mut self,
+        request: ForwardedRequest,
+        caller: Caller,
+    ) -> Result<(), super::Exit> {
+        if self.waiters.proposals.len() >= WAITERS_MAX {
+            let outcome = Outcome::Failed {
+                kind: ErrorKind::Busy,
+                message: "too many changes in flight".into(),
+            };
+            self.answer(caller, outcome).await;
+            return Ok(());
+        }
+        let id = self.waiters.next_id();
+        let (input, what) = match request {
+            ForwardedRequest::MemberAdd { id: node, addr } => (
+                Input::Propose {
+                    id,
+                    change: MembershipChange::AddVoter { id: node, addr },
+                },
+                "member added as a voter",
+            ),
+            ForwardedRequest::MemberRemove { id: node } => (
+                Input::Propose {
+                    id,
+                    change: MembershipChange::Remove { id: node },
+                },
+                "member removed",
+            ),
+            ForwardedRequest::StepDown { to } => {
+                (Input::Handoff { id, target: to }, "handed the goose over")
+            }
+        };
+        let deadline = clock::now().add(CHANGE_TIMEOUT);
+        self.waiters.proposals.insert(
+            id,
+            Waiting {
+                value: (caller, what),
+                deadline,
+            },
+        );
+        self.step(input).await
+    }
+
+    /// Answers a proposal's caller when the core settles it.
+    pub(crate) async fn settle(&mut self, id: ProposalId, result: Result<(), RejectReason>) {
+        if id == super::SHUTDOWN_PROPOSAL_ID {
+            self.shutdown_settled = true;
+            match result {
+                Ok(()) => tracing::info!("handed the goose over; exiting"),
+                Err(reason) => {
+                    tracing::warn!(%reason, "could not hand the goose over; exiting anyway")
+                }
+            }
+            return;
+        }
+        let Some(waiting) = self.waiters.proposals.remove(&id) else {
+            return;
+        };
+        let (caller, what) = waiting.value;
+        let outcome = match result {
+            Ok(()) => Outcome::Done(format!("{what} (leader {})", self.node.id())),
+            Err(reason) => Outcome::Failed {
+                kind: reject_kind(&reason),
+                message: reason.to_string(),
+            },
+        };
+        self.answer(caller, outcome).await;
+    }
+
+    async fn answer(&mut self, caller: Caller, outcome: Outcome) {
+        match caller {
+            Caller::Local(reply) => {
+                let _ = reply.send(outcome_reply(outcome));
+            }
+            Caller::Remote { node, addr, nonce } => {
+                self.send_datagram_to(node, addr, &PeerDatagram::ForwardReply { nonce, outcome })
+                    .await;
+            }
+        }
+    }
+
+    /// Asks every other member for its own answer.
+    async fn start_probe(&mut self, reply: oneshot::Sender<Reply>) {
+        if self.waiters.probes.len() >= WAITERS_MAX {
+            let _ = reply.send(busy());
+            return;
+        }
+        let me = self.node.id();
+        let expected: Vec<(NodeId, SocketAddr)> = self
+            .node
+            .membership()
+            .members
+            .iter()
+            .filter(|member| member.id != me)
+            .map(|member| (member.id, member.addr))
+            .collect();
+        let nonce = self.waiters.next_id();
+        let local = self.local_status();
+        for &(id, addr) in &expected {
+            self.send_datagram_to(id, addr, &PeerDatagram::StatusProbe { nonce })
+                .await;
+        }
+        let probe = Probe {
+            reply,
+            local,
+            expected,
+            answers: BTreeMap::new(),
+        };
+        let deadline = clock::now().add(STATUS_PROBE_TIMEOUT);
+        self.waiters.probes.insert(
+            nonce,
+            Waiting {
+                value: probe,
+                deadline,
+            },
+        );
+        self.finish_probe_if_complete(nonce);
+    }
+
+    fn finish_probe_if_complete(&mut self, nonce: u64) {
+        let complete = self.waiters.probes.get(&nonce).is_some_and(|waiting| {
+            waiting
+                .value
+                .expected
+                .iter()
+                .all(|(id, _)| waiting.value.answers.contains_key(id))
+        });
+        if complete {
+            self.finish_probe(nonce);
+        }
+    }
+
+    fn finish_probe(&mut self, nonce: u64) {
+        let Some(waiting) = self.waiters.probes.remove(&nonce) else {
+            return;
+        };
+        let Probe {
+            reply,
+            local,
+            expected,
+            mut answers,
+        } = waiting.value;
+        let config = self.node.membership();
+        let mut members: Vec<NodeStatus> = expected
+            .into_iter()
+            .map(|(id, addr)| {
+                answers
+                    .remove(&id)
+                    .unwrap_or_else(|| unreachable_status(id, addr, config.is_voter(id)))
+            })
+            .collect();
+        members.push(local.clone());
+        members.sort_by_key(|status| status.id);
+        let goose = members
+            .iter()
+            .filter(|s| s.is_goose())
+            .max_by_key(|s| s.term)
+            .map(|s| s.id);
+        let _ = reply.send(Reply::Status(ClusterStatus {
+            local,
+            members,
+            goose,
+        }));
+    }
+
+    /// Sends a drill to every member and applies it here.
+    async fn start_drill(&mut self, action: DrillAction, reply: oneshot::Sender<Reply>) {
+        if self.waiters.drills.len() >= WAITERS_MAX {
+            let _ = reply.send(busy());
+            return;
+        }
+        let me = self.node.id();
+        let targets: Vec<(NodeId, SocketAddr)> = self
+            .node
+            .membership()
+            .members
+            .iter()
+            .filter(|member| member.id != me)
+            .map(|member| (member.id, member.addr))
+            .collect();
+        let nonce = self.waiters.next_id();
+        for &(id, addr) in &targets {
+            let datagram = PeerDatagram::Drill {
+                nonce,
+                action: action.clone(),
+            };
+            self.send_datagram_to(id, addr, &datagram).await;
+        }
+        let mut answers = BTreeMap::new();
+        answers.insert(me, self.apply_drill(&action));
+        let mut expected: Vec<NodeId> = targets.iter().map(|(id, _)| *id).collect();
+        expected.push(me);
+        let drill = Drill {
+            reply,
+            expected,
+            answers,
+        };
+        let deadline = clock::now().add(DRILL_TIMEOUT);
+        self.waiters.drills.insert(
+            nonce,
+            Waiting {
+                value: drill,
+                deadline,
+            },
+        );
+        self.finish_drill_if_complete(nonce);
+    }
+
+    /// Carries out a drill on this node's partition table.
+    fn apply_drill(&mut self, action: &DrillAction) -> Outcome {
+        let me = self.node.id();
+        match action {
+            DrillAction::Heal => {
+                let count = self.transport.with_partitions(|t| t.flush());
+                tracing::info!(rules = count, "drill: healed (all partition rules deleted)");
+                Outcome::Done(format!("node {me}: {count} rules deleted"))
+            }
+            DrillAction::Split { left, right } => {
+                let others = if left.contains(&me) {
+                    right
+                } else if right.contains(&me) {
+                    left
+                } else {
+                    return Outcome::Done(format!("node {me}: on neither side, no rules"));
+                };
+                let now = Instant::now();
+                let result = self.transport.with_partitions(|table| {
+                    others
+                        .iter()
+                        .map(|&peer| {
+                            table.add(Rule::drop_all(Chain::Both, Matcher::Peer(peer)), now)
+                        })
+                        .collect::<Result<Vec<usize>, _>>()
+                });
+                match result {
+                    Ok(numbers) => {
+                        tracing::info!(
+                            ?others,
+                            "drill: split (dropping traffic with the other side)"
+                        );
+                        Outcome::Done(format!("node {me}: {} rules added", numbers.len()))
+                    }
+                    Err(error) => Outcome::Failed {
+                        kind: ErrorKind::InvalidRequest,
+                        message: format!("node {me}: {error}"),
+                    },
+                }
+            }
+        }
+    }
+
+    fn finish_drill_if_complete(&mut self, nonce: u64) {
+        let complete = self.waiters.drills.get(&nonce).is_some_and(|waiting| {
+            waiting
+                .value
+                .expected
+                .iter()
+                .all(|id| waiting.value.answers.contains_key(id))
+        });
+        if complete {
+            self.finish_drill(nonce);
+        }
+    }
+
+    fn finish_drill(&mut self, nonce: u64) {
+        let Some(waiting) = self.waiters.drills.remove(&nonce) else {
+            return;
+        };
+        let Drill {
+            reply,
+            expected,
+            answers,
+        } = waiting.value;
+        let mut lines = Vec::new();
+        let mut failed = false;
+        for id in expected {
+            match answers.get(&id) {
+                Some(Outcome::Done(message)) => lines.push(message.clone()),
+                Some(Outcome::Failed { message, .. }) => {
+                    failed = true;
+                    lines.push(message.clone());
+                }
+                None => {
+                    failed = true;
+                    lines.push(format!("node {id}: unreachable"));
+                }
+            }
+        }
+        let message = lines.join("; ");
+        let answer = if failed {
+            Reply::error(ErrorKind::Timeout, message)
+        } else {
+            Reply::Ok(message)
+        };
+        let _ = reply.send(answer);
+    }
+
+    /// Handles every datagram other than Raft messages.
+    pub(crate) async fn on_operator_datagram(
+        &mut self,
+        sender: NodeId,
+        from: SocketAddr,
+        datagram: PeerDatagram,
+    ) {
+        match datagram {
+            PeerDatagram::Raft(_) => {}
+            PeerDatagram::StatusProbe { nonce } => {
+                let status = self.local_status();
+                self.send_datagram_to(sender, from, &PeerDatagram::StatusReply { nonce, status })
+                    .await;
+            }
+            PeerDatagram::StatusReply { nonce, status } => {
+                if let Some(waiting) = self.waiters.probes.get_mut(&nonce) {
+                    if waiting.value.expected.iter().any(|(id, _)| *id == sender)
+                        && status.id == sender
+                    {
+                        waiting.value.answers.insert(sender, status);
+                    }
+                }
+                self.finish_probe_if_complete(nonce);
+            }
+            PeerDatagram::Forward { nonce, request } => {
+                tracing::info!(from = %sender, ?request, "request forwarded to this node");
+                let caller = Caller::Remote {
+                    node: sender,
+                    addr: from,
+                    nonce,
+                };
+                if let Err(super::Exit::StorageFailed(error)) =
+                    self.forward_or_propose(request, caller).await
+                {
+                    // The loop sees the failed storage on its next persist; report it here.
+                    tracing::error!(%error, "storage failed while proposing");
+                }
+            }
+            PeerDatagram::ForwardReply { nonce, outcome } => {
+                if let Some(waiting) = self.waiters.forwards.remove(&nonce) {
+                    let _ = waiting.value.send(outcome_reply(outcome));
+                }
+            }
+            PeerDatagram::Drill { nonce, action } => {
+                let outcome = self.apply_drill(&action);
+                self.send_datagram_to(sender, from, &PeerDatagram::DrillReply { nonce, outcome })
+                    .await;
+            }
+            PeerDatagram::DrillReply { nonce, outcome } => {
+                if let Some(waiting) = self.waiters.drills.get_mut(&nonce) {
+                    if waiting.value.expected.contains(&sender) {
+                        waiting.value.answers.insert(sender, outcome);
+                    }
+                }
+                self.finish_drill_if_complete(nonce);
+            }
+        }
+    }
+
+    /// Answers everyone whose deadline has passed.
+    pub(crate) async fn expire_waiters(&mut self) {
+        let now = clock::now();
+        let probes: Vec<u64> = self
+            .waiters
+            .probes
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(&n, _)| n)
+            .collect();
+        for nonce in probes {
+            self.finish_probe(nonce);
+        }
+        let drills: Vec<u64> = self
+            .waiters
+            .drills
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(&n, _)| n)
+            .collect();
+        for nonce in drills {
+            self.finish_drill(nonce);
+        }
+        let forwards: Vec<u64> = self
+            .waiters
+            .forwards
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(&n, _)| n)
+            .collect();
+        for nonce in forwards {
+            if let Some(waiting) = self.waiters.forwards.remove(&nonce) {
+                let message = "no answer from the leader in time; the change may still happen";
+                let _ = waiting
+                    .value
+                    .send(Reply::error(ErrorKind::Timeout, message));
+            }
+        }
+        let expired: Vec<ProposalId> = self
+            .waiters
+            .proposals
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            if let Some(waiting) = self.waiters.proposals.remove(&id) {
+                let outcome = Outcome::Failed {
+                    kind: ErrorKind::Timeout,
+                    message: "the change did not settle in time; it may still happen".into(),
+                };
+                self.answer(waiting.value.0, outcome).await;
+            }
+        }
+    }
+}

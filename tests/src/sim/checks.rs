@@ -1,0 +1,825 @@
+//! The safety checkers, run after every simulator event (design.md §9, tier 3).
+//!
+//! Each check is named by the letter it has in the simulator's issue:
+//! (a) at most one goose at any true instant, (b) no goose answer while
+//! another (node, term)'s promise is running, (c) at most one leader per
+//! term, (d) log matching, (e) committed entries are never lost or changed,
+//! (f) terms never go back, (g) a goose has been in two-way contact with a
+//! majority within its lease; plus the driver contract (persist before send)
+//! and the handoff rule (no goose after `TimeoutNow` in that term, and no
+//! `TimeoutNow` before every promise has run out). Liveness (h) lives in the
+//! simulator itself because it needs the fault state.
+
+use super::clock::Clock;
+use super::network::NODES_MAX;
+use super::{Node, RaftRole};
+use goose_common::{
+    Entry, EntryPayload, LogIndex, Membership, Message, MessageBody, NodeId, Snapshot, Term,
+    Timestamp,
+};
+use goosed::raft::{Config, GooseAnswer, Persist, PersistedState};
+use std::collections::HashMap;
+use std::fmt;
+
+/// A broken invariant: which checker saw it and what it saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The checker, e.g. "(b) promise".
+    pub checker: &'static str,
+    /// What was wrong, in a sentence with the numbers.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.checker, self.message)
+    }
+}
+
+/// Builds an `Err(Violation)` for `?`.
+pub(crate) fn violation<T>(checker: &'static str, message: String) -> Result<T, Violation> {
+    Err(Violation { checker, message })
+}
+
+/// When and where a goose question was asked.
+#[derive(Clone, Copy, Debug)]
+pub struct Asked<'a> {
+    /// The asked node's configuration.
+    pub config: &'a Config,
+    /// Its clock.
+    pub clock: &'a Clock,
+    /// An upper bound on the true length of its lease on that clock (g).
+    pub lease_window_ns: u64,
+    /// Its clock's reading when asked.
+    pub local_now: Timestamp,
+    /// The true time when asked, in nanoseconds.
+    pub now_ns: u64,
+}
+
+/// A promise given with a goose answer, in true time.
+#[derive(Clone, Copy, Debug)]
+struct Promise {
+    node: NodeId,
+    term: Term,
+    until_true_ns: u64,
+}
+
+/// What the checkers remember about one node.
+#[derive(Clone, Debug, Default)]
+pub struct NodeCheck {
+    /// The highest term the node ever had, across restarts (f).
+    max_term: Term,
+    /// The commit index up to which its log was checked against the committed record (e).
+    commit_checked: LogIndex,
+    /// The term in which it was last seen leading (c).
+    leader_term: Option<Term>,
+    /// The term in which it sent `TimeoutNow`, after which it must not be goose.
+    timeout_now_term: Option<Term>,
+    /// The latest promise it gave in this incarnation: (term, lease_until on its clock).
+    promise_local: Option<(Term, Timestamp)>,
+    /// The configuration before its latest one, if its log shows one (g).
+    previous_config: Option<Membership>,
+    /// Whether it reported `Event::Removed`.
+    removed: bool,
+}
+
+/// The state of all checkers across a run.
+#[derive(Debug)]
+pub struct Checker {
+    nodes: Vec<NodeCheck>,
+    /// (c): the leader of each term ever seen.
+    leaders_by_term: HashMap<Term, NodeId>,
+    /// (d): for each (index, term) ever appended, the previous entry's term and the payload.
+    entries_seen: HashMap<(LogIndex, Term), (Term, EntryPayload)>,
+    /// (e): the committed entries by index (index 0 unused): term and, unless
+    /// only a snapshot showed it, the payload.
+    committed: Vec<Option<(Term, Option<EntryPayload>)>>,
+    /// (b): promises that may still be running.
+    promises: Vec<Promise>,
+    /// (g): the last true instant a message from `i` was processed by `j`,
+    /// `last_delivery[i][j]` for ids `i + 1`, `j + 1`; 0 for never.
+    last_delivery: [[u64; NODES_MAX]; NODES_MAX],
+    /// A deliberately broken checker for the replay test: any goose answer
+    /// after this true instant is a violation.
+    goose_forbidden_after_ns: Option<u64>,
+}
+
+/// The term of the entry at `index` in a log made of `snapshot` and `entries`,
+/// if the log still knows it.
+fn term_at(snapshot: &Snapshot, entries: &[Entry], index: LogIndex) -> Option<Term> {
+    if index == snapshot.index {
+        return Some(snapshot.term);
+    }
+    entry_at(snapshot, entries, index).map(|entry| entry.term)
+}
+
+fn entry_at<'a>(snapshot: &Snapshot, entries: &'a [Entry], index: LogIndex) -> Option<&'a Entry> {
+    if index <= snapshot.index {
+        return None;
+    }
+    let position = usize::try_from(index.0 - snapshot.index.0 - 1).ok()?;
+    let entry = entries.get(position)?;
+    debug_assert_eq!(entry.index, index);
+    Some(entry)
+}
+
+/// The configuration before the latest configuration entry of a log, if any.
+fn previous_config(snapshot: &Snapshot, entries: &[Entry]) -> Option<Membership> {
+    let mut configs = entries
+        .iter()
+        .rev()
+        .filter_map(|entry| match &entry.payload {
+            EntryPayload::Config(config) => Some(config),
+            EntryPayload::NoOp => None,
+        });
+    configs.next()?;
+    Some(configs.next().unwrap_or(&snapshot.config).clone())
+}
+
+fn role_name(role: RaftRole) -> &'static str {
+    match role {
+        RaftRole::Follower => "Follower",
+        RaftRole::PreCandidate => "PreCandidate",
+        RaftRole::Candidate => "Candidate",
+        RaftRole::Leader => "Leader",
+    }
+}
+
+/// The name of a Raft role, for traces.
+pub fn raft_role_name(role: RaftRole) -> &'static str {
+    role_name(role)
+}
+
+/// Whether `voters` of `config` that `contacted` says yes to make a majority;
+/// `leader` counts itself if it is a voter.
+fn is_majority(config: &Membership, leader: NodeId, contacted: impl Fn(NodeId) -> bool) -> bool {
+    let count = config
+        .voters()
+        .filter(|&voter| voter == leader || contacted(voter))
+        .count();
+    config.voters().next().is_some() && count >= config.majority()
+}
+
+impl Checker {
+    /// A checker with no history; `goose_forbidden_after_ns` is the
+    /// deliberately broken check of the replay test (None in real runs).
+    pub fn new(goose_forbidden_after_ns: Option<u64>) -> Checker {
+        Checker {
+            nodes: Vec::new(),
+            leaders_by_term: HashMap::new(),
+            entries_seen: HashMap::new(),
+            committed: vec![None],
+            promises: Vec::new(),
+            last_delivery: [[0; NODES_MAX]; NODES_MAX],
+            goose_forbidden_after_ns,
+        }
+    }
+
+    fn node(&mut self, id: NodeId) -> &mut NodeCheck {
+        let index = (id.0 - 1) as usize;
+        if self.nodes.len() <= index {
+            self.nodes.resize_with(index + 1, NodeCheck::default);
+        }
+        &mut self.nodes[index]
+    }
+
+    /// The highest index known to be committed.
+    pub fn committed_index(&self) -> LogIndex {
+        LogIndex(self.committed.len() as u64 - 1)
+    }
+
+    /// Records that `to` processed a message from `from` at true `now_ns` (g).
+    pub fn on_delivery(&mut self, from: NodeId, to: NodeId, now_ns: u64) {
+        self.last_delivery[(from.0 - 1) as usize][(to.0 - 1) as usize] = now_ns.max(1);
+    }
+
+    /// Checks a node that has just been (re)started from `durable`.
+    pub fn on_start(&mut self, node: &Node, durable: &PersistedState) -> Result<(), Violation> {
+        let id = node.id();
+        let state = node.hard_state();
+        if state != durable.hard_state || node.last_index() != durable.last_index() {
+            return violation(
+                "restart",
+                format!(
+                    "n{id} started with {state:?} last {} but its disk holds {:?} last {}",
+                    node.last_index(),
+                    durable.hard_state,
+                    durable.last_index()
+                ),
+            );
+        }
+        let check = self.node(id);
+        if state.term < check.max_term {
+            return violation(
+                "(f) term",
+                format!(
+                    "n{id} restarted in term {} after reaching term {}",
+                    state.term, check.max_term
+                ),
+            );
+        }
+        check.commit_checked = node.commit_index();
+        check.leader_term = None;
+        check.promise_local = None;
+        check.previous_config = previous_config(node.snapshot(), node.entries());
+        Ok(())
+    }
+
+    /// Checks a node right after a step whose `persist` has been applied to
+    /// `durable` (`last_index_before` and `commit_before` are from before the step).
+    pub fn after_step(
+        &mut self,
+        node: &Node,
+        durable: &PersistedState,
+        persist: &Persist,
+        last_index_before: LogIndex,
+        commit_before: LogIndex,
+    ) -> Result<(), Violation> {
+        let id = node.id();
+        self.check_durable(node, durable, persist)?;
+        self.check_term(node)?;
+        if !persist.entries.is_empty()
+            || persist.snapshot.is_some()
+            || persist.truncate_from.is_some()
+        {
+            self.check_log_change(node, durable, persist, last_index_before, commit_before)?;
+            self.node(id).previous_config = previous_config(node.snapshot(), node.entries());
+        }
+        self.check_commit(node)?;
+        self.check_leader(node)
+    }
+
+    /// Persist before send: after the persist is applied, the disk holds
+    /// exactly what the node holds.
+    fn check_durable(
+        &self,
+        node: &Node,
+        durable: &PersistedState,
+        persist: &Persist,
+    ) -> Result<(), Violation> {
+        let id = node.id();
+        if node.hard_state() != durable.hard_state {
+            return violation(
+                "persist before send",
+                format!(
+                    "n{id} holds {:?} but its disk holds {:?}",
+                    node.hard_state(),
+                    durable.hard_state
+                ),
+            );
+        }
+        let log_changed = !persist.entries.is_empty()
+            || persist.snapshot.is_some()
+            || persist.truncate_from.is_some();
+        let same_log = if log_changed {
+            node.snapshot() == &durable.snapshot && node.entries() == durable.entries.as_slice()
+        } else {
+            node.last_index() == durable.last_index()
+                && node.snapshot().index == durable.snapshot.index
+        };
+        if !same_log {
+            return violation(
+                "persist before send",
+                format!(
+                    "n{id}'s log (snapshot {}, last {}) differs from its disk (snapshot {}, last {})",
+                    node.snapshot().index, node.last_index(), durable.snapshot.index, durable.last_index()
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// (f): a node's term never decreases, across restarts too.
+    fn check_term(&mut self, node: &Node) -> Result<(), Violation> {
+        let id = node.id();
+        let term = node.hard_state().term;
+        let check = self.node(id);
+        if term < check.max_term {
+            return violation(
+                "(f) term",
+                format!("n{id} went from term {} back to {term}", check.max_term),
+            );
+        }
+        check.max_term = term;
+        Ok(())
+    }
+
+    /// (d) and (e) for a step that changed the log.
+    fn check_log_change(
+        &mut self,
+        node: &Node,
+        durable: &PersistedState,
+        persist: &Persist,
+        last_index_before: LogIndex,
+        commit_before: LogIndex,
+    ) -> Result<(), Violation> {
+        let id = node.id();
+        // (e) A truncation must not remove an entry the node knew committed.
+        if let Some(from) = persist.truncate_from {
+            let snapshot_end = persist
+                .snapshot
+                .as_ref()
+                .map_or(LogIndex(0), |s| s.index.next());
+            let first_removed = from.max(snapshot_end);
+            if first_removed <= commit_before && first_removed <= last_index_before {
+                return violation(
+                    "(e) committed",
+                    format!("n{id} truncated its log from {first_removed} below its commit index {commit_before}"),
+                );
+            }
+        }
+        if let Some(snapshot) = &persist.snapshot {
+            if snapshot.index > node.commit_index() {
+                return violation(
+                    "(e) committed",
+                    format!(
+                        "n{id} holds a snapshot at {} beyond its commit index {}",
+                        snapshot.index,
+                        node.commit_index()
+                    ),
+                );
+            }
+            self.record_committed(id, snapshot.index, snapshot.term, None)?;
+        }
+        // (d) Log matching, by induction on the index: every (index, term)
+        // always comes with the same payload and the same previous term.
+        for entry in &persist.entries {
+            let Some(previous_term) =
+                term_at(&durable.snapshot, &durable.entries, entry.index.prev())
+            else {
+                return violation(
+                    "(d) log matching",
+                    format!(
+                        "n{id} appended entry {} with no entry before it",
+                        entry.index
+                    ),
+                );
+            };
+            let key = (entry.index, entry.term);
+            match self.entries_seen.get(&key) {
+                Some((seen_previous, seen_payload)) => {
+                    if *seen_previous != previous_term || *seen_payload != entry.payload {
+                        return violation(
+                            "(d) log matching",
+                            format!(
+                                "n{id} holds entry {}/{} after term {previous_term} with {:?}; another log has it after term {seen_previous} with {seen_payload:?}",
+                                entry.index, entry.term, entry.payload
+                            ),
+                        );
+                    }
+                }
+                None => {
+                    self.entries_seen
+                        .insert(key, (previous_term, entry.payload.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that the entry at `index` is committed with `term` and `payload`,
+    /// or checks it against what was recorded before (e).
+    fn record_committed(
+        &mut self,
+        id: NodeId,
+        index: LogIndex,
+        term: Term,
+        payload: Option<&EntryPayload>,
+    ) -> Result<(), Violation> {
+        if index == LogIndex(0) {
+            return Ok(());
+        }
+        let position = index.0 as usize;
+        if self.committed.len() <= position {
+            self.committed.resize(position + 1, None);
+        }
+        match &mut self.committed[position] {
+            slot @ None => *slot = Some((term, payload.cloned())),
+            Some((recorded_term, recorded_payload)) => {
+                if *recorded_term != term {
+                    return violation(
+                        "(e) committed",
+                        format!("n{id} has committed {index} in term {term}; it was committed in term {recorded_term}"),
+                    );
+                }
+                match (recorded_payload.as_ref(), payload) {
+                    (Some(recorded), Some(seen)) if recorded != seen => {
+                        return violation(
+                            "(e) committed",
+                            format!("n{id} has committed {index} with {seen:?}; it was committed with {recorded:?}"),
+                        );
+                    }
+                    (None, Some(seen)) => *recorded_payload = Some(seen.clone()),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// (e): everything up to the node's commit index matches the committed record.
+    fn check_commit(&mut self, node: &Node) -> Result<(), Violation> {
+        let id = node.id();
+        let commit = node.commit_index();
+        if commit > node.last_index() {
+            return violation(
+                "(e) committed",
+                format!(
+                    "n{id} commit index {commit} is beyond its last index {}",
+                    node.last_index()
+                ),
+            );
+        }
+        let checked = self.node(id).commit_checked;
+        if commit < checked {
+            return violation(
+                "(e) committed",
+                format!(
+                    "n{id} commit index went back from {checked} to {commit} without a restart"
+                ),
+            );
+        }
+        let mut index = checked.next().max(node.snapshot().index);
+        while index <= commit {
+            if let Some(term) = term_at(node.snapshot(), node.entries(), index) {
+                let payload =
+                    entry_at(node.snapshot(), node.entries(), index).map(|entry| &entry.payload);
+                self.record_committed(id, index, term, payload)?;
+            }
+            index = index.next();
+        }
+        self.node(id).commit_checked = commit;
+        Ok(())
+    }
+
+    /// (c) one leader per term, and leader completeness: a new leader holds
+    /// every committed entry (e).
+    fn check_leader(&mut self, node: &Node) -> Result<(), Violation> {
+        if node.raft_role() != RaftRole::Leader {
+            return Ok(());
+        }
+        let id = node.id();
+        let term = node.hard_state().term;
+        if self.node(id).leader_term == Some(term) {
+            return Ok(());
+        }
+        self.node(id).leader_term = Some(term);
+        if let Some(other) = self.leaders_by_term.insert(term, id) {
+            if other != id {
+                return violation(
+                    "(c) one leader per term",
+                    format!("n{id} and n{other} both led term {term}"),
+                );
+            }
+        }
+        for (position, slot) in self.committed.iter().enumerate().skip(1) {
+            let Some((committed_term, _)) = slot else {
+                continue;
+            };
+            let index = LogIndex(position as u64);
+            if index > node.last_index() {
+                return violation(
+                    "(e) committed",
+                    format!("n{id} became leader of term {term} with last index {} but {index} is committed", node.last_index()),
+                );
+            }
+            if let Some(held_term) = term_at(node.snapshot(), node.entries(), index) {
+                if held_term != *committed_term {
+                    return violation(
+                        "(e) committed",
+                        format!("n{id} became leader of term {term} holding {index}/{held_term}, but {index}/{committed_term} is committed"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a message as it leaves `node`, whose disk holds `durable`
+    /// (persist before send, and the handoff rule for `TimeoutNow`).
+    pub fn on_send(
+        &mut self,
+        node: &Node,
+        durable: &PersistedState,
+        message: &Message,
+        local_now: Timestamp,
+    ) -> Result<(), Violation> {
+        let id = node.id();
+        let disk = durable.hard_state;
+        if message.from != id || message.to == id {
+            return violation(
+                "message",
+                format!(
+                    "n{id} sent a message from {} to {}",
+                    message.from, message.to
+                ),
+            );
+        }
+        let term_ok = match message.body {
+            // A pre-vote asks in the term the sender would campaign in, and
+            // its answer may echo that term: neither is persisted.
+            MessageBody::PreVote { .. } => message.term <= disk.term.next(),
+            MessageBody::PreVoteReply { .. } => true,
+            _ => message.term == disk.term,
+        };
+        if !term_ok {
+            return violation(
+                "persist before send",
+                format!(
+                    "n{id} sent {:?} in term {} while its disk holds term {}",
+                    message.body, message.term, disk.term
+                ),
+            );
+        }
+        match message.body {
+            MessageBody::RequestVoteReply { granted: true } if disk.vote != Some(message.to) => {
+                violation(
+                    "persist before send",
+                    format!(
+                        "n{id} granted its vote to {} before its disk recorded it ({:?})",
+                        message.to, disk.vote
+                    ),
+                )
+            }
+            MessageBody::RequestVote { .. } if disk.vote != Some(id) => violation(
+                "persist before send",
+                format!(
+                    "n{id} asked for votes before its disk recorded its own vote ({:?})",
+                    disk.vote
+                ),
+            ),
+            MessageBody::TimeoutNow => {
+                let check = self.node(id);
+                if let Some((term, until)) = check.promise_local {
+                    if term == message.term && local_now < until {
+                        return violation(
+                            "handoff",
+                            format!("n{id} sent TimeoutNow at {} (its clock) before its promise until {} ran out", local_now.0, until.0),
+                        );
+                    }
+                }
+                check.timeout_now_term = Some(message.term);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records that `node` reported `Event::Removed`.
+    pub fn on_removed(&mut self, node: &Node) -> Result<(), Violation> {
+        let id = node.id();
+        self.node(id).removed = true;
+        if !node.is_removed() {
+            return violation(
+                "removed",
+                format!("n{id} reported Removed but is_removed() is false"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether `id` reported `Event::Removed`.
+    pub fn is_removed(&self, id: NodeId) -> bool {
+        self.nodes
+            .get((id.0 - 1) as usize)
+            .is_some_and(|check| check.removed)
+    }
+
+    /// Checks one answer of `node` to "am I the goose?" asked at `asked`,
+    /// and records its promise.
+    pub fn on_answer(
+        &mut self,
+        node: &Node,
+        asked: &Asked<'_>,
+        answer: &GooseAnswer,
+    ) -> Result<(), Violation> {
+        let Asked {
+            config,
+            clock,
+            lease_window_ns,
+            local_now,
+            now_ns,
+        } = *asked;
+        let id = node.id();
+        let term = node.hard_state().term;
+        if answer.decided_at != local_now || answer.term != term {
+            return violation(
+                "answer",
+                format!(
+                    "n{id} answered at {:?} in term {} when asked at {local_now:?} in term {term}",
+                    answer.decided_at, answer.term
+                ),
+            );
+        }
+        if !answer.is_goose() {
+            if answer.lease_until.is_some() {
+                return violation("answer", format!("n{id} answered duck with a promise"));
+            }
+            return Ok(());
+        }
+        let Some(lease_until) = answer.lease_until else {
+            return violation("answer", format!("n{id} answered goose without a promise"));
+        };
+        let promise_max = config.promise_max;
+        if lease_until <= local_now || lease_until > local_now.add(promise_max) {
+            return violation(
+                "answer",
+                format!(
+                    "n{id} promised until {} at {} (promise_max {promise_max:?})",
+                    lease_until.0, local_now.0
+                ),
+            );
+        }
+        if node.raft_role() != RaftRole::Leader || node.leader() != Some(id) || node.is_removed() {
+            return violation(
+                "answer",
+                format!(
+                    "n{id} answered goose as {} (leader {:?}, removed {})",
+                    role_name(node.raft_role()),
+                    node.leader(),
+                    node.is_removed()
+                ),
+            );
+        }
+        let check = self.node(id);
+        if check.removed {
+            return violation(
+                "removed",
+                format!("n{id} answered goose after it reported Removed"),
+            );
+        }
+        if check.timeout_now_term == Some(term) {
+            return violation(
+                "handoff",
+                format!("n{id} answered goose in term {term} after sending TimeoutNow in it"),
+            );
+        }
+        check.promise_local = Some((term, lease_until));
+        self.check_promises(id, term, now_ns, clock.true_at(lease_until))?;
+        self.check_majority_contact(node, lease_window_ns, now_ns)?;
+        if let Some(after_ns) = self.goose_forbidden_after_ns {
+            if now_ns > after_ns {
+                return violation(
+                    "broken test checker",
+                    format!("n{id} answered goose in term {term} after {after_ns} ns"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// (b): no goose answer while a promise of another (node, term) runs.
+    fn check_promises(
+        &mut self,
+        id: NodeId,
+        term: Term,
+        now_ns: u64,
+        until_true_ns: u64,
+    ) -> Result<(), Violation> {
+        self.promises
+            .retain(|promise| promise.until_true_ns > now_ns);
+        if let Some(other) = self
+            .promises
+            .iter()
+            .find(|p| (p.node, p.term) != (id, term))
+        {
+            return violation(
+                "(b) promise",
+                format!(
+                    "n{id} answered goose in term {term} at {now_ns} ns while n{} promised (term {}) that no other node would until {} ns",
+                    other.node, other.term, other.until_true_ns
+                ),
+            );
+        }
+        match self
+            .promises
+            .iter_mut()
+            .find(|p| (p.node, p.term) == (id, term))
+        {
+            Some(promise) => promise.until_true_ns = promise.until_true_ns.max(until_true_ns),
+            None => self.promises.push(Promise {
+                node: id,
+                term,
+                until_true_ns,
+            }),
+        }
+        Ok(())
+    }
+
+    /// (g): a goose at true `now_ns` sent a heartbeat round at local `s` with
+    /// `now < s + lease_duration` that a majority acknowledged. That round
+    /// left after true `now_ns - W`, where `W` bounds the true length of
+    /// `lease_duration` on this clock, so every acknowledging voter processed
+    /// a message from the goose, and the goose one from it, after that instant.
+    /// The majority is counted in the latest or the previous configuration
+    /// (any majorities of the two overlap under single-server changes).
+    fn check_majority_contact(
+        &self,
+        node: &Node,
+        lease_window_ns: u64,
+        now_ns: u64,
+    ) -> Result<(), Violation> {
+        let id = node.id();
+        let since_ns = now_ns.saturating_sub(lease_window_ns);
+        let leader_index = (id.0 - 1) as usize;
+        let contacted = |voter: NodeId| {
+            let voter_index = (voter.0 - 1) as usize;
+            voter_index < NODES_MAX
+                && self.last_delivery[leader_index][voter_index] >= since_ns.max(1)
+                && self.last_delivery[voter_index][leader_index] >= since_ns.max(1)
+        };
+        if is_majority(node.membership(), id, contacted) {
+            return Ok(());
+        }
+        let previous = self.nodes[leader_index].previous_config.as_ref();
+        if previous.is_some_and(|config| is_majority(config, id, contacted)) {
+            return Ok(());
+        }
+        let voters: Vec<u64> = node.membership().voters().map(|v| v.0).collect();
+        violation(
+            "(g) majority contact",
+            format!(
+                "n{id} answered goose at {now_ns} ns but had no two-way exchange with a majority of voters {voters:?} since {since_ns} ns"
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use goose_common::Member;
+
+    /// Checks (b): an answer of another node, or of the same node in another
+    /// term, before a running promise ends is a violation; at its end it is not.
+    #[test]
+    fn promises_exclude_other_nodes_and_terms_until_they_end() {
+        let mut checker = Checker::new(None);
+        checker.check_promises(NodeId(1), Term(3), 0, 100).unwrap();
+        checker.check_promises(NodeId(1), Term(3), 50, 150).unwrap();
+        let other = checker
+            .check_promises(NodeId(2), Term(4), 120, 200)
+            .unwrap_err();
+        assert_eq!(other.checker, "(b) promise");
+        let same_node = checker
+            .check_promises(NodeId(1), Term(5), 149, 200)
+            .unwrap_err();
+        assert_eq!(same_node.checker, "(b) promise");
+        checker
+            .check_promises(NodeId(2), Term(4), 150, 200)
+            .unwrap();
+    }
+
+    /// Checks the majority count of (g): the goose counts itself only if it
+    /// is a voter, learners never count, and an empty configuration has none.
+    #[test]
+    fn majority_counts_voters_only() {
+        let addr = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut config = Membership::with_voters([
+            (NodeId(1), addr(1)),
+            (NodeId(2), addr(2)),
+            (NodeId(3), addr(3)),
+        ]);
+        assert!(is_majority(&config, NodeId(1), |id| id == NodeId(2)));
+        assert!(!is_majority(&config, NodeId(1), |_| false));
+        assert!(!is_majority(&config, NodeId(4), |id| id == NodeId(2)));
+        config.members.push(Member {
+            id: NodeId(4),
+            addr: addr(4),
+            role: goose_common::MemberRole::Learner,
+        });
+        assert!(!is_majority(&config, NodeId(1), |id| id == NodeId(4)));
+        assert!(!is_majority(&Membership::default(), NodeId(1), |_| true));
+    }
+
+    /// Checks (d) and the previous-configuration lookup of (g) on a small log.
+    #[test]
+    fn logs_are_read_across_the_snapshot() {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let first = Membership::with_voters([(NodeId(1), addr)]);
+        let snapshot = Snapshot {
+            index: LogIndex(4),
+            term: Term(2),
+            config: first.clone(),
+        };
+        let second = Membership::default();
+        let entries = vec![
+            Entry {
+                index: LogIndex(5),
+                term: Term(3),
+                payload: EntryPayload::NoOp,
+            },
+            Entry {
+                index: LogIndex(6),
+                term: Term(3),
+                payload: EntryPayload::Config(second),
+            },
+        ];
+        assert_eq!(term_at(&snapshot, &entries, LogIndex(4)), Some(Term(2)));
+        assert_eq!(term_at(&snapshot, &entries, LogIndex(6)), Some(Term(3)));
+        assert_eq!(term_at(&snapshot, &entries, LogIndex(3)), None);
+        assert_eq!(term_at(&snapshot, &entries, LogIndex(7)), None);
+        assert_eq!(previous_config(&snapshot, &entries), Some(first));
+        assert_eq!(previous_config(&snapshot, &entries[..1]), None);
+    }
+}

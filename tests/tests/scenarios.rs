@@ -1,0 +1,523 @@
+//! Goal: tell the stories the design promises, one named scenario each,
+//! through the deterministic simulator with every checker on (design.md §9,
+//! tier 2). No random faults: each story makes its own, and says which
+//! section of design.md or of Ongaro's dissertation (2014) it checks.
+//! A failing scenario prints its trace and the command that reruns it.
+
+use goose_common::{MemberRole, NodeId, Term, Timestamp};
+use goose_tests::sim::{node_addr, PartitionShape, RaftRole, Sim, SimConfig};
+use goosed::raft::{Config, Event, MembershipChange, RejectReason};
+use std::time::Duration;
+
+/// The seed of every scenario (any seed tells the same story).
+const SEED: u64 = 2024;
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+fn id(number: u64) -> NodeId {
+    NodeId(number)
+}
+
+/// The default timers (design.md §8).
+fn timing() -> Config {
+    Config::new(NodeId(1))
+}
+
+/// A cluster of `voters` with default timers, a quiet sub-millisecond
+/// network, drifting clocks and a goose check every millisecond or so.
+fn cluster(voters: usize, name: &str) -> Sim {
+    let mut config = SimConfig::new(SEED, voters, timing());
+    config.probe_interval = Some(ms(1));
+    config.replay_command =
+        format!("cargo test -p goose-tests --test scenarios {name} -- --nocapture");
+    Sim::new(config)
+}
+
+/// Runs until some node answers goose (within `limit`) and returns it.
+fn wait_for_goose(sim: &mut Sim, limit: Duration) -> NodeId {
+    let took = sim.run_until(limit, |sim| sim.goose().is_some()).unwrap();
+    assert!(
+        took.is_some(),
+        "no goose within {limit:?} at {:?}\n{}",
+        sim.now(),
+        sim.trace_text()
+    );
+    sim.goose().expect("a goose")
+}
+
+/// Runs until a node other than `old` answers goose and returns it with the wait.
+fn wait_for_new_goose(sim: &mut Sim, old: NodeId, limit: Duration) -> (NodeId, Duration) {
+    let took = sim
+        .run_until(limit, |sim| sim.goose().is_some_and(|goose| goose != old))
+        .unwrap();
+    let took =
+        took.unwrap_or_else(|| panic!("no new goose within {limit:?}\n{}", sim.trace_text()));
+    (sim.goose().expect("a goose"), took)
+}
+
+/// The term node `id` is in.
+fn term_of(sim: &Sim, node: NodeId) -> Term {
+    sim.durable(node).hard_state.term
+}
+
+/// Whether node `node` emitted `event`.
+fn emitted(sim: &Sim, node: NodeId, event: &Event) -> bool {
+    sim.events(node).iter().any(|(_, seen)| seen == event)
+}
+
+/// The election bound used by the stories: the new goose of a failover
+/// comes within two election timeouts (the floor is about one, design.md §3).
+const FAILOVER_BOUND: Duration = Duration::from_millis(600);
+
+/// The seed story (design.md §1, §2): five nodes, one goose; crash it and a
+/// new one comes; split 2 | 3 with the goose on the 3 side and the 2 side has
+/// none; crash that goose and there is none anywhere for ten seconds; heal
+/// and a goose returns.
+#[test]
+fn seed_story() {
+    let mut sim = cluster(5, "seed_story");
+    let first = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(2000)).unwrap();
+    assert_eq!(sim.goose(), Some(first), "a quiet cluster keeps its goose");
+
+    sim.crash(first).unwrap();
+    let (second, took) = wait_for_new_goose(&mut sim, first, FAILOVER_BOUND);
+    println!("failover after a crash took {took:?}");
+    sim.restart(first).unwrap();
+    sim.run_for(ms(500)).unwrap();
+    assert_eq!(sim.goose(), Some(second));
+
+    let mut three: Vec<u64> = vec![second.0];
+    let others: Vec<u64> = (1..=5).filter(|&n| n != second.0).collect();
+    three.extend_from_slice(&others[..2]);
+    let two = others[2..].to_vec();
+    sim.partition(PartitionShape::Split(three.clone(), two.clone()))
+        .unwrap();
+    let changed = sim
+        .run_until(ms(3000), |sim| sim.goose() != Some(second))
+        .unwrap();
+    assert_eq!(
+        changed, None,
+        "the goose on the majority side stays the goose"
+    );
+
+    sim.crash(second).unwrap();
+    let appeared = sim
+        .run_until(ms(10_000), |sim| sim.goose().is_some())
+        .unwrap();
+    assert_eq!(
+        appeared, None,
+        "no side has a majority, so no goose anywhere"
+    );
+
+    sim.heal().unwrap();
+    let back = wait_for_goose(&mut sim, ms(10 * 300));
+    assert_ne!(back, second, "the crashed goose is down");
+    println!("story: geese {first}, {second}, then none, then {back}");
+}
+
+/// A graceful handoff (design.md §2, dissertation §3.10): the goose stops
+/// answering at once, waits out its promises, sends TimeoutNow; the new
+/// goose comes within the promise plus a few round trips, and the old one
+/// never answers goose again in its term.
+#[test]
+fn graceful_handoff() {
+    let mut sim = cluster(5, "graceful_handoff");
+    let old = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(1000)).unwrap();
+    let old_term = term_of(&sim, old);
+    let asked_ns = sim.now_ns();
+    let request = sim.handoff(old, None).unwrap();
+    let (new, _) = wait_for_new_goose(&mut sim, old, FAILOVER_BOUND);
+    assert!(
+        emitted(&sim, old, &Event::Done { id: request }),
+        "the handoff reports Done"
+    );
+    assert!(term_of(&sim, new) > old_term);
+
+    let first_new = sim
+        .goose_changes()
+        .iter()
+        .find(|c| c.goose.is_some_and(|(n, _)| n == new))
+        .expect("seen");
+    let window = Duration::from_nanos(first_new.time_ns - asked_ns);
+    let bound = timing().promise_max + ms(10);
+    println!("handoff goose-less window: {window:?} (bound {bound:?})");
+    assert!(
+        window <= bound,
+        "the goose-less window {window:?} exceeds {bound:?}"
+    );
+
+    sim.run_for(ms(3000)).unwrap();
+    let old_again = sim
+        .goose_changes()
+        .iter()
+        .any(|c| c.time_ns > asked_ns && c.goose == Some((old, old_term)));
+    assert!(
+        !old_again,
+        "the old goose answered goose again in term {old_term}"
+    );
+    assert_eq!(sim.goose(), Some(new), "the new goose keeps the goose");
+}
+
+/// Adding a node (design.md §3, dissertation §4.2.1): it starts empty, is
+/// added as a learner (Joining), catches up, is promoted to voter by a
+/// second entry, and the proposal reports Done only once the promotion commits.
+#[test]
+fn add_node() {
+    let mut sim = cluster(3, "add_node");
+    let goose = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(500)).unwrap();
+    let new = id(4);
+    let request = sim
+        .propose(
+            goose,
+            MembershipChange::AddVoter {
+                id: new,
+                addr: node_addr(new),
+            },
+        )
+        .unwrap();
+    let done = sim
+        .run_until(ms(3000), |sim| {
+            emitted(sim, goose, &Event::Done { id: request })
+        })
+        .unwrap();
+    assert!(done.is_some(), "the addition settles\n{}", sim.trace_text());
+    assert!(
+        sim.node(goose).unwrap().membership().is_voter(new),
+        "Done comes once the promotion commits"
+    );
+    sim.run_for(ms(200)).unwrap();
+
+    let committed: Vec<_> = sim
+        .events(goose)
+        .iter()
+        .filter_map(|(_, event)| match event {
+            Event::MembershipCommitted { config, .. } => config.get(new).map(|m| m.role),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        committed,
+        vec![MemberRole::Joining, MemberRole::Voter],
+        "learner first, then voter"
+    );
+    let leader = sim.node(goose).unwrap();
+    assert!(leader.membership().is_voter(new));
+    let joined = sim.node(new).unwrap();
+    assert_eq!(
+        joined.commit_index(),
+        leader.commit_index(),
+        "the new node caught up"
+    );
+    assert!(joined.membership().is_voter(new));
+    assert_eq!(
+        sim.goose(),
+        Some(goose),
+        "adding a node does not disturb the goose"
+    );
+}
+
+/// Removing a duck (design.md §3, dissertation §4.1): the change commits
+/// without waiting for the duck, the goose stays, and the removed duck
+/// takes no further part: it is never goose and the members' terms stay flat.
+///
+/// design.md §3 also says a removed node "says so". The core stops
+/// replicating to a node as soon as the entry removing it is appended, so a
+/// removed duck never receives that entry and never learns (reported to the
+/// lead); this story checks only what the core does today, and
+/// `remove_goose` checks the Removed event of a removed leader.
+#[test]
+fn remove_duck() {
+    let mut sim = cluster(5, "remove_duck");
+    let goose = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(500)).unwrap();
+    let term = term_of(&sim, goose);
+    let duck = NodeId(if goose.0 == 5 { 4 } else { 5 });
+    let request = sim
+        .propose(goose, MembershipChange::Remove { id: duck })
+        .unwrap();
+    let done = sim
+        .run_until(ms(2000), |sim| {
+            emitted(sim, goose, &Event::Done { id: request })
+        })
+        .unwrap();
+    assert!(done.is_some(), "the removal settles");
+    sim.run_for(ms(3000)).unwrap();
+    assert!(sim.node(goose).unwrap().membership().get(duck).is_none());
+    for n in (1..=5).filter(|&n| n != duck.0) {
+        let node = sim.node(id(n)).unwrap();
+        assert!(
+            node.membership().get(duck).is_none(),
+            "node {n} still lists the duck"
+        );
+        assert_eq!(node.hard_state().term, term, "node {n}'s term moved");
+    }
+    assert_eq!(sim.goose(), Some(goose));
+}
+
+/// Removing the goose (design.md §3, dissertation §4.2.2): it keeps leading
+/// until the change commits, then hands over and stops, saying Removed; a
+/// new goose comes from the remaining voters.
+#[test]
+fn remove_goose() {
+    let mut sim = cluster(5, "remove_goose");
+    let goose = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(500)).unwrap();
+    let removed_at_ns = sim.now_ns();
+    let request = sim
+        .propose(goose, MembershipChange::Remove { id: goose })
+        .unwrap();
+    let (new, took) = wait_for_new_goose(&mut sim, goose, FAILOVER_BOUND);
+    println!("the removed goose handed over to {new} in {took:?}");
+    assert!(emitted(&sim, goose, &Event::Done { id: request }));
+    assert!(
+        emitted(&sim, goose, &Event::Removed),
+        "the old goose says it was removed"
+    );
+    sim.run_for(ms(3000)).unwrap();
+    let removed = sim.node(goose).unwrap();
+    assert!(removed.is_removed());
+    assert_ne!(removed.raft_role(), RaftRole::Leader);
+    let again = sim
+        .goose_changes()
+        .iter()
+        .any(|c| c.time_ns > removed_at_ns && c.goose.is_some_and(|(n, _)| n == goose));
+    assert!(!again, "the removed node never answers goose again");
+    assert_eq!(sim.goose(), Some(new));
+}
+
+/// One change at a time (dissertation §4.1): a second change proposed
+/// while the first is uncommitted is rejected with ChangeInProgress.
+#[test]
+fn second_change_while_pending_is_rejected() {
+    let mut sim = cluster(3, "second_change_while_pending_is_rejected");
+    let goose = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(500)).unwrap();
+    let first = sim
+        .propose(
+            goose,
+            MembershipChange::AddVoter {
+                id: id(4),
+                addr: node_addr(id(4)),
+            },
+        )
+        .unwrap();
+    let second = sim
+        .propose(
+            goose,
+            MembershipChange::Remove {
+                id: NodeId(if goose.0 == 1 { 2 } else { 1 }),
+            },
+        )
+        .unwrap();
+    let rejected = Event::Rejected {
+        id: second,
+        reason: RejectReason::ChangeInProgress,
+    };
+    assert!(
+        emitted(&sim, goose, &rejected),
+        "events: {:?}",
+        sim.events(goose)
+    );
+    let done = sim
+        .run_until(ms(3000), |sim| {
+            emitted(sim, goose, &Event::Done { id: first })
+        })
+        .unwrap();
+    assert!(done.is_some(), "the first change still completes");
+}
+
+/// The 2015 single-server change bug (Ongaro, raft-dev, 2015; design.md §3):
+/// a new leader must commit an entry of its own term before it accepts a
+/// change; until then it answers NotReady.
+#[test]
+fn new_leader_refuses_change_before_its_noop_commits() {
+    let mut sim = cluster(5, "new_leader_refuses_change_before_its_noop_commits");
+    let old = wait_for_goose(&mut sim, ms(3000));
+    let old_term = term_of(&sim, old);
+    sim.crash(old).unwrap();
+    let elected = sim
+        .run_until(FAILOVER_BOUND, |sim| {
+            sim.node_ids().into_iter().any(|n| {
+                sim.node(n).is_some_and(|node| {
+                    node.raft_role() == RaftRole::Leader && node.hard_state().term > old_term
+                })
+            })
+        })
+        .unwrap();
+    assert!(elected.is_some(), "a new leader is elected");
+    let leader = sim
+        .node_ids()
+        .into_iter()
+        .find(|&n| {
+            sim.node(n)
+                .is_some_and(|node| node.raft_role() == RaftRole::Leader)
+        })
+        .expect("the leader");
+    let node = sim.node(leader).unwrap();
+    assert!(
+        node.commit_index() < node.last_index(),
+        "the no-op is not committed yet"
+    );
+    let early = sim
+        .propose(leader, MembershipChange::Remove { id: old })
+        .unwrap();
+    let not_ready = Event::Rejected {
+        id: early,
+        reason: RejectReason::NotReady,
+    };
+    assert!(
+        emitted(&sim, leader, &not_ready),
+        "events: {:?}",
+        sim.events(leader)
+    );
+    assert_eq!(sim.goose(), None, "and it is not the goose yet either");
+
+    wait_for_goose(&mut sim, ms(100));
+    let later = sim
+        .propose(leader, MembershipChange::Remove { id: old })
+        .unwrap();
+    let done = sim
+        .run_until(ms(1000), |sim| {
+            emitted(sim, leader, &Event::Done { id: later })
+        })
+        .unwrap();
+    assert!(
+        done.is_some(),
+        "once the no-op commits, the change goes through"
+    );
+}
+
+/// A removed node does not disrupt the cluster (dissertation §4.2.3): cut
+/// off while it was removed, it never learns it, times out again and again,
+/// and the others' terms stay flat because PreVote and leader stickiness
+/// turn it away.
+#[test]
+fn removed_node_does_not_disrupt() {
+    let mut sim = cluster(5, "removed_node_does_not_disrupt");
+    let goose = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(500)).unwrap();
+    let outcast = NodeId(if goose.0 == 5 { 4 } else { 5 });
+    sim.partition(PartitionShape::Isolate(outcast.0)).unwrap();
+    let request = sim
+        .propose(goose, MembershipChange::Remove { id: outcast })
+        .unwrap();
+    let done = sim
+        .run_until(ms(2000), |sim| {
+            emitted(sim, goose, &Event::Done { id: request })
+        })
+        .unwrap();
+    assert!(done.is_some(), "the removal commits without the outcast");
+    assert!(
+        !sim.node(outcast).unwrap().is_removed(),
+        "the outcast did not hear of it"
+    );
+    sim.heal().unwrap();
+    let terms_before: Vec<Term> = (1..=5)
+        .filter(|&n| n != outcast.0)
+        .map(|n| term_of(&sim, id(n)))
+        .collect();
+    let changed = sim
+        .run_until(ms(10_000), |sim| sim.goose() != Some(goose))
+        .unwrap();
+    assert_eq!(changed, None, "the goose stays the goose");
+    let terms_after: Vec<Term> = (1..=5)
+        .filter(|&n| n != outcast.0)
+        .map(|n| term_of(&sim, id(n)))
+        .collect();
+    assert_eq!(terms_before, terms_after, "the members' terms stay flat");
+}
+
+/// A flapping node (dissertation §9.6, PreVote): cut off and reconnected
+/// again and again, each time long enough to time out, it never raises the
+/// cluster's term and never unseats the goose.
+#[test]
+fn flapping_node_does_not_inflate_terms() {
+    let mut sim = cluster(5, "flapping_node_does_not_inflate_terms");
+    let goose = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(500)).unwrap();
+    let term = term_of(&sim, goose);
+    let flapper = NodeId(if goose.0 == 3 { 2 } else { 3 });
+    for _ in 0..10 {
+        sim.partition(PartitionShape::Isolate(flapper.0)).unwrap();
+        sim.run_for(ms(1000)).unwrap();
+        sim.heal().unwrap();
+        sim.run_for(ms(500)).unwrap();
+        assert_eq!(sim.goose(), Some(goose), "the goose keeps the goose");
+    }
+    for n in 1..=5 {
+        assert_eq!(term_of(&sim, id(n)), term, "node {n}'s term moved");
+    }
+}
+
+/// A minority goose stops answering goose when its lease ends (design.md §2):
+/// cut off at its local time L, it is a duck by its own clock's L + lease,
+/// and a new goose comes on the majority side only after that.
+#[test]
+fn isolated_goose_is_a_duck_by_lease_end() {
+    let mut sim = cluster(5, "isolated_goose_is_a_duck_by_lease_end");
+    let goose = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(1000)).unwrap();
+    assert!(sim
+        .ask(goose)
+        .unwrap()
+        .is_some_and(|answer| answer.is_goose()));
+    let cut_local = sim.local_now(goose);
+    sim.partition(PartitionShape::Isolate(goose.0)).unwrap();
+    let lease_end_local = Timestamp(cut_local.0 + timing().lease_duration().as_nanos() as u64);
+    let lease_end = sim.true_time_of(goose, lease_end_local);
+    sim.run_for(lease_end - sim.now()).unwrap();
+    let answer = sim.ask(goose).unwrap().expect("running");
+    assert!(
+        !answer.is_goose(),
+        "still goose at its lease end: {answer:?}"
+    );
+    let (new, _) = wait_for_new_goose(&mut sim, goose, FAILOVER_BOUND);
+    let first_new_ns = sim
+        .goose_changes()
+        .iter()
+        .find(|c| c.goose.is_some_and(|(n, _)| n == new))
+        .unwrap()
+        .time_ns;
+    let last_old_ns = sim
+        .goose_changes()
+        .iter()
+        .filter(|c| c.goose.is_none())
+        .map(|c| c.previous_seen_ns)
+        .next_back()
+        .unwrap();
+    assert!(
+        last_old_ns < first_new_ns,
+        "the new goose came after the old one's lease"
+    );
+}
+
+/// A paused goose (design.md §2: the clock runs on while a host sleeps):
+/// paused past its lease, it resumes as a duck at once, before it has
+/// processed anything, and the cluster has a new goose meanwhile.
+#[test]
+fn paused_goose_resumes_as_a_duck() {
+    let mut sim = cluster(5, "paused_goose_resumes_as_a_duck");
+    let goose = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(500)).unwrap();
+    sim.pause(goose).unwrap();
+    let (new, _) = wait_for_new_goose(&mut sim, goose, FAILOVER_BOUND);
+    sim.run_for(ms(1000)).unwrap();
+    sim.resume(goose).unwrap();
+    let answer = sim.ask(goose).unwrap().expect("running");
+    assert!(
+        !answer.is_goose(),
+        "the resumed node answered goose: {answer:?}"
+    );
+    sim.run_for(ms(1000)).unwrap();
+    assert_eq!(sim.goose(), Some(new));
+    assert_eq!(
+        sim.node(goose).unwrap().leader(),
+        Some(new),
+        "it follows the new goose"
+    );
+}
