@@ -8,7 +8,7 @@
 //! is a terminal, otherwise one line per change. It prints the goosectl
 //! commands to try with the real socket paths and process ids.
 //!
-//! On Ctrl-C or SIGTERM it stops every child (SIGTERM, so a goose hands
+//! On Ctrl-C, SIGTERM or SIGHUP it stops every child (SIGTERM, so a goose hands
 //! over, then SIGKILL for any that lingers) and removes the temporary
 //! directory; it does the same when it fails. A node that dies (the user
 //! may kill nodes on purpose) is shown as down.
@@ -93,7 +93,13 @@ pub fn run(nodes: usize, goosed: &Path, goosectl: &Path) -> anyhow::Result<()> {
         bail!("--nodes must be between 1 and {VOTERS_MAX}, not {nodes}");
     }
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // SIGHUP too: closing the terminal must not leave the children behind.
+    let signals = [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ];
+    for signal in signals {
         // A second signal while stopping exits at once (the children have
         // their own process groups and are then left to the user).
         signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
@@ -112,10 +118,8 @@ pub fn run(nodes: usize, goosed: &Path, goosectl: &Path) -> anyhow::Result<()> {
         let views = demo.refresh();
         if interactive {
             // Home the cursor and clear the screen, then redraw.
-            print!(
-                "\x1b[H\x1b[2J{introduction}\n{}",
-                demo.table(&views, goosectl)
-            );
+            // The live part first, so that it stays in view.
+            print!("\x1b[H\x1b[2J{}\n{introduction}", demo.table(&views));
         } else {
             let summary = summary_line(&demo.nodes, &views);
             if summary != last_summary {
@@ -301,44 +305,49 @@ impl Demo {
             range.map(|id| id.to_string()).collect::<Vec<_>>().join(",")
         };
         let half = voters / 2;
-        let _ = writeln!(text, "\nTry, in another terminal:");
-        let _ = writeln!(
-            text,
-            "  {ctl} status                 # every node's own answer"
-        );
-        let _ = writeln!(text, "  {ctl} is-goose; echo $?      # 0 goose, 1 duck");
-        let _ = writeln!(text, "  {ctl} watch                  # a line per change");
-        let _ = writeln!(
-            text,
-            "  kill PID                     # stop the goose (PIDs above); another takes over"
-        );
+        let mut tries: Vec<(String, &str)> = vec![
+            (format!("{ctl} status"), "every node's own answer"),
+            (format!("{ctl} is-goose; echo $?"), "0 goose, 1 duck"),
+            (format!("{ctl} watch"), "a line per change"),
+            (
+                "kill PID".to_string(),
+                "stop a node (the goose's PID is under the table)",
+            ),
+        ];
         if voters >= 2 {
-            let _ = writeln!(
-                text,
-                "  {ctl} partition split {} {}   # the goose ends on the majority side",
-                voters_list(1..=half.max(1)),
-                voters_list(half.max(1) + 1..=voters)
-            );
+            tries.push((
+                format!(
+                    "{ctl} partition split {} {}",
+                    voters_list(1..=half.max(1)),
+                    voters_list(half.max(1) + 1..=voters)
+                ),
+                "the goose ends on the majority side",
+            ));
         }
-        let _ = writeln!(text, "  {ctl} partition heal");
-        let _ = writeln!(
-            text,
-            "  {ctl} step-down [--to ID]     # hand the goose over"
-        );
-        let _ = writeln!(
-            text,
-            "  {ctl} member add {} {}   # bring in the spare",
-            spare.id, spare.address
-        );
+        tries.push((format!("{ctl} partition heal"), "back to one network"));
+        tries.push((format!("{ctl} step-down --to ID"), "hand the goose over"));
+        tries.push((
+            format!("{ctl} member add {} {}", spare.id, spare.address),
+            "bring in the spare",
+        ));
+        let width = tries
+            .iter()
+            .map(|(command, _)| command.len())
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(text, "\nTry, in another terminal:");
+        for (command, comment) in tries {
+            let _ = writeln!(text, "  {command:<width$}   # {comment}");
+        }
         text
     }
 
     /// The live table.
-    fn table(&self, views: &[NodeView], goosectl: &Path) -> String {
+    fn table(&self, views: &[NodeView]) -> String {
         let mut text = String::new();
         let _ = writeln!(
             text,
-            "{:>5}  {:>8}  {:<22} {:<12} {:>5}  {:>6}  voter",
+            "{:>5}  {:>8}  {:<22} {:<14} {:>5}  {:>6}  voter",
             "node", "pid", "udp", "role", "term", "leader"
         );
         for (node, view) in self.nodes.iter().zip(views) {
@@ -370,7 +379,7 @@ impl Demo {
             };
             let _ = writeln!(
                 text,
-                "{:>5}  {:>8}  {:<22} {:<12} {:>5}  {:>6}  {voter}",
+                "{:>5}  {:>8}  {:<22} {:<14} {:>5}  {:>6}  {voter}",
                 node.id, pid, node.address, role, term, leader
             );
         }
@@ -388,10 +397,8 @@ impl Demo {
                 let pid = node.child.as_ref().map(Child::id).unwrap_or(0);
                 let _ = writeln!(
                     text,
-                    "\ngoose: node {}. Stop it with: kill {pid}   ({} is-goose with --socket {})",
-                    node.id,
-                    goosectl.display(),
-                    node.socket.display()
+                    "\ngoose: node {} (pid {pid}); stop it with `kill {pid}` and watch another take over",
+                    node.id
                 );
             }
             None => {
