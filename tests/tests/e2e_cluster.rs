@@ -9,8 +9,8 @@
 //! with SIGSTOP past its lease; graceful handoff on SIGTERM and with
 //! `step-down --to`; membership changes on a live cluster that survive a
 //! full restart; hostile input on every interface (datagrams, a node with
-//! another key, the control socket, the command line); and the hooks of
-//! design.md §7.
+//! another key, the control socket, the command line); the exit codes of
+//! `is-goose` and the events of `watch`; and the hooks of design.md §7.
 //!
 //! Every wait is bounded. Tests that need speed run with a 20 ms heartbeat
 //! and a 150 ms election timeout; the handoff test uses the defaults. The
@@ -235,6 +235,19 @@ fn sigterm_and_step_down_hand_the_goose_over() {
 
     let goose = cluster.wait_for_goose(GOOSE_WAIT);
     wait_until_settled(&cluster, goose);
+    // A watcher on a node that stays up throughout (not the goose, which is
+    // stopped below), writing one JSON object per event to a file.
+    let watched = cluster.ids().into_iter().find(|id| *id != goose).unwrap();
+    let watch_log = cluster.root().join("watch.jsonl");
+    let mut watcher = Command::new(&cluster.binaries().goosectl)
+        .arg("--socket")
+        .arg(cluster.socket(watched))
+        .args(["--json", "watch"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&watch_log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start goosectl watch");
     let signalled = Instant::now();
     let (status, exit_time) = cluster
         .terminate(goose, Duration::from_secs(5))
@@ -302,6 +315,31 @@ fn sigterm_and_step_down_hand_the_goose_over() {
         cluster.goose().filter(|id| *id != current)
     });
     eprintln!("step-down: node {current} handed over to node {after}");
+
+    assert!(
+        matches!(watcher.try_wait(), Ok(None)),
+        "goosectl watch ended while its daemon ran"
+    );
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&watch_log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("watch --json prints JSON lines"))
+        .collect();
+    assert_eq!(
+        events.first().map(|event| event["kind"].clone()),
+        Some("initial".into()),
+        "a watch starts with the current state: {events:?}"
+    );
+    let leaders: BTreeSet<u64> = events
+        .iter()
+        .filter_map(|event| event["status"]["leader_id"].as_u64())
+        .collect();
+    assert!(
+        leaders.len() >= 2,
+        "node {watched}'s watch saw the leader change: {events:?}"
+    );
 
     assert_goose_rule(&poller.stop(), "handoffs");
 }
@@ -713,6 +751,39 @@ fn goosectl_errors_are_one_line_and_exit_2() {
         );
     }
     assert_eq!(cluster.wait_for_goose(GOOSE_WAIT), goose, "nothing changed");
+}
+
+/// `is-goose` exits 0 on the goose, 1 on a duck, and 2 ("cannot tell")
+/// on a daemon that does not answer, a stopped one included, within its
+/// deadline (design.md §6).
+#[test]
+fn is_goose_exit_codes() {
+    let mut cluster = Cluster::start(3, Options::fast());
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    wait_until_settled(&cluster, goose);
+    let duck = cluster.ids().into_iter().find(|id| *id != goose).unwrap();
+    assert_eq!(cluster.ctl(goose, &["is-goose"]).status.code(), Some(0));
+    assert_eq!(cluster.ctl(duck, &["is-goose"]).status.code(), Some(1));
+    cluster.pause(duck);
+    let started = Instant::now();
+    let stopped = cluster.ctl(duck, &["is-goose"]);
+    let waited = started.elapsed();
+    cluster.resume(duck);
+    assert_eq!(
+        stopped.status.code(),
+        Some(2),
+        "is-goose on a stopped daemon: {}",
+        stderr_of(&stopped)
+    );
+    assert_eq!(stderr_of(&stopped).lines().count(), 1);
+    assert!(
+        waited < Duration::from_secs(10),
+        "is-goose took {} ms on a stopped daemon",
+        waited.as_millis()
+    );
+    cluster.kill(duck);
+    let gone = cluster.ctl(duck, &["is-goose"]);
+    assert_eq!(gone.status.code(), Some(2), "{}", stderr_of(&gone));
 }
 
 /// `goosed run` refuses a bad start-up (no key, a key readable by others, a
