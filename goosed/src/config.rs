@@ -462,3 +462,42 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_file_parses_and_documents_every_key() {
+        // systemd/goosed.toml is what operators copy: it must stay valid and complete.
+        let text = include_str!("../../systemd/goosed.toml");
+        let parsed: FileSettings = toml::from_str(text).expect("the example parses");
+        assert_eq!(parsed.id, Some(1));
+        assert_eq!(parsed.peers.len(), 3);
+        let keys = [
+            "id",
+            "listen",
+            "peers",
+            "join",
+            "data_dir",
+            "socket",
+            "key_file",
+            "insecure",
+            "heartbeat_ms",
+            "election_timeout_ms",
+            "on_goose",
+            "on_duck",
+            "hook_timeout_ms",
+            "promise_ms",
+            "lease_margin_ms",
+            "clock_drift_ppm",
+            "log_dir",
+        ];
+        for key in keys {
+            assert!(
+                text.contains(&format!("{key} =")),
+                "the example documents {key}"
+            );
+        }
+    }
+}

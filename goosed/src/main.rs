@@ -64,11 +64,18 @@ fn main() -> ExitCode {
 
 /// An error and its causes on one line.
 fn one_line(error: &anyhow::Error) -> String {
-    error
-        .chain()
-        .map(|cause| cause.to_string().replace('\n', " "))
-        .collect::<Vec<_>>()
-        .join(": ")
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        // Many errors already quote their source; say each thing once.
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn demo(nodes: u64) -> anyhow::Result<ExitCode> {

@@ -224,12 +224,8 @@ fn add_node() {
 /// Removing a duck (design.md §3, dissertation §4.1): the change commits
 /// without waiting for the duck, the goose stays, and the removed duck
 /// takes no further part: it is never goose and the members' terms stay flat.
-///
-/// design.md §3 also says a removed node "says so". The core stops
-/// replicating to a node as soon as the entry removing it is appended, so a
-/// removed duck never receives that entry and never learns (reported to the
-/// lead); this story checks only what the core does today, and
-/// `remove_goose` checks the Removed event of a removed leader.
+/// The leader keeps replicating to the removed duck until it has seen its
+/// removal committed, so it says so (design.md §3).
 #[test]
 fn remove_duck() {
     let mut sim = cluster(5, "remove_duck");
@@ -248,6 +244,12 @@ fn remove_duck() {
     assert!(done.is_some(), "the removal settles");
     sim.run_for(ms(3000)).unwrap();
     assert!(sim.node(goose).unwrap().membership().get(duck).is_none());
+    // design.md §3: "a removed node stops taking part and says so".
+    assert!(
+        emitted(&sim, duck, &Event::Removed),
+        "the removed duck says so"
+    );
+    assert!(sim.node(duck).unwrap().is_removed());
     for n in (1..=5).filter(|&n| n != duck.0) {
         let node = sim.node(id(n)).unwrap();
         assert!(

@@ -90,6 +90,15 @@ impl Waiters {
     }
 }
 
+/// The keys whose deadline has passed.
+fn expired<T>(waiting: &BTreeMap<u64, Waiting<T>>, now: Timestamp) -> Vec<u64> {
+    waiting
+        .iter()
+        .filter(|(_, w)| w.deadline <= now)
+        .map(|(&key, _)| key)
+        .collect()
+}
+
 fn busy() -> Reply {
     Reply::error(
         ErrorKind::Busy,
@@ -653,33 +662,15 @@ impl Driver {
     /// Answers everyone whose deadline has passed.
     pub(crate) async fn expire_waiters(&mut self) {
         let now = clock::now();
-        let probes: Vec<u64> = self
-            .waiters
-            .probes
-            .iter()
-            .filter(|(_, w)| w.deadline <= now)
-            .map(|(&n, _)| n)
-            .collect();
+        let probes = expired(&self.waiters.probes, now);
         for nonce in probes {
             self.finish_probe(nonce);
         }
-        let drills: Vec<u64> = self
-            .waiters
-            .drills
-            .iter()
-            .filter(|(_, w)| w.deadline <= now)
-            .map(|(&n, _)| n)
-            .collect();
+        let drills = expired(&self.waiters.drills, now);
         for nonce in drills {
             self.finish_drill(nonce);
         }
-        let forwards: Vec<u64> = self
-            .waiters
-            .forwards
-            .iter()
-            .filter(|(_, w)| w.deadline <= now)
-            .map(|(&n, _)| n)
-            .collect();
+        let forwards = expired(&self.waiters.forwards, now);
         for nonce in forwards {
             if let Some(waiting) = self.waiters.forwards.remove(&nonce) {
                 let message = "no answer from the leader in time; the change may still happen";
@@ -688,13 +679,7 @@ impl Driver {
                     .send(Reply::error(ErrorKind::Timeout, message));
             }
         }
-        let expired: Vec<ProposalId> = self
-            .waiters
-            .proposals
-            .iter()
-            .filter(|(_, w)| w.deadline <= now)
-            .map(|(&id, _)| id)
-            .collect();
+        let expired = expired(&self.waiters.proposals, now);
         for id in expired {
             if let Some(waiting) = self.waiters.proposals.remove(&id) {
                 let outcome = Outcome::Failed {

@@ -69,6 +69,9 @@ pub(crate) struct LeaderState {
     pub(crate) elected_at: Timestamp,
     pub(crate) next_heartbeat: Timestamp,
     pub(crate) pending: Option<PendingChange>,
+    /// The latest configuration's index and the first round started after
+    /// it committed: removed members are told until they acknowledge it.
+    pub(crate) farewell: Option<(LogIndex, u64)>,
     pub(crate) handoff: Option<Handoff>,
 }
 
@@ -240,7 +243,11 @@ impl Node {
 
     /// Whether this node was a member and has been removed.
     pub fn is_removed(&self) -> bool {
-        self.was_member && self.membership().get(self.config.id).is_none()
+        // Only a committed removal counts: an uncommitted one may still be
+        // truncated away by a new leader.
+        let me = self.config.id;
+        let committed = self.log.config_at(self.commit_index).1;
+        self.was_member && self.membership().get(me).is_none() && committed.get(me).is_none()
     }
 
     /// Whether this node is a voter in its latest configuration.
@@ -466,6 +473,7 @@ impl Node {
             elected_at: now,
             next_heartbeat: now,
             pending: None,
+            farewell: None,
             handoff: None,
         });
         self.sync_progress();
@@ -549,9 +557,12 @@ impl Node {
             deadline = deadline.min(lease_until);
         }
         if let Some(handoff) = leader.handoff {
-            deadline = deadline
-                .min(handoff.deadline)
-                .min(self.promise_until.max(now));
+            deadline = deadline.min(handoff.deadline);
+            // Wake when the last promise runs out; after that, replies and
+            // heartbeats drive the handoff (waking at `now` would spin).
+            if self.promise_until > now {
+                deadline = deadline.min(self.promise_until);
+            }
         }
         deadline.max(now)
     }

@@ -208,6 +208,10 @@ impl Node {
         };
         state.lease.start_round(now);
         state.next_heartbeat = now.add(interval);
+        self.say_farewell();
+        let Some(state) = self.leader_state.as_ref() else {
+            return;
+        };
         let peers: Vec<NodeId> = state.progress.keys().copied().collect();
         for peer in peers {
             self.send_append(peer);
@@ -338,25 +342,74 @@ impl Node {
         self.ready.persist.snapshot = Some(snapshot);
     }
 
-    /// Keeps the leader's progress map equal to the members of the latest config.
+    /// Keeps the leader's progress map equal to the members of the latest
+    /// config, plus any member that config removes: the leader keeps
+    /// replicating to it until it has seen the removal committed, so that it
+    /// learns of its removal and says so (see `say_farewell`).
     pub(crate) fn sync_progress(&mut self) {
         let next = self.log.last_index().next();
-        let members: Vec<NodeId> = self
-            .membership()
+        let (config_index, config) = self.log.latest_config();
+        let members: Vec<NodeId> = config
             .members
             .iter()
             .map(|member| member.id)
             .filter(|&id| id != self.config.id)
             .collect();
+        let previous = self.log.config_at(config_index.prev()).1;
+        let leaving: Vec<NodeId> = previous
+            .members
+            .iter()
+            .map(|member| member.id)
+            .filter(|&id| id != self.config.id && config.get(id).is_none())
+            .collect();
         let Some(state) = self.leader_state.as_mut() else {
             return;
         };
-        state.progress.retain(|id, _| members.contains(id));
+        state
+            .progress
+            .retain(|id, _| members.contains(id) || leaving.contains(id));
         for id in members {
             state.progress.entry(id).or_insert(Progress {
                 next_index: next,
                 match_index: LogIndex(0),
             });
+        }
+    }
+
+    /// Stops replicating to removed members once they have acknowledged a
+    /// round started after their removal committed (that round's appends
+    /// carried the commit index, so they know).
+    fn say_farewell(&mut self) {
+        let (config_index, config) = self.log.latest_config();
+        let committed = config_index <= self.commit_index;
+        let leaving: Vec<NodeId> = match self.leader_state.as_ref() {
+            Some(state) => state
+                .progress
+                .keys()
+                .copied()
+                .filter(|&id| config.get(id).is_none())
+                .collect(),
+            None => return,
+        };
+        let Some(state) = self.leader_state.as_mut() else {
+            return;
+        };
+        if leaving.is_empty() || !committed {
+            state.farewell = None;
+            return;
+        }
+        let current_round = state.lease.current_round();
+        let farewell_round = match state.farewell {
+            Some((index, round)) if index == config_index => round,
+            _ => {
+                state.farewell = Some((config_index, current_round));
+                current_round
+            }
+        };
+        for id in leaving {
+            if state.lease.acked_round(id) >= farewell_round {
+                state.progress.remove(&id);
+            }
         }
     }
 }
