@@ -163,7 +163,14 @@ fn load_key(settings: &Settings) -> anyhow::Result<ClusterKey> {
 /// Opens storage, binds the sockets, and runs the event loop.
 async fn serve(settings: Settings, key: ClusterKey) -> anyhow::Result<Exit> {
     let id = settings.raft.id;
+    // Lock and recover the data directory, bind both sockets, and only then
+    // write anything: a start-up that fails leaves the disk as it was.
     let (mut storage, mut state) = DiskStorage::open(&settings.data_dir)?;
+    let seed = BootId::generate().map_err(|e| anyhow!("{e}"))?.0;
+    let transport = Transport::bind(settings.listen, id, key, seed).await?;
+    let transport = Arc::new(transport);
+    let (requests_tx, requests_rx) = control::channel();
+    let server = ControlServer::bind(&settings.socket, requests_tx).await?;
     if state.is_empty() && !settings.join {
         let config = Membership::with_voters(settings.peers.iter().copied());
         let bootstrap = PersistedState::bootstrap(config);
@@ -179,11 +186,6 @@ async fn serve(settings: Settings, key: ClusterKey) -> anyhow::Result<Exit> {
     } else if !state.is_empty() && !settings.peers.is_empty() {
         tracing::info!("a log exists: --peer is ignored; the membership comes from the log");
     }
-    let seed = BootId::generate().map_err(|e| anyhow!("{e}"))?.0;
-    let transport = Transport::bind(settings.listen, id, key, seed).await?;
-    let transport = Arc::new(transport);
-    let (requests_tx, requests_rx) = control::channel();
-    let server = ControlServer::bind(&settings.socket, requests_tx).await?;
     let server_task = tokio::spawn(server.run());
     let node = Node::new(settings.raft.clone(), state, seed, goosed::clock::now())?;
     let commands = HookCommands {

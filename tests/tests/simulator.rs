@@ -109,3 +109,25 @@ fn replay() {
         first.stats
     );
 }
+
+/// Seeds that once found a bug in the core, each replayed in full here so
+/// that they keep running whatever the default range becomes:
+/// - 57: a handoff waiting for its target asked to be woken at `now` (busy loop);
+/// - 833: `Removed` reported half-way through a catch-up;
+/// - 1445: a leader that appended its own removal and lost leadership never
+///   campaigned again, and no goose could ever be elected;
+/// - 20: a removal that was later truncated away had been reported;
+/// - 7742, 15988: a node whose known commit index predated its joining
+///   thought itself removed and would not campaign (no goose);
+/// - 19924: the same, reported as `Removed` before answering goose;
+/// - 11436: the checker required a leader of an older term, elected late, to
+///   hold an entry committed in a newer term (a checker bug, kept as a seed).
+#[test]
+fn regression_seeds() {
+    let seeds = [57, 833, 1445, 20, 7742, 15988, 19924, 11436];
+    for seed in seeds {
+        if let Err(failure) = run_seed(seed, &RunOptions::default()) {
+            panic!("regression seed {seed} fails again:\n{failure}");
+        }
+    }
+}

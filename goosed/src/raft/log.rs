@@ -11,11 +11,19 @@ pub(crate) struct RaftLog {
     pub(crate) snapshot: Snapshot,
     /// Entries `snapshot.index + 1 ..= last_index()`.
     pub(crate) entries: Vec<Entry>,
+    /// The index of the latest configuration entry, `None` when the
+    /// snapshot's configuration is the latest (a cache: asked on every goose answer).
+    latest_config_index: Option<LogIndex>,
 }
 
 impl RaftLog {
     pub(crate) fn new(snapshot: Snapshot, entries: Vec<Entry>) -> RaftLog {
-        let log = RaftLog { snapshot, entries };
+        let mut log = RaftLog {
+            snapshot,
+            entries,
+            latest_config_index: None,
+        };
+        log.find_latest_config();
         log.check();
         log
     }
@@ -78,6 +86,9 @@ impl RaftLog {
             entry.term >= self.last_term(),
             "log terms must not decrease"
         );
+        if matches!(entry.payload, EntryPayload::Config(_)) {
+            self.latest_config_index = Some(entry.index);
+        }
         self.entries.push(entry);
     }
 
@@ -88,6 +99,7 @@ impl RaftLog {
             "cannot truncate into the snapshot"
         );
         self.entries.retain(|entry| entry.index < from);
+        self.find_latest_config();
     }
 
     /// Replaces the prefix up to `snapshot.index` by `snapshot`.
@@ -98,6 +110,7 @@ impl RaftLog {
         );
         self.entries.retain(|entry| entry.index > snapshot.index);
         self.snapshot = snapshot;
+        self.find_latest_config();
         self.check();
     }
 
@@ -116,11 +129,32 @@ impl RaftLog {
 
     /// The latest configuration in the log, committed or not.
     pub(crate) fn latest_config(&self) -> (LogIndex, &Membership) {
-        self.config_at(self.last_index())
+        let cached = self
+            .latest_config_index
+            .and_then(|index| match &self.entry(index)?.payload {
+                EntryPayload::Config(config) => Some((index, config)),
+                EntryPayload::NoOp => None,
+            });
+        cached.unwrap_or((self.snapshot.index, &self.snapshot.config))
+    }
+
+    /// Recomputes the cached index of the latest configuration entry.
+    fn find_latest_config(&mut self) {
+        self.latest_config_index = self
+            .entries
+            .iter()
+            .rev()
+            .find(|entry| matches!(entry.payload, EntryPayload::Config(_)))
+            .map(|entry| entry.index);
     }
 
     /// Panics if the log's structure is broken (a bug in the core).
     pub(crate) fn check(&self) {
+        debug_assert_eq!(
+            self.latest_config(),
+            self.config_at(self.last_index()),
+            "the cached latest configuration is current"
+        );
         if let Some(first) = self.entries.first() {
             assert_eq!(
                 first.index,

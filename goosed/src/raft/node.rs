@@ -10,8 +10,8 @@ use super::types::{
     RejectReason, Role,
 };
 use goose_common::{
-    Entry, EntryPayload, HardState, LogIndex, Membership, Message, MessageBody, NodeId, Snapshot,
-    Term, Timestamp,
+    Entry, EntryPayload, HardState, LogIndex, Member, MemberRole, Membership, Message, MessageBody,
+    NodeId, Snapshot, Term, Timestamp,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -64,6 +64,9 @@ pub(crate) struct Handoff {
 pub(crate) struct LeaderState {
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     pub(crate) lease: LeaseTracker,
+    /// When the latest round a majority acknowledged was sent (kept current
+    /// by `refresh_lease`, so a goose answer costs no work).
+    pub(crate) lease_start: Option<Timestamp>,
     /// The index of this term's no-op (condition 2 of the goose rule).
     pub(crate) noop_index: LogIndex,
     pub(crate) elected_at: Timestamp,
@@ -243,11 +246,9 @@ impl Node {
 
     /// Whether this node was a member and has been removed.
     pub fn is_removed(&self) -> bool {
-        // Only a committed removal counts: an uncommitted one may still be
-        // truncated away by a new leader.
-        let me = self.config.id;
-        let committed = self.log.config_at(self.commit_index).1;
-        self.was_member && self.membership().get(me).is_none() && committed.get(me).is_none()
+        // Only a removal known to be committed counts: an uncommitted one may
+        // still be truncated away by a new leader.
+        self.was_member && !self.in_live_configs(|member| member.is_some())
     }
 
     /// Whether this node is a voter in its latest configuration.
@@ -266,11 +267,22 @@ impl Node {
         if !is_leader || !own_entry_committed || handing_over {
             return None;
         }
-        let sent_at = leader
-            .lease
-            .quorum_sent_at(self.membership(), self.config.id)?;
+        let sent_at = leader.lease_start?;
         let lease_until = sent_at.add(self.config.lease_duration());
         (now < lease_until).then_some(lease_until)
+    }
+
+    /// Recomputes the lease start after an acknowledgement, a new round or
+    /// a configuration change.
+    pub(crate) fn refresh_lease(&mut self) {
+        let Some(state) = self.leader_state.as_ref() else {
+            return;
+        };
+        let config = self.log.latest_config().1;
+        let lease_start = state.lease.quorum_sent_at(config, self.config.id);
+        if let Some(state) = self.leader_state.as_mut() {
+            state.lease_start = lease_start;
+        }
     }
 
     /// Time-driven work: elections, heartbeats, CheckQuorum, handoffs.
@@ -289,12 +301,24 @@ impl Node {
     /// removal is not yet known to be committed, since the cluster may still
     /// need it until then (dissertation §4.2.2).
     pub(crate) fn can_campaign(&self) -> bool {
-        self.is_voter()
+        self.in_live_configs(|member| member.is_some_and(|m| m.role == MemberRole::Voter))
+    }
+
+    /// Whether `holds` is true of this node's entry in any configuration
+    /// that may still be in force: the one committed (as far as this node
+    /// knows) and every later one in its log.
+    fn in_live_configs(&self, holds: impl Fn(Option<&Member>) -> bool) -> bool {
+        let me = self.config.id;
+        let (committed_index, committed) = self.log.config_at(self.commit_index);
+        holds(committed.get(me))
             || self
                 .log
-                .config_at(self.commit_index)
-                .1
-                .is_voter(self.config.id)
+                .entries_from(committed_index.next(), usize::MAX)
+                .iter()
+                .any(|entry| match &entry.payload {
+                    EntryPayload::Config(config) => holds(config.get(me)),
+                    EntryPayload::NoOp => false,
+                })
     }
 
     /// Whether a current leader was heard from less than
@@ -469,6 +493,7 @@ impl Node {
         self.leader_state = Some(LeaderState {
             progress: BTreeMap::new(),
             lease: LeaseTracker::default(),
+            lease_start: None,
             noop_index,
             elected_at: now,
             next_heartbeat: now,
@@ -594,6 +619,13 @@ impl Node {
                 assert_eq!(self.vote, Some(self.config.id), "a leader voted for itself");
                 assert_eq!(self.leader, Some(self.config.id));
                 assert!(state.noop_index <= self.log.last_index());
+                let lease_start = state
+                    .lease
+                    .quorum_sent_at(self.membership(), self.config.id);
+                assert_eq!(
+                    state.lease_start, lease_start,
+                    "the cached lease start is current"
+                );
                 if state.noop_index > self.log.snapshot.index {
                     assert_eq!(self.log.term_at(state.noop_index), Some(self.term));
                 }

@@ -154,6 +154,10 @@ impl Node {
             return;
         };
         state.lease.acknowledge(from, round);
+        self.refresh_lease();
+        let Some(state) = self.leader_state.as_mut() else {
+            return;
+        };
         let Some(progress) = state.progress.get_mut(&from) else {
             return;
         };
@@ -182,8 +186,7 @@ impl Node {
             return;
         };
         let lease_start = state
-            .lease
-            .quorum_sent_at(self.membership(), self.config.id)
+            .lease_start
             .unwrap_or(state.elected_at)
             .max(state.elected_at);
         if now.since(lease_start) >= self.config.election_timeout_min {
@@ -208,6 +211,7 @@ impl Node {
         };
         state.lease.start_round(now);
         state.next_heartbeat = now.add(interval);
+        self.refresh_lease();
         self.say_farewell();
         let Some(state) = self.leader_state.as_ref() else {
             return;
@@ -374,6 +378,7 @@ impl Node {
                 match_index: LogIndex(0),
             });
         }
+        self.refresh_lease();
     }
 
     /// Stops replicating to removed members once they have acknowledged a

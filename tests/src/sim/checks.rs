@@ -91,9 +91,10 @@ pub struct Checker {
     leaders_by_term: HashMap<Term, NodeId>,
     /// (d): for each (index, term) ever appended, the previous entry's term and the payload.
     entries_seen: HashMap<(LogIndex, Term), (Term, EntryPayload)>,
-    /// (e): the committed entries by index (index 0 unused): term and, unless
-    /// only a snapshot showed it, the payload.
-    committed: Vec<Option<(Term, Option<EntryPayload>)>>,
+    /// (e): the committed entries by index (index 0 unused): term, unless
+    /// only a snapshot showed it the payload, and the term of the first node
+    /// seen to know it committed (leaders of later terms must hold it).
+    committed: Vec<Option<(Term, Option<EntryPayload>, Term)>>,
     /// (b): promises that may still be running.
     promises: Vec<Promise>,
     /// (g): the last true instant a message from `i` was processed by `j`,
@@ -339,7 +340,8 @@ impl Checker {
                     ),
                 );
             }
-            self.record_committed(id, snapshot.index, snapshot.term, None)?;
+            let observer_term = node.hard_state().term;
+            self.record_committed(id, observer_term, snapshot.index, snapshot.term, None)?;
         }
         // (d) Log matching, by induction on the index: every (index, term)
         // always comes with the same payload and the same previous term.
@@ -382,6 +384,7 @@ impl Checker {
     fn record_committed(
         &mut self,
         id: NodeId,
+        observer_term: Term,
         index: LogIndex,
         term: Term,
         payload: Option<&EntryPayload>,
@@ -394,8 +397,8 @@ impl Checker {
             self.committed.resize(position + 1, None);
         }
         match &mut self.committed[position] {
-            slot @ None => *slot = Some((term, payload.cloned())),
-            Some((recorded_term, recorded_payload)) => {
+            slot @ None => *slot = Some((term, payload.cloned(), observer_term)),
+            Some((recorded_term, recorded_payload, _)) => {
                 if *recorded_term != term {
                     return violation(
                         "(e) committed",
@@ -444,7 +447,7 @@ impl Checker {
             if let Some(term) = term_at(node.snapshot(), node.entries(), index) {
                 let payload =
                     entry_at(node.snapshot(), node.entries(), index).map(|entry| &entry.payload);
-                self.record_committed(id, index, term, payload)?;
+                self.record_committed(id, node.hard_state().term, index, term, payload)?;
             }
             index = index.next();
         }
@@ -473,9 +476,15 @@ impl Checker {
             }
         }
         for (position, slot) in self.committed.iter().enumerate().skip(1) {
-            let Some((committed_term, _)) = slot else {
+            // Leader completeness (Raft §5.4): an entry committed in term U is
+            // held by every leader of a term above U. A leader of an older
+            // term may still win a late election; it is deposed, not complete.
+            let Some((committed_term, _, known_in_term)) = slot else {
                 continue;
             };
+            if *known_in_term >= term {
+                continue;
+            }
             let index = LogIndex(position as u64);
             if index > node.last_index() {
                 return violation(
