@@ -404,6 +404,11 @@ impl Node {
     pub(crate) fn become_follower(&mut self, now: Timestamp, term: Term, leader: Option<NodeId>) {
         if self.role == RaftRole::Leader {
             self.abandon_leadership();
+            // A leader counts as hearing from itself (design.md §2): its
+            // lease and promises may still run, so however it steps down (a
+            // higher term, CheckQuorum) it grants no vote for an election
+            // timeout from now. Found by simulator seed 95312.
+            self.last_heard_leader = now;
         }
         self.set_term(term);
         self.role = RaftRole::Follower;
