@@ -20,3 +20,6 @@ pub use ids::{LogIndex, NodeId, Term, Timestamp};
 pub use messages::{
     Entry, EntryPayload, HardState, Member, MemberRole, Membership, Message, MessageBody, Snapshot,
 };
+/// A member's UDP address (a plain value type, re-exported so the sans-IO core
+/// need not name `std::net`).
+pub use std::net::SocketAddr;

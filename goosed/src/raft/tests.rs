@@ -20,7 +20,7 @@ struct Cluster {
     events: Vec<(NodeId, Event)>,
 }
 
-fn addr(id: u64) -> std::net::SocketAddr {
+fn addr(id: u64) -> goose_common::SocketAddr {
     format!("127.0.0.1:{}", 7700 + id).parse().unwrap()
 }
 

@@ -1,10 +1,10 @@
 //! The values that cross the boundary of the core: configuration, inputs,
 //! the `Ready` output and its parts, goose answers and events.
 
+use goose_common::SocketAddr;
 use goose_common::{
     Entry, HardState, LogIndex, Membership, Message, NodeId, Snapshot, Term, Timestamp,
 };
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Timing and identity of one node. All durations are on the node's own clock.
