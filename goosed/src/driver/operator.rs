@@ -384,21 +384,25 @@ impl Driver {
         }
     }
 
+    /// Every member but this node, with its address.
+    fn other_members(&self) -> Vec<(NodeId, SocketAddr)> {
+        let me = self.node.id();
+        self.node
+            .membership()
+            .members
+            .iter()
+            .filter(|member| member.id != me)
+            .map(|member| (member.id, member.addr))
+            .collect()
+    }
+
     /// Asks every other member for its own answer.
     async fn start_probe(&mut self, reply: oneshot::Sender<Reply>) {
         if self.waiters.probes.len() >= WAITERS_MAX {
             let _ = reply.send(busy());
             return;
         }
-        let me = self.node.id();
-        let expected: Vec<(NodeId, SocketAddr)> = self
-            .node
-            .membership()
-            .members
-            .iter()
-            .filter(|member| member.id != me)
-            .map(|member| (member.id, member.addr))
-            .collect();
+        let expected = self.other_members();
         let nonce = self.waiters.next_id();
         let local = self.local_status();
         for &(id, addr) in &expected {
@@ -475,14 +479,7 @@ impl Driver {
             return;
         }
         let me = self.node.id();
-        let targets: Vec<(NodeId, SocketAddr)> = self
-            .node
-            .membership()
-            .members
-            .iter()
-            .filter(|member| member.id != me)
-            .map(|member| (member.id, member.addr))
-            .collect();
+        let targets = self.other_members();
         let nonce = self.waiters.next_id();
         for &(id, addr) in &targets {
             let datagram = PeerDatagram::Drill {
