@@ -248,10 +248,7 @@ impl Driver {
                 }
                 self.step(Input::Receive(message)).await
             }
-            other => {
-                self.on_operator_datagram(sender, from, other).await;
-                Ok(())
-            }
+            other => self.on_operator_datagram(sender, from, other).await,
         }
     }
 

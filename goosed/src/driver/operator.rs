@@ -597,13 +597,16 @@ impl Driver {
         let _ = reply.send(answer);
     }
 
-    /// Handles every datagram other than Raft messages.
+    /// Handles every datagram other than Raft messages. A storage failure
+    /// while proposing a forwarded request is fatal, as anywhere else: the
+    /// core already holds the entry in memory, so carrying on would send what
+    /// never reached the disk.
     pub(crate) async fn on_operator_datagram(
         &mut self,
         sender: NodeId,
         from: SocketAddr,
         datagram: PeerDatagram,
-    ) {
+    ) -> Result<(), super::Exit> {
         match datagram {
             PeerDatagram::Raft(_) => {}
             PeerDatagram::StatusProbe { nonce } => {
@@ -628,12 +631,7 @@ impl Driver {
                     addr: from,
                     nonce,
                 };
-                if let Err(super::Exit::StorageFailed(error)) =
-                    self.forward_or_propose(request, caller).await
-                {
-                    // The loop sees the failed storage on its next persist; report it here.
-                    tracing::error!(%error, "storage failed while proposing");
-                }
+                return self.forward_or_propose(request, caller).await;
             }
             PeerDatagram::ForwardReply { nonce, outcome } => {
                 if let Some(waiting) = self.waiters.forwards.remove(&nonce) {
@@ -654,6 +652,7 @@ impl Driver {
                 self.finish_drill_if_complete(nonce);
             }
         }
+        Ok(())
     }
 
     /// Answers everyone whose deadline has passed.
