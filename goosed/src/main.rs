@@ -126,7 +126,11 @@ fn init_logging(
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create log directory {}", dir.display()))?;
-            let appender = tracing_appender::rolling::daily(dir, "goosed.log");
+            let appender = tracing_appender::rolling::RollingFileAppender::builder()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix("goosed.log")
+                .build(dir)
+                .with_context(|| format!("cannot open a log file in {}", dir.display()))?;
             let (writer, guard) = tracing_appender::non_blocking(appender);
             tracing_subscriber::fmt()
                 .with_env_filter(filter)

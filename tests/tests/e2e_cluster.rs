@@ -135,9 +135,11 @@ fn seed_story(count: u64, minority: &[u64], majority: &[u64]) {
     let majority_goose = cluster.wait_for_goose_among(majority, GOOSE_WAIT);
     // Once the majority has a goose, the minority's old leases are over.
     let watch_until = Instant::now() + Duration::from_secs(1);
+    let mut answers = 0;
     while Instant::now() < watch_until {
         for id in minority {
             if let Some(status) = cluster.status_local_json(*id) {
+                answers += 1;
                 assert_ne!(
                     status["role"], "goose",
                     "node {id} of the minority answered goose: {status}"
@@ -145,6 +147,7 @@ fn seed_story(count: u64, minority: &[u64], majority: &[u64]) {
             }
         }
     }
+    assert!(answers > 0, "the minority never answered a status question");
 
     cluster.kill(majority_goose);
     cluster.assert_no_goose_for(NO_GOOSE_WATCH);
@@ -610,8 +613,10 @@ fn a_node_with_another_key_cannot_join_or_disrupt() {
         .collect();
     cluster.start_stranger(4);
     let watch_until = Instant::now() + cluster.options().election_timeout() * 20;
+    let mut answers = 0;
     while Instant::now() < watch_until {
         if let Some(status) = cluster.status_direct(4) {
+            answers += 1;
             assert_ne!(
                 status.role,
                 goose_common::control::NodeRole::Goose,
@@ -620,6 +625,7 @@ fn a_node_with_another_key_cannot_join_or_disrupt() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(answers > 0, "the stranger never answered a status question");
     assert!(cluster.is_running(4), "the stranger runs (its own cluster)");
     assert_eq!(cluster.wait_for_goose(GOOSE_WAIT), goose, "the goose stays");
     for (id, term) in terms {
@@ -787,9 +793,9 @@ fn is_goose_exit_codes() {
 }
 
 /// `goosed run` refuses a bad start-up (no key, a key readable by others, a
-/// malformed key, id 0, a bad peer, a port in use, a data directory in use)
-/// with a non-zero exit and one error line on stderr, the last one
-/// (design.md §6).
+/// malformed key, id 0, a bad peer, a port in use, a data directory in use,
+/// a log file that cannot be created) with a non-zero exit and one error
+/// line on stderr, the last one (design.md §6).
 #[test]
 fn goosed_refuses_a_bad_start_up_with_one_line() {
     let cluster = Cluster::start(1, Options::fast());
@@ -871,6 +877,16 @@ fn goosed_refuses_a_bad_start_up_with_one_line() {
         (
             "data directory in use",
             start(&listen, Some(&key), &busy_data, &[]),
+        ),
+        (
+            // /proc exists, and no one (root included) may create a file there.
+            "log file cannot be created",
+            start(
+                &listen,
+                Some(&key),
+                &fresh_dir("g"),
+                &["--log-dir", "/proc"],
+            ),
         ),
     ];
     for (what, arguments) in cases {
