@@ -18,6 +18,7 @@
 //! drop, a panic included.
 
 use goose_tests::cluster::{check_goose_samples, run_bounded, wait_for, Cluster, Options};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -231,7 +232,11 @@ fn delete_namespaces() {
 #[test]
 fn an_iptables_partition_leaves_the_goose_on_the_majority_side() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: netns drill needs root (CI runs it as root)");
+        // Straight to stderr: the harness's capture would hide eprintln!.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: netns drill needs root (CI runs it as root)"
+        );
         return;
     }
     let network = DrillNetwork::create();
@@ -263,9 +268,11 @@ fn an_iptables_partition_leaves_the_goose_on_the_majority_side() {
     network.cut(&minority, &majority);
     let new_goose = cluster.wait_for_goose_among(&majority, GOOSE_WAIT);
     let watch_until = Instant::now() + Duration::from_secs(2);
+    let mut answers = 0;
     while Instant::now() < watch_until {
         for id in minority {
             if let Some(status) = cluster.status_local_json(id) {
+                answers += 1;
                 assert_ne!(
                     status["role"], "goose",
                     "node {id} of the cut-off side answered goose: {status}"
@@ -274,6 +281,10 @@ fn an_iptables_partition_leaves_the_goose_on_the_majority_side() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(
+        answers > 0,
+        "the cut-off side never answered a status question"
+    );
     assert_eq!(
         cluster.goose(),
         Some(new_goose),
