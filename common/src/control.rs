@@ -243,6 +243,18 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(reader: &mut R) -> Result<T, Fra
     decode_payload(&payload)
 }
 
+/// Asks the daemon at `socket` one question over a new connection and reads
+/// its reply, writing and reading each within `timeout`: the blocking call
+/// of the demo and the tests (goosectl's client adds a connect deadline and
+/// per-request timeouts).
+pub fn call_once(socket: &Path, request: &Request, timeout: Duration) -> Result<Reply, FrameError> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write_frame(&mut stream, request)?;
+    read_frame(&mut stream)
+}
+
 /// What goosectl asks the local daemon.
 ///
 /// The postcard layout depends on the order of the variants: append new

@@ -170,6 +170,17 @@ fn env_path(name: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// The variables systemd sets that change where goosed keeps its files and
+/// whether it reports to systemd. A goosed started by another program (the
+/// demo, the tests) must not inherit them from a service environment.
+pub const SERVICE_ENVIRONMENT: [&str; 5] = [
+    "STATE_DIRECTORY",
+    "RUNTIME_DIRECTORY",
+    "CONFIGURATION_DIRECTORY",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+];
+
 fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "goose")
 }

@@ -17,7 +17,7 @@
 //! terminal reaches only the demo, which then stops them in order.
 
 use anyhow::{bail, Context};
-use goose_common::control::{read_frame, write_frame, NodeRole, NodeStatus, Reply, Request};
+use goose_common::control::{call_once, NodeRole, NodeStatus, Reply, Request};
 use goose_common::datagram::ClusterKey;
 use goose_common::limits::VOTERS_MAX;
 use std::fmt::Write as _;
@@ -25,7 +25,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -214,12 +213,10 @@ impl Demo {
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().context("cannot share the log file")?)
                 .stderr(log)
-                .env_remove("STATE_DIRECTORY")
-                .env_remove("RUNTIME_DIRECTORY")
-                .env_remove("CONFIGURATION_DIRECTORY")
-                .env_remove("NOTIFY_SOCKET")
-                .env_remove("WATCHDOG_USEC")
                 .process_group(0);
+            for name in crate::config::SERVICE_ENVIRONMENT {
+                command.env_remove(name);
+            }
             let child = command
                 .spawn()
                 .with_context(|| format!("cannot start {} for node {id}", goosed.display()))?;
@@ -492,12 +489,8 @@ fn summary_line(nodes: &[DemoNode], views: &[NodeView]) -> String {
 /// A node's own status over its control socket, or `None` if it does not
 /// answer within [`STATUS_TIMEOUT`].
 fn ask_status(socket: &Path) -> Option<NodeStatus> {
-    let mut stream = UnixStream::connect(socket).ok()?;
-    stream.set_read_timeout(Some(STATUS_TIMEOUT)).ok()?;
-    stream.set_write_timeout(Some(STATUS_TIMEOUT)).ok()?;
-    write_frame(&mut stream, &Request::Status { local: true }).ok()?;
-    match read_frame(&mut stream).ok()? {
-        Reply::NodeStatus(status) => Some(status),
+    match call_once(socket, &Request::Status { local: true }, STATUS_TIMEOUT) {
+        Ok(Reply::NodeStatus(status)) => Some(status),
         _ => None,
     }
 }
@@ -517,7 +510,10 @@ fn write_key(path: &Path) -> anyhow::Result<()> {
 
 /// `count` loopback addresses whose UDP ports were free a moment ago (bound
 /// together, so they differ, then released for the children).
-fn free_loopback_addresses(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
+///
+/// # Errors
+/// If no more UDP ports can be bound on 127.0.0.1.
+pub fn free_loopback_addresses(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
     let sockets = (0..count)
         .map(|_| UdpSocket::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()
@@ -528,8 +524,8 @@ fn free_loopback_addresses(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
         .collect()
 }
 
-/// `exit 0`, `signal 9`.
-fn describe_exit(status: ExitStatus) -> String {
+/// How a process ended, for messages: `exit 0` or `signal 9`.
+pub fn describe_exit(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit {code}"),
         (None, Some(signal)) => format!("signal {signal}"),

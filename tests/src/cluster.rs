@@ -28,7 +28,9 @@
 //! and two clusters with 150 ms election timeouts competing for them would
 //! test the scheduler rather than the daemon.
 
-use goose_common::control::{read_frame, write_frame, NodeRole, NodeStatus, Reply, Request};
+use goose_common::control::{
+    call_once, read_frame, write_frame, NodeRole, NodeStatus, Reply, Request,
+};
 use goose_common::datagram::ClusterKey;
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, Signal};
@@ -37,10 +39,10 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -268,12 +270,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut condition: impl FnMut() ->
 /// process elsewhere could still take one before the daemon binds it, which
 /// shows as a clear start-up failure in the node's log.
 pub fn free_udp_ports(count: usize) -> Vec<u16> {
-    let sockets: Vec<UdpSocket> = (0..count)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind a loopback UDP port"))
-        .collect();
-    sockets
+    goosed::demo::free_loopback_addresses(count)
+        .expect("free loopback UDP ports")
         .iter()
-        .map(|socket| socket.local_addr().expect("bound socket").port())
+        .map(SocketAddr::port)
         .collect()
 }
 
@@ -360,14 +360,7 @@ pub fn exclusive() -> ExclusiveGuard {
 /// Sends one request to the daemon at `socket` over a new connection and
 /// returns its reply, within `timeout` for the reply.
 pub fn control_call(socket: &Path, request: &Request, timeout: Duration) -> Result<Reply, String> {
-    let mut stream = UnixStream::connect(socket)
-        .map_err(|error| format!("connect {}: {error}", socket.display()))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(|error| error.to_string())?;
-    write_frame(&mut stream, request).map_err(|error| error.to_string())?;
-    read_frame(&mut stream).map_err(|error| error.to_string())
+    call_once(socket, request, timeout).map_err(|error| format!("{}: {error}", socket.display()))
 }
 
 /// The daemon's own status over the control protocol, or `None` if it does
@@ -730,12 +723,10 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log file"))
             .stderr(log)
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("RUNTIME_DIRECTORY")
-            .env_remove("CONFIGURATION_DIRECTORY")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
             .env_remove("GOOSE_SOCKET");
+        for name in goosed::config::SERVICE_ENVIRONMENT {
+            command.env_remove(name);
+        }
         kill_with_parent(&mut command);
         let child = command
             .spawn()
@@ -1027,15 +1018,7 @@ impl Drop for Cluster {
     }
 }
 
-/// A description of how a process ended, for messages: `exit 0` or
-/// `signal 9`.
-pub fn describe_exit(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit {code}"),
-        (None, Some(signal)) => format!("signal {signal}"),
-        (None, None) => "unknown".to_string(),
-    }
-}
+pub use goosed::demo::describe_exit;
 
 // ---------------------------------------------------------------------------
 // Watching the goose rule.
