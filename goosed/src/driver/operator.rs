@@ -675,8 +675,8 @@ impl Driver {
                     .send(Reply::error(ErrorKind::Timeout, message));
             }
         }
-        let expired = expired(&self.waiters.proposals, now);
-        for id in expired {
+        let proposals = expired(&self.waiters.proposals, now);
+        for id in proposals {
             if let Some(waiting) = self.waiters.proposals.remove(&id) {
                 let outcome = Outcome::Failed {
                     kind: ErrorKind::Timeout,
