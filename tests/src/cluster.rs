@@ -441,7 +441,6 @@ pub enum NodeKind {
 /// One daemon of the cluster.
 struct Node {
     address: SocketAddr,
-    kind: NodeKind,
     directory: PathBuf,
     socket: PathBuf,
     log: PathBuf,
@@ -572,11 +571,6 @@ impl Cluster {
         self.node(id).directory.join("data")
     }
 
-    /// A node's log file (its stderr and stdout, across restarts).
-    pub fn log(&self, id: u64) -> PathBuf {
-        self.node(id).log.clone()
-    }
-
     /// The file a node's hooks append to (with [`Options::record_hooks`]).
     pub fn hook_log(&self, id: u64) -> PathBuf {
         self.node(id).directory.join("hooks.log")
@@ -673,7 +667,6 @@ impl Cluster {
         }
         let node = Node {
             address,
-            kind,
             directory,
             socket,
             log,
@@ -705,11 +698,6 @@ impl Cluster {
         self.prepare_node(id, address, kind);
         self.start_node(id);
         address
-    }
-
-    /// Which kind a node is.
-    pub fn kind(&self, id: u64) -> NodeKind {
-        self.node(id).kind
     }
 
     /// Starts a prepared node that is not running (again after a stop: its
@@ -844,18 +832,6 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-    }
-
-    /// Whether a node exited by itself; returns its status and reaps it.
-    pub fn exited(&mut self, id: u64) -> Option<ExitStatus> {
-        self.wait_exit(id, Duration::ZERO)
-    }
-
-    /// Kills a node if it runs, then starts it again with the same
-    /// arguments and data directory.
-    pub fn restart(&mut self, id: u64) {
-        self.kill(id);
-        self.start_node(id);
     }
 
     /// Runs `goosectl --socket <node's socket> ARGS` with a bounded wait.
@@ -1194,19 +1170,13 @@ impl RolePoller {
         }
     }
 
-    /// How many answers have been collected so far.
-    pub fn count(&self) -> usize {
-        self.samples
-            .lock()
-            .map(|samples| samples.len())
-            .unwrap_or(0)
-    }
-
     /// Stops polling and returns every answer seen.
     pub fn stop(mut self) -> Vec<Sample> {
         self.halt();
-        let samples = self.samples.lock().map(|s| s.clone()).unwrap_or_default();
-        samples
+        self.samples
+            .lock()
+            .map(|mut samples| std::mem::take(&mut *samples))
+            .unwrap_or_default()
     }
 
     fn halt(&mut self) {
