@@ -275,13 +275,9 @@ impl Node {
     /// Recomputes the lease start after an acknowledgement, a new round or
     /// a configuration change.
     pub(crate) fn refresh_lease(&mut self) {
-        let Some(state) = self.leader_state.as_ref() else {
-            return;
-        };
         let config = self.log.latest_config().1;
-        let lease_start = state.lease.quorum_sent_at(config, self.config.id);
         if let Some(state) = self.leader_state.as_mut() {
-            state.lease_start = lease_start;
+            state.lease_start = state.lease.quorum_sent_at(config, self.config.id);
         }
     }
 

@@ -387,18 +387,15 @@ impl Node {
     fn say_farewell(&mut self) {
         let (config_index, config) = self.log.latest_config();
         let committed = config_index <= self.commit_index;
-        let leaving: Vec<NodeId> = match self.leader_state.as_ref() {
-            Some(state) => state
-                .progress
-                .keys()
-                .copied()
-                .filter(|&id| config.get(id).is_none())
-                .collect(),
-            None => return,
-        };
         let Some(state) = self.leader_state.as_mut() else {
             return;
         };
+        let leaving: Vec<NodeId> = state
+            .progress
+            .keys()
+            .copied()
+            .filter(|&id| config.get(id).is_none())
+            .collect();
         if leaving.is_empty() || !committed {
             state.farewell = None;
             return;
