@@ -7,6 +7,7 @@
 //! named constants checked at compile time.
 #![deny(missing_docs)]
 
+pub mod answer;
 pub mod control;
 pub mod datagram;
 pub mod ids;

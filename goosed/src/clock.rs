@@ -3,18 +3,15 @@
 //! host cannot believe an old lease.
 
 use goose_common::Timestamp;
-use nix::time::{clock_gettime, ClockId};
 
-/// Reads `CLOCK_BOOTTIME` in nanoseconds.
+/// Reads `CLOCK_BOOTTIME` in nanoseconds ([`goose_common::answer::boottime`],
+/// the one reading every consumer of an answer shares).
 ///
 /// # Panics
 /// If the kernel refuses `CLOCK_BOOTTIME`, which Linux has offered since
 /// 2.6.39; without it the goose rule cannot be kept, so there is no fallback.
 pub fn now() -> Timestamp {
-    let spec = clock_gettime(ClockId::CLOCK_BOOTTIME).expect("CLOCK_BOOTTIME is readable");
-    let seconds = u64::try_from(spec.tv_sec()).expect("CLOCK_BOOTTIME is never negative");
-    let nanos = u64::try_from(spec.tv_nsec()).expect("nanoseconds are never negative");
-    Timestamp(seconds * 1_000_000_000 + nanos)
+    goose_common::answer::boottime().expect("CLOCK_BOOTTIME is readable")
 }
 
 #[cfg(test)]
