@@ -45,6 +45,9 @@ pub enum CtlError {
     /// The daemon's own role came back as unreachable.
     #[error("goosed could not tell whether it is the goose")]
     CannotTell,
+    /// goosectl's own clock could not be read, so it cannot judge an answer.
+    #[error("cannot read CLOCK_BOOTTIME to judge the answer: {0}")]
+    Clock(std::io::Error),
     /// Printing the result failed (a closed pipe, say).
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),

@@ -26,7 +26,9 @@ The socket is --socket PATH, else $GOOSE_SOCKET, else the first of these that
 exists: $RUNTIME_DIRECTORY/goosed.sock, $XDG_RUNTIME_DIR/goose/goosed.sock,
 /run/goose/goosed.sock (if none exists, the first of them is named in the error).
 
-Exit codes: 0 success (is-goose: goose), 1 is-goose: duck, 2 error or cannot tell.";
+Exit codes: 0 success (is-goose: goose), 1 is-goose: duck, 2 error or cannot tell.
+is-goose exits 0 only while the answer's promise (lease_until_ns, CLOCK_BOOTTIME)
+is in the future when goosectl decides; do not act on it past that instant.";
 
 /// Command-line control of Duck Duck Goose daemons.
 #[derive(Debug, Parser)]
@@ -46,7 +48,8 @@ struct Cli {
 enum Command {
     /// Every member's own answer, gathered by the local daemon.
     Status(status::StatusArgs),
-    /// Exit 0 if this node is the goose, 1 if a duck, 2 if it cannot tell.
+    /// Exit 0 if this node is the goose (its promise still in the future on
+    /// goosectl's own clock when it decides), 1 if a duck, 2 if it cannot tell.
     IsGoose,
     /// Print a line per role or leader change until interrupted.
     Watch,

@@ -39,7 +39,13 @@ pub fn one_line(text: &str) -> String {
 
 /// `node 3 (10.0.0.3:7700): goose, term 7, leader 3, lease 8 ms`.
 pub fn node_line(status: &NodeStatus) -> String {
-    let mut text = format!("node {} ({}): {}", status.id, status.addr, status.role);
+    node_line_as(status, &status.role.to_string())
+}
+
+/// [`node_line`] with `role` in place of the role, e.g.
+/// `duck (promise expired 3 ms ago)` for an answer judged by goosectl.
+pub fn node_line_as(status: &NodeStatus, role: &str) -> String {
+    let mut text = format!("node {} ({}): {role}", status.id, status.addr);
     if status.role == NodeRole::Unreachable {
         return text;
     }

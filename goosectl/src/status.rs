@@ -1,10 +1,19 @@
 //! `status [--local]` and `is-goose`.
+//!
+//! Answers are for the instant they are acted on (design.md §2): goosectl
+//! judges this node's answer on its own `CLOCK_BOOTTIME` read, taken right
+//! after the reply arrives and before it chooses what to print and its exit
+//! code. An answer of goose whose promise is not strictly in the future by
+//! then is shown, and exits, as a duck, saying why.
 
 use crate::client;
 use crate::error::CtlError;
 use crate::output::{self, EXIT_DUCK, EXIT_SUCCESS};
 use crate::Context;
-use goose_common::control::{ClusterStatus, NodeRole, Reply, Request};
+use goose_common::answer::{self, Decision, DuckReason};
+use goose_common::control::{ClusterStatus, NodeRole, NodeStatus, Reply, Request};
+use goose_common::{NodeId, Timestamp};
+use serde::Serialize;
 
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
@@ -14,23 +23,103 @@ pub struct StatusArgs {
     local: bool,
 }
 
+/// This node's answer as goosectl judged it: every field of the daemon's
+/// [`NodeStatus`] (with `role` and `lease_until_ns` those of the decision,
+/// so `role` never says goose when the exit code says duck), plus what was
+/// decided, why, and on which clock read.
+#[derive(Clone, Debug, Serialize)]
+pub struct Judged {
+    #[serde(flatten)]
+    status: NodeStatus,
+    /// `goose` or `duck`.
+    decision: &'static str,
+    /// Why a duck (`not_goose`, `promise_expired`, `no_promise`); null for goose.
+    reason: Option<DuckReason>,
+    /// goosectl's `CLOCK_BOOTTIME` read at the moment it decided.
+    decided_at_ns: u64,
+    /// The promise that had run out by then (reason `promise_expired`).
+    expired_lease_until_ns: Option<u64>,
+    #[serde(skip)]
+    text: String,
+}
+
+impl Judged {
+    /// Judges `status` (answered by this host's daemon) at `now`.
+    fn new(mut status: NodeStatus, now: Timestamp) -> Judged {
+        let decision = answer::decide_status(&status, now);
+        let expired_lease_until_ns = match decision {
+            Decision::Duck {
+                expired: Some(until),
+                ..
+            } => Some(until.as_nanos()),
+            _ => None,
+        };
+        if !decision.is_goose() && status.role == NodeRole::Goose {
+            status.role = NodeRole::Duck;
+            status.lease_until_ns = None;
+        }
+        Judged {
+            status,
+            decision: decision.as_str(),
+            reason: decision.reason(),
+            decided_at_ns: now.as_nanos(),
+            expired_lease_until_ns,
+            text: decision.to_string(),
+        }
+    }
+
+    fn is_goose(&self) -> bool {
+        self.reason.is_none()
+    }
+
+    /// `node 3 (...): duck (promise expired 3 ms ago), term 7, leader 3`.
+    fn line(&self) -> String {
+        output::node_line_as(&self.status, &self.text)
+    }
+}
+
+/// goosectl's own clock read, at the moment of deciding.
+fn now() -> Result<Timestamp, CtlError> {
+    answer::boottime().map_err(CtlError::Clock)
+}
+
+/// A member of a cluster status as printed: this node judged by goosectl,
+/// the others as the daemon judged them when it replied.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Member<'a> {
+    Judged(&'a Judged),
+    Remote(&'a NodeStatus),
+}
+
+/// A cluster status as printed (design.md §6, `self` judged by goosectl).
+#[derive(Serialize)]
+struct JudgedCluster<'a> {
+    #[serde(rename = "self")]
+    local: &'a Judged,
+    members: Vec<Member<'a>>,
+    goose: Option<NodeId>,
+}
+
 /// `status`: one line per member and a line naming the goose; with
 /// `--local`, this node's line only.
 pub fn status(context: &Context, args: &StatusArgs) -> Result<u8, CtlError> {
     let request = Request::Status { local: args.local };
     match client::call(context, &request)? {
         Reply::NodeStatus(node) if args.local => {
+            let judged = Judged::new(node, now()?);
             if context.json {
-                output::json(&node)?;
+                output::json(&judged)?;
             } else {
-                output::line(&output::node_line(&node))?;
+                output::line(&judged.line())?;
             }
         }
         Reply::Status(cluster) if !args.local => {
+            let judged = Judged::new(cluster.local.clone(), now()?);
             if context.json {
-                output::json(&cluster)?;
+                output::json(&judged_cluster(&cluster, &judged))?;
             } else {
-                for line in cluster_lines(&cluster) {
+                for line in cluster_lines(&cluster, &judged) {
                     output::line(&line)?;
                 }
             }
@@ -40,17 +129,63 @@ pub fn status(context: &Context, args: &StatusArgs) -> Result<u8, CtlError> {
     Ok(EXIT_SUCCESS)
 }
 
+/// The goose of a cluster status once this node is judged: the daemon's
+/// choice, unless that is this node and goosectl found its promise run out;
+/// then the goose answer of the highest term among the other members, as
+/// the daemon chooses, if any.
+fn goose_of(cluster: &ClusterStatus, local: &Judged) -> Option<NodeId> {
+    let me = local.status.id;
+    if cluster.goose != Some(me) || local.is_goose() {
+        return cluster.goose;
+    }
+    cluster
+        .members
+        .iter()
+        .filter(|member| member.id != me && member.is_goose())
+        .max_by_key(|member| member.term)
+        .map(|member| member.id)
+}
+
+fn judged_cluster<'a>(cluster: &'a ClusterStatus, local: &'a Judged) -> JudgedCluster<'a> {
+    let members = cluster
+        .members
+        .iter()
+        .map(|member| {
+            if member.id == local.status.id {
+                Member::Judged(local)
+            } else {
+                Member::Remote(member)
+            }
+        })
+        .collect();
+    JudgedCluster {
+        local,
+        members,
+        goose: goose_of(cluster, local),
+    }
+}
+
 /// The text of a cluster status: each member, then who the goose is.
-fn cluster_lines(cluster: &ClusterStatus) -> Vec<String> {
-    let mut lines: Vec<String> = cluster.members.iter().map(output::node_line).collect();
+fn cluster_lines(cluster: &ClusterStatus, local: &Judged) -> Vec<String> {
+    let mut lines: Vec<String> = cluster
+        .members
+        .iter()
+        .map(|member| {
+            if member.id == local.status.id {
+                local.line()
+            } else {
+                output::node_line(member)
+            }
+        })
+        .collect();
     if !cluster
         .members
         .iter()
-        .any(|member| member.id == cluster.local.id)
+        .any(|member| member.id == local.status.id)
     {
-        lines.insert(0, output::node_line(&cluster.local));
+        lines.insert(0, local.line());
     }
-    let goose = cluster.goose.map(|id| {
+    let goose = goose_of(cluster, local).map(|id| {
         let term = cluster
             .members
             .iter()
@@ -63,21 +198,27 @@ fn cluster_lines(cluster: &ClusterStatus) -> Vec<String> {
     lines
 }
 
-/// `is-goose`: prints `goose` or `duck` (or the NodeStatus as JSON) and
-/// returns exit code 0 or 1; anything else is an error (exit 2).
+/// `is-goose`: prints `goose` or `duck` (or the judged NodeStatus as JSON)
+/// and returns exit code 0 or 1; anything else is an error (exit 2).
+/// Exit 0 only if the promise is strictly in the future on goosectl's own
+/// clock, read after the reply arrived, immediately before choosing.
 pub fn is_goose(context: &Context) -> Result<u8, CtlError> {
     let Reply::IsGoose(node) = client::call(context, &Request::IsGoose)? else {
         return Err(CtlError::UnexpectedReply(Request::IsGoose.command_name()));
     };
-    let code = match node.role {
-        NodeRole::Goose => EXIT_SUCCESS,
-        NodeRole::Duck => EXIT_DUCK,
-        NodeRole::Unreachable => return Err(CtlError::CannotTell),
+    if node.role == NodeRole::Unreachable {
+        return Err(CtlError::CannotTell);
+    }
+    let judged = Judged::new(node, now()?);
+    let code = if judged.is_goose() {
+        EXIT_SUCCESS
+    } else {
+        EXIT_DUCK
     };
     if context.json {
-        output::json(&node)?;
+        output::json(&judged)?;
     } else {
-        output::line(&node.role.to_string())?;
+        output::line(&judged.text)?;
     }
     Ok(code)
 }
@@ -85,8 +226,9 @@ pub fn is_goose(context: &Context) -> Result<u8, CtlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use goose_common::control::NodeStatus;
-    use goose_common::{LogIndex, NodeId, Term};
+    use goose_common::{LogIndex, Term};
+
+    const MS: u64 = 1_000_000;
 
     fn node(id: u64, role: NodeRole) -> NodeStatus {
         NodeStatus {
@@ -97,8 +239,8 @@ mod tests {
             leader_id: None,
             commit_index: LogIndex(1),
             voter: true,
-            clock_ns: 0,
-            lease_until_ns: None,
+            clock_ns: 100 * MS,
+            lease_until_ns: (role == NodeRole::Goose).then_some(110 * MS),
             last_index: LogIndex(1),
             removed: false,
             drops: Default::default(),
@@ -112,7 +254,8 @@ mod tests {
             members: vec![node(1, NodeRole::Duck), node(2, NodeRole::Goose)],
             goose: Some(NodeId(2)),
         };
-        let lines = cluster_lines(&cluster);
+        let local = Judged::new(cluster.local.clone(), Timestamp(105 * MS));
+        let lines = cluster_lines(&cluster, &local);
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[2], "goose: node 2 (term 7)");
         let headless = ClusterStatus {
@@ -120,8 +263,70 @@ mod tests {
             ..cluster
         };
         assert_eq!(
-            cluster_lines(&headless).last().unwrap(),
+            cluster_lines(&headless, &local).last().unwrap(),
             "no goose: no quorum reachable from here"
         );
+    }
+
+    #[test]
+    fn a_local_goose_is_judged_at_print_time() {
+        let cluster = ClusterStatus {
+            local: node(1, NodeRole::Goose),
+            members: vec![node(1, NodeRole::Goose), node(2, NodeRole::Duck)],
+            goose: Some(NodeId(1)),
+        };
+        let fresh = Judged::new(cluster.local.clone(), Timestamp(109 * MS));
+        assert!(fresh.is_goose());
+        assert_eq!(goose_of(&cluster, &fresh), Some(NodeId(1)));
+        assert_eq!(
+            cluster_lines(&cluster, &fresh)[0],
+            "node 1 (10.0.0.1:7700): goose, term 7, leader none, lease 10 ms"
+        );
+
+        let stale = Judged::new(cluster.local.clone(), Timestamp(113 * MS));
+        assert!(!stale.is_goose());
+        assert_eq!(stale.status.role, NodeRole::Duck);
+        assert_eq!(stale.status.lease_until_ns, None);
+        assert_eq!(stale.expired_lease_until_ns, Some(110 * MS));
+        assert_eq!(goose_of(&cluster, &stale), None);
+        let lines = cluster_lines(&cluster, &stale);
+        assert_eq!(
+            lines[0],
+            "node 1 (10.0.0.1:7700): duck (promise expired 3 ms ago), term 7, leader none"
+        );
+        assert_eq!(lines[2], "no goose: no quorum reachable from here");
+
+        let json = serde_json::to_value(judged_cluster(&cluster, &stale)).unwrap();
+        assert!(json["goose"].is_null(), "{json}");
+        assert_eq!(json["self"], json["members"][0]);
+        assert_eq!(json["self"]["role"], "duck");
+        assert_eq!(json["self"]["decision"], "duck");
+        assert_eq!(json["self"]["reason"], "promise_expired");
+        assert_eq!(json["self"]["decided_at_ns"], 113 * MS);
+        assert_eq!(json["self"]["expired_lease_until_ns"], 110 * MS);
+        assert!(json["self"]["lease_until_ns"].is_null());
+        // The other members are the daemon's, as it judged them.
+        assert_eq!(
+            json["members"][1],
+            serde_json::to_value(&cluster.members[1]).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_judged_answer_keeps_every_field_of_the_node_status() {
+        let goose = Judged::new(node(3, NodeRole::Goose), Timestamp(101 * MS));
+        let json = serde_json::to_value(&goose).unwrap();
+        let plain = serde_json::to_value(node(3, NodeRole::Goose)).unwrap();
+        for (key, value) in plain.as_object().unwrap() {
+            assert_eq!(&json[key], value, "{key}");
+        }
+        assert_eq!(json["decision"], "goose");
+        assert!(json["reason"].is_null());
+        assert!(json["expired_lease_until_ns"].is_null());
+        let duck = Judged::new(node(3, NodeRole::Duck), Timestamp(101 * MS));
+        let json = serde_json::to_value(&duck).unwrap();
+        assert_eq!(json["decision"], "duck");
+        assert_eq!(json["reason"], "not_goose");
+        assert_eq!(duck.text, "duck");
     }
 }

@@ -46,8 +46,27 @@ fn assert_one_line_error(output: &Output) -> String {
     text
 }
 
+/// A promise long enough that no delay of a test run can outlast it.
+const LONG_PROMISE: Duration = Duration::from_secs(3600);
+
+/// This host's `CLOCK_BOOTTIME`, the clock goosectl judges answers on.
+fn boottime_ns() -> u64 {
+    goose_common::answer::boottime().unwrap().as_nanos()
+}
+
+/// An answer decided now on this host's clock; a goose promises
+/// [`LONG_PROMISE`] ahead (`lease 3600000 ms` in text).
 fn node(id: u64, role: NodeRole) -> NodeStatus {
-    let goose = role == NodeRole::Goose;
+    let now = boottime_ns();
+    answer_with(id, role, now, lease_after(now, role, LONG_PROMISE))
+}
+
+fn lease_after(now: u64, role: NodeRole, promise: Duration) -> Option<u64> {
+    let promise = u64::try_from(promise.as_nanos()).unwrap();
+    (role == NodeRole::Goose).then_some(now + promise)
+}
+
+fn answer_with(id: u64, role: NodeRole, clock_ns: u64, lease_until_ns: Option<u64>) -> NodeStatus {
     NodeStatus {
         id: NodeId(id),
         addr: format!("10.0.0.{id}:7700").parse().unwrap(),
@@ -56,8 +75,8 @@ fn node(id: u64, role: NodeRole) -> NodeStatus {
         leader_id: Some(NodeId(3)),
         commit_index: LogIndex(5),
         voter: true,
-        clock_ns: 2_000_000_000,
-        lease_until_ns: goose.then_some(2_008_000_000),
+        clock_ns,
+        lease_until_ns,
         last_index: LogIndex(5),
         removed: false,
         drops: Default::default(),
@@ -253,16 +272,155 @@ fn is_goose_json_is_a_node_status() {
     assert_eq!(value["role"], "goose");
     assert_eq!(value["id"], 3);
     assert_eq!(value["term"], 7);
-    assert_eq!(value["lease_until_ns"], 2_008_000_000u64);
+    let clock = value["clock_ns"].as_u64().unwrap();
+    let promise = u64::try_from(LONG_PROMISE.as_nanos()).unwrap();
+    assert_eq!(value["lease_until_ns"].as_u64(), Some(clock + promise));
     for key in ["addr", "leader_id", "commit_index", "voter", "clock_ns"] {
         assert!(value.get(key).is_some(), "missing {key}");
     }
+    assert_eq!(value["decision"], "goose");
+    assert!(value["reason"].is_null());
+    let decided = value["decided_at_ns"].as_u64().unwrap();
+    assert!(clock <= decided && decided < clock + promise, "{value}");
     let duck = cluster_daemon(NodeRole::Duck);
     let output = goosectl(&duck.socket, &["is-goose", "--json"]);
     assert_eq!(output.status.code(), Some(1));
     let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(value["role"], "duck");
     assert!(value["lease_until_ns"].is_null());
+    assert_eq!(value["decision"], "duck");
+    assert_eq!(value["reason"], "not_goose");
+}
+
+/// A fake daemon that answers `is-goose` and `status` with `answer()`,
+/// computed when the request arrives, after waiting `delay` (a daemon, or a
+/// goosectl, held up between deciding and acting).
+fn answering_daemon(delay: Duration, answer: fn() -> NodeStatus) -> FakeDaemon {
+    fake_daemon(move |request| {
+        let status = answer();
+        std::thread::sleep(delay);
+        vec![match request {
+            Request::IsGoose => Reply::IsGoose(status),
+            Request::Status { local: true } => Reply::NodeStatus(status),
+            Request::Status { local: false } => Reply::Status(ClusterStatus {
+                local: status.clone(),
+                members: vec![node(1, NodeRole::Duck), status],
+                goose: Some(NodeId(3)),
+            }),
+            _ => Reply::error(ErrorKind::InvalidRequest, "not here"),
+        }]
+    })
+}
+
+/// A goose answer whose promise ran out 20 ms before it was sent.
+fn expired_goose() -> NodeStatus {
+    let now = boottime_ns();
+    answer_with(3, NodeRole::Goose, now - 30_000_000, Some(now - 20_000_000))
+}
+
+#[test]
+fn is_goose_with_a_promise_in_the_past_is_a_duck_saying_why() {
+    let daemon = answering_daemon(Duration::ZERO, expired_goose);
+    let output = goosectl(&daemon.socket, &["--json", "is-goose"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(value["decision"], "duck", "{value}");
+    assert_eq!(value["reason"], "promise_expired");
+    assert_eq!(value["role"], "duck");
+    assert!(value["lease_until_ns"].is_null());
+    let expired = value["expired_lease_until_ns"].as_u64().unwrap();
+    let decided = value["decided_at_ns"].as_u64().unwrap();
+    assert!(decided >= expired + 20_000_000, "{value}");
+    // Every field of the NodeStatus is still there.
+    for key in [
+        "id",
+        "addr",
+        "term",
+        "leader_id",
+        "commit_index",
+        "voter",
+        "clock_ns",
+        "last_index",
+        "removed",
+        "drops",
+    ] {
+        assert!(value.get(key).is_some(), "missing {key}: {value}");
+    }
+    assert_eq!(value["term"], 7);
+
+    let text = goosectl(&daemon.socket, &["is-goose"]);
+    assert_eq!(text.status.code(), Some(1));
+    let line = stdout(&text);
+    assert!(line.starts_with("duck (promise expired "), "{line:?}");
+    assert!(line.ends_with(" ms ago)\n"), "{line:?}");
+    assert!(stderr(&text).is_empty());
+}
+
+#[test]
+fn is_goose_judges_the_promise_when_the_reply_arrives_not_when_it_was_decided() {
+    // The daemon decides goose with 100 ms of promise, then the answer takes
+    // 400 ms to reach goosectl: by the time goosectl decides, it has run out.
+    fn short_goose() -> NodeStatus {
+        let now = boottime_ns();
+        let lease = lease_after(now, NodeRole::Goose, Duration::from_millis(100));
+        answer_with(3, NodeRole::Goose, now, lease)
+    }
+    let late = answering_daemon(Duration::from_millis(400), short_goose);
+    let output = goosectl(&late.socket, &["--json", "is-goose"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(value["reason"], "promise_expired", "{value}");
+    let clock = value["clock_ns"].as_u64().unwrap();
+    let decided = value["decided_at_ns"].as_u64().unwrap();
+    assert!(decided >= clock + 400_000_000, "{value}");
+
+    // The same answer with a promise far ahead is still goose when late.
+    fn long_goose() -> NodeStatus {
+        node(3, NodeRole::Goose)
+    }
+    let slow = answering_daemon(Duration::from_millis(400), long_goose);
+    assert_eq!(goosectl(&slow.socket, &["is-goose"]).status.code(), Some(0));
+}
+
+#[test]
+fn is_goose_without_a_promise_is_a_duck() {
+    fn promiseless() -> NodeStatus {
+        answer_with(3, NodeRole::Goose, boottime_ns(), None)
+    }
+    let daemon = answering_daemon(Duration::ZERO, promiseless);
+    let output = goosectl(&daemon.socket, &["--json", "is-goose"]);
+    assert_eq!(output.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(value["reason"], "no_promise", "{value}");
+}
+
+#[test]
+fn status_judges_the_local_node_at_print_time() {
+    let daemon = answering_daemon(Duration::ZERO, expired_goose);
+    let local = goosectl(&daemon.socket, &["--json", "status", "--local"]);
+    assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&local)).unwrap();
+    assert_eq!(value["role"], "duck", "{value}");
+    assert_eq!(value["reason"], "promise_expired");
+
+    let cluster = goosectl(&daemon.socket, &["--json", "status"]);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&cluster)).unwrap();
+    assert!(value["goose"].is_null(), "{value}");
+    assert_eq!(value["self"]["role"], "duck");
+    assert_eq!(value["self"]["reason"], "promise_expired");
+    assert_eq!(value["members"][1]["reason"], "promise_expired");
+    assert_eq!(value["members"][0]["role"], "duck");
+
+    let text = stdout(&goosectl(&daemon.socket, &["status"]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[1].starts_with("node 3 (10.0.0.3:7700): duck (promise expired "),
+        "{text}"
+    );
+    assert_eq!(
+        lines[2], "no goose: no quorum reachable from here",
+        "{text}"
+    );
 }
 
 #[test]
@@ -273,7 +431,7 @@ fn status_text_lists_members_and_names_the_goose() {
     assert_eq!(
         stdout(&output),
         "node 1 (10.0.0.1:7700): duck, term 7, leader 3\n\
-         node 3 (10.0.0.3:7700): goose, term 7, leader 3, lease 8 ms\n\
+         node 3 (10.0.0.3:7700): goose, term 7, leader 3, lease 3600000 ms\n\
          node 4 (10.0.0.4:7700): unreachable\n\
          goose: node 3 (term 7)\n"
     );
@@ -286,7 +444,7 @@ fn status_text_lists_members_and_names_the_goose() {
     let local = goosectl(&goose.socket, &["status", "--local"]);
     assert_eq!(
         stdout(&local),
-        "node 3 (10.0.0.3:7700): goose, term 7, leader 3, lease 8 ms\n"
+        "node 3 (10.0.0.3:7700): goose, term 7, leader 3, lease 3600000 ms\n"
     );
     assert_eq!(
         *goose.seen.lock().unwrap().last().unwrap(),
@@ -533,7 +691,7 @@ fn watch_prints_a_line_per_event_until_the_daemon_closes() {
     assert_eq!(
         stdout(&output),
         "now: node 3 (10.0.0.3:7700): duck, term 7, leader 3\n\
-         became goose: node 3 (10.0.0.3:7700): goose, term 7, leader 3, lease 8 ms\n"
+         became goose: node 3 (10.0.0.3:7700): goose, term 7, leader 3, lease 3600000 ms\n"
     );
     let line = assert_one_line_error(&output);
     assert!(line.contains("closed the watch"), "{line}");
