@@ -226,7 +226,8 @@ pub fn decide_remote(
     if status.role != NodeRole::Goose {
         return decide_status(status, now);
     }
-    let Some(until) = remote_promise_until(asked, status.clock_ns, status.lease_until_ns, drift_ppm)
+    let Some(until) =
+        remote_promise_until(asked, status.clock_ns, status.lease_until_ns, drift_ppm)
     else {
         return Decision::duck(DuckReason::NoPromise);
     };
