@@ -234,6 +234,27 @@ pub fn decide_remote(
     decide(NodeRole::Goose, Some(until.as_nanos()), now)
 }
 
+/// A remote member's answer to a question asked at `asked`, as the asking
+/// node reports it at `now` (both on the local clock, `now` read at the
+/// moment of replying): unchanged, unless the member answered goose and
+/// [`decide_remote`] finds its promise not strictly after `now`; then it is
+/// reported a duck, without a promise (the contract's `lease_until_ns` is
+/// null unless goose). Its other fields, `clock_ns` included, stay the
+/// member's own. Returns the decision beside it, to say why.
+pub fn judge_remote_status(
+    mut status: NodeStatus,
+    asked: Timestamp,
+    now: Timestamp,
+    drift_ppm: u32,
+) -> (NodeStatus, Decision) {
+    let decision = decide_remote(&status, asked, now, drift_ppm);
+    if status.role == NodeRole::Goose && !decision.is_goose() {
+        status.role = NodeRole::Duck;
+        status.lease_until_ns = None;
+    }
+    (status, decision)
+}
+
 #[cfg(test)]
 mod tests {
     //! Goal: goose only while the promise is strictly in the future on the
@@ -372,6 +393,19 @@ mod tests {
             decide_remote(&duck, asked, asked, 1000).reason(),
             Some(DuckReason::NotGoose)
         );
+        let (kept, decision) =
+            judge_remote_status(remote.clone(), asked, Timestamp(1009 * MS), 1000);
+        assert!(decision.is_goose());
+        assert_eq!(kept, remote);
+        let (demoted, decision) =
+            judge_remote_status(remote.clone(), asked, Timestamp(1400 * MS), 1000);
+        assert_eq!(decision.reason(), Some(DuckReason::PromiseExpired));
+        assert_eq!(demoted.role, NodeRole::Duck);
+        assert_eq!(demoted.lease_until_ns, None);
+        assert_eq!(demoted.clock_ns, remote.clock_ns);
+        assert_eq!(demoted.term, remote.term);
+        let (same, _) = judge_remote_status(duck.clone(), asked, Timestamp(1400 * MS), 1000);
+        assert_eq!(same, duck);
         let backwards = status(NodeRole::Goose, 60 * MS, Some(50 * MS));
         assert_eq!(
             decide_remote(&backwards, asked, asked, 1000).reason(),

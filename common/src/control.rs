@@ -40,7 +40,7 @@ use std::time::Duration;
 
 /// The version of this protocol, the first two bytes of every frame payload.
 /// Bump it whenever the postcard layout of [`Request`] or [`Reply`] changes.
-pub const CONTROL_PROTOCOL_VERSION: u16 = 2;
+pub const CONTROL_PROTOCOL_VERSION: u16 = 3;
 
 /// The largest frame payload (version plus body), in bytes. A cluster status
 /// of [`MEMBERS_MAX`] members is a few kilobytes, so this leaves ample room
@@ -500,6 +500,11 @@ pub struct ClusterStatus {
     pub members: Vec<NodeStatus>,
     /// The member that answered goose, if any.
     pub goose: Option<NodeId>,
+    /// The members that answered goose but whose promise, carried onto the
+    /// asked daemon's clock from when it asked, had run out when it replied;
+    /// `members` shows them as ducks (design.md §2: answers are for the
+    /// instant they are acted on). Added in protocol version 3.
+    pub expired: Vec<NodeId>,
 }
 
 /// A member of the configuration, as `member list` shows it.
@@ -762,6 +767,7 @@ mod tests {
                 local: goose_status(),
                 members: vec![duck_status(1), goose_status()],
                 goose: Some(NodeId(3)),
+                expired: vec![NodeId(1)],
             }),
             Reply::NodeStatus(duck_status(2)),
             Reply::IsGoose(goose_status()),
@@ -969,6 +975,7 @@ mod tests {
             local: duck_status(1),
             members: vec![duck_status(1), goose_status()],
             goose: Some(NodeId(3)),
+            expired: Vec::new(),
         };
         let value = serde_json::to_value(&status).unwrap();
         let mut keys: Vec<&str> = value
@@ -978,7 +985,7 @@ mod tests {
             .map(String::as_str)
             .collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["goose", "members", "self"]);
+        assert_eq!(keys, ["expired", "goose", "members", "self"]);
         assert_eq!(value["self"]["id"], 1);
         assert_eq!(value["members"].as_array().unwrap().len(), 2);
         assert_eq!(value["goose"], 3);

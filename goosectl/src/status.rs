@@ -23,21 +23,23 @@ pub struct StatusArgs {
     local: bool,
 }
 
-/// This node's answer as goosectl judged it: every field of the daemon's
-/// [`NodeStatus`] (with `role` and `lease_until_ns` those of the decision,
-/// so `role` never says goose when the exit code says duck), plus what was
-/// decided, why, and on which clock read.
+/// An answer as printed: every field of the [`NodeStatus`] (with `role` and
+/// `lease_until_ns` those of the decision, so `role` never says goose when
+/// the exit code says duck), plus what was decided, why, and for this
+/// node, on which clock read of goosectl's.
 #[derive(Clone, Debug, Serialize)]
 pub struct Judged {
     #[serde(flatten)]
     status: NodeStatus,
     /// `goose` or `duck`.
     decision: &'static str,
-    /// Why a duck (`not_goose`, `promise_expired`, `no_promise`); null for goose.
+    /// Why a duck (`not_goose`, `promise_expired`, `no_promise`,
+    /// `unreachable`); null for goose.
     reason: Option<DuckReason>,
-    /// goosectl's `CLOCK_BOOTTIME` read at the moment it decided.
-    decided_at_ns: u64,
-    /// The promise that had run out by then (reason `promise_expired`).
+    /// goosectl's `CLOCK_BOOTTIME` read at the moment it decided; null for
+    /// another member, which the local daemon judged when it replied.
+    decided_at_ns: Option<u64>,
+    /// This node's promise that had run out by then (reason `promise_expired`).
     expired_lease_until_ns: Option<u64>,
     #[serde(skip)]
     text: String,
@@ -62,9 +64,31 @@ impl Judged {
             status,
             decision: decision.as_str(),
             reason: decision.reason(),
-            decided_at_ns: now.as_nanos(),
+            decided_at_ns: Some(now.as_nanos()),
             expired_lease_until_ns,
             text: decision.to_string(),
+        }
+    }
+
+    /// Another member's answer as the local daemon judged it when it
+    /// replied: `expired` if its goose answer had run out by then.
+    fn remote(status: NodeStatus, expired: bool) -> Judged {
+        let (reason, text) = match status.role {
+            NodeRole::Goose => (None, "goose".to_string()),
+            NodeRole::Duck if expired => (
+                Some(DuckReason::PromiseExpired),
+                "duck (promise ran out before the reply)".to_string(),
+            ),
+            NodeRole::Duck => (Some(DuckReason::NotGoose), "duck".to_string()),
+            NodeRole::Unreachable => (Some(DuckReason::Unreachable), "unreachable".to_string()),
+        };
+        Judged {
+            status,
+            decision: if reason.is_none() { "goose" } else { "duck" },
+            reason,
+            decided_at_ns: None,
+            expired_lease_until_ns: None,
+            text,
         }
     }
 
@@ -83,21 +107,13 @@ fn now() -> Result<Timestamp, CtlError> {
     answer::boottime().map_err(CtlError::Clock)
 }
 
-/// A member of a cluster status as printed: this node judged by goosectl,
-/// the others as the daemon judged them when it replied.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Member<'a> {
-    Judged(&'a Judged),
-    Remote(&'a NodeStatus),
-}
-
-/// A cluster status as printed (design.md §6, `self` judged by goosectl).
+/// A cluster status as printed (design.md §6): `self` judged by goosectl,
+/// every member with its decision.
 #[derive(Serialize)]
 struct JudgedCluster<'a> {
     #[serde(rename = "self")]
     local: &'a Judged,
-    members: Vec<Member<'a>>,
+    members: Vec<Judged>,
     goose: Option<NodeId>,
 }
 
@@ -146,37 +162,35 @@ fn goose_of(cluster: &ClusterStatus, local: &Judged) -> Option<NodeId> {
         .map(|member| member.id)
 }
 
-fn judged_cluster<'a>(cluster: &'a ClusterStatus, local: &'a Judged) -> JudgedCluster<'a> {
-    let members = cluster
+/// Every member as printed, in the daemon's order: this node as goosectl
+/// judged it, the others as the daemon did.
+fn judged_members(cluster: &ClusterStatus, local: &Judged) -> Vec<Judged> {
+    cluster
         .members
         .iter()
         .map(|member| {
             if member.id == local.status.id {
-                Member::Judged(local)
+                local.clone()
             } else {
-                Member::Remote(member)
+                Judged::remote(member.clone(), cluster.expired.contains(&member.id))
             }
         })
-        .collect();
+        .collect()
+}
+
+fn judged_cluster<'a>(cluster: &ClusterStatus, local: &'a Judged) -> JudgedCluster<'a> {
     JudgedCluster {
         local,
-        members,
+        members: judged_members(cluster, local),
         goose: goose_of(cluster, local),
     }
 }
 
 /// The text of a cluster status: each member, then who the goose is.
 fn cluster_lines(cluster: &ClusterStatus, local: &Judged) -> Vec<String> {
-    let mut lines: Vec<String> = cluster
-        .members
+    let mut lines: Vec<String> = judged_members(cluster, local)
         .iter()
-        .map(|member| {
-            if member.id == local.status.id {
-                local.line()
-            } else {
-                output::node_line(member)
-            }
-        })
+        .map(Judged::line)
         .collect();
     if !cluster
         .members
@@ -194,7 +208,19 @@ fn cluster_lines(cluster: &ClusterStatus, local: &Judged) -> Vec<String> {
             .unwrap_or_default();
         format!("goose: node {id}{term}")
     });
-    lines.push(goose.unwrap_or_else(|| "no goose: no quorum reachable from here".to_string()));
+    let mut ran_out: Vec<String> = cluster.expired.iter().map(ToString::to_string).collect();
+    if local.reason == Some(DuckReason::PromiseExpired) {
+        ran_out.push(local.status.id.to_string());
+    }
+    let none = if ran_out.is_empty() {
+        "no goose: no quorum reachable from here".to_string()
+    } else {
+        format!(
+            "no goose at the instant of the reply: the goose answer of node {} ran out first; ask again",
+            ran_out.join(", node ")
+        )
+    };
+    lines.push(goose.unwrap_or(none));
     lines
 }
 
@@ -253,6 +279,7 @@ mod tests {
             local: node(1, NodeRole::Duck),
             members: vec![node(1, NodeRole::Duck), node(2, NodeRole::Goose)],
             goose: Some(NodeId(2)),
+            expired: Vec::new(),
         };
         let local = Judged::new(cluster.local.clone(), Timestamp(105 * MS));
         let lines = cluster_lines(&cluster, &local);
@@ -274,6 +301,7 @@ mod tests {
             local: node(1, NodeRole::Goose),
             members: vec![node(1, NodeRole::Goose), node(2, NodeRole::Duck)],
             goose: Some(NodeId(1)),
+            expired: Vec::new(),
         };
         let fresh = Judged::new(cluster.local.clone(), Timestamp(109 * MS));
         assert!(fresh.is_goose());
@@ -294,7 +322,10 @@ mod tests {
             lines[0],
             "node 1 (10.0.0.1:7700): duck (promise expired 3 ms ago), term 7, leader none"
         );
-        assert_eq!(lines[2], "no goose: no quorum reachable from here");
+        assert_eq!(
+            lines[2],
+            "no goose at the instant of the reply: the goose answer of node 1 ran out first; ask again"
+        );
 
         let json = serde_json::to_value(judged_cluster(&cluster, &stale)).unwrap();
         assert!(json["goose"].is_null(), "{json}");
@@ -306,10 +337,39 @@ mod tests {
         assert_eq!(json["self"]["expired_lease_until_ns"], 110 * MS);
         assert!(json["self"]["lease_until_ns"].is_null());
         // The other members are the daemon's, as it judged them.
+        let remote = serde_json::to_value(&cluster.members[1]).unwrap();
+        for (key, value) in remote.as_object().unwrap() {
+            assert_eq!(&json["members"][1][key], value, "{key}");
+        }
+        assert_eq!(json["members"][1]["decision"], "duck");
+        assert_eq!(json["members"][1]["reason"], "not_goose");
+        assert!(json["members"][1]["decided_at_ns"].is_null());
+    }
+
+    #[test]
+    fn a_member_whose_promise_ran_out_before_the_reply_says_so() {
+        // The daemon already shows node 2 as a duck and names it in `expired`.
+        let cluster = ClusterStatus {
+            local: node(1, NodeRole::Duck),
+            members: vec![node(1, NodeRole::Duck), node(2, NodeRole::Duck)],
+            goose: None,
+            expired: vec![NodeId(2)],
+        };
+        let local = Judged::new(cluster.local.clone(), Timestamp(105 * MS));
+        let lines = cluster_lines(&cluster, &local);
         assert_eq!(
-            json["members"][1],
-            serde_json::to_value(&cluster.members[1]).unwrap()
+            lines[1],
+            "node 2 (10.0.0.2:7700): duck (promise ran out before the reply), term 7, leader none"
         );
+        assert_eq!(
+            lines[2],
+            "no goose at the instant of the reply: the goose answer of node 2 ran out first; ask again"
+        );
+        let json = serde_json::to_value(judged_cluster(&cluster, &local)).unwrap();
+        assert_eq!(json["members"][1]["reason"], "promise_expired", "{json}");
+        assert_eq!(json["members"][1]["role"], "duck");
+        assert!(json["goose"].is_null());
+        assert!(json.get("expired").is_none(), "said per member: {json}");
     }
 
     #[test]

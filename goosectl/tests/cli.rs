@@ -140,6 +140,7 @@ fn cluster_daemon(role: NodeRole) -> FakeDaemon {
                     },
                 ],
                 goose: (role == NodeRole::Goose).then_some(NodeId(3)),
+                expired: Vec::new(),
             }),
             Request::MemberRemove { .. } => Reply::error(
                 ErrorKind::PermissionDenied,
@@ -306,6 +307,7 @@ fn answering_daemon(delay: Duration, answer: fn() -> NodeStatus) -> FakeDaemon {
                 local: status.clone(),
                 members: vec![node(1, NodeRole::Duck), status],
                 goose: Some(NodeId(3)),
+                expired: Vec::new(),
             }),
             _ => Reply::error(ErrorKind::InvalidRequest, "not here"),
         }]
@@ -418,7 +420,8 @@ fn status_judges_the_local_node_at_print_time() {
         "{text}"
     );
     assert_eq!(
-        lines[2], "no goose: no quorum reachable from here",
+        lines[2],
+        "no goose at the instant of the reply: the goose answer of node 3 ran out first; ask again",
         "{text}"
     );
 }

@@ -7,6 +7,7 @@ use super::Driver;
 use crate::clock;
 use crate::control::ControlRequest;
 use crate::raft::{Input, MembershipChange, ProposalId, RejectReason};
+use goose_common::answer;
 use goose_common::control::{
     ClusterStatus, ErrorKind, MemberInfo, MemberKind, NodeRole, NodeStatus, Reply, Request,
     WatchEvent, WatchEventKind,
@@ -52,7 +53,9 @@ struct Waiting<T> {
 
 struct Probe {
     reply: oneshot::Sender<Reply>,
-    local: NodeStatus,
+    /// When the first probe was sent (local clock): no member decided its
+    /// answer earlier, which bounds its promise on this clock.
+    asked: Timestamp,
     expected: Vec<(NodeId, SocketAddr)>,
     answers: BTreeMap<NodeId, NodeStatus>,
 }
@@ -404,14 +407,14 @@ impl Driver {
         }
         let expected = self.other_members();
         let nonce = self.waiters.next_id();
-        let local = self.local_status();
+        let asked = clock::now();
         for &(id, addr) in &expected {
             self.send_datagram_to(id, addr, &PeerDatagram::StatusProbe { nonce })
                 .await;
         }
         let probe = Probe {
             reply,
-            local,
+            asked,
             expected,
             answers: BTreeMap::new(),
         };
@@ -445,17 +448,33 @@ impl Driver {
         };
         let Probe {
             reply,
-            local,
+            asked,
             expected,
             mut answers,
         } = waiting.value;
+        // Every answer is decided now, when the reply goes out: this node's
+        // from a fresh clock read, the members' goose answers by whether
+        // their promises, carried onto this clock from when they were asked,
+        // still run (design.md §2, "answers are for the instant they are
+        // acted on").
+        let local = self.local_status();
+        let now = clock::now();
+        let drift_ppm = self.node.config().clock_drift_ppm;
         let config = self.node.membership();
+        let mut expired = Vec::new();
         let mut members: Vec<NodeStatus> = expected
             .into_iter()
-            .map(|(id, addr)| {
-                answers
-                    .remove(&id)
-                    .unwrap_or_else(|| unreachable_status(id, addr, config.is_voter(id)))
+            .map(|(id, addr)| match answers.remove(&id) {
+                Some(status) => {
+                    let (status, decision) =
+                        answer::judge_remote_status(status, asked, now, drift_ppm);
+                    if decision.reason() == Some(answer::DuckReason::PromiseExpired) {
+                        tracing::debug!(member = %id, %decision, "a member's goose answer ran out before the status reply");
+                        expired.push(id);
+                    }
+                    status
+                }
+                None => unreachable_status(id, addr, config.is_voter(id)),
             })
             .collect();
         members.push(local.clone());
@@ -469,6 +488,7 @@ impl Driver {
             local,
             members,
             goose,
+            expired,
         }));
     }
 
