@@ -216,7 +216,7 @@ fn cluster_lines(cluster: &ClusterStatus, local: &Judged) -> Vec<String> {
         "no goose: no quorum reachable from here".to_string()
     } else {
         format!(
-            "no goose at the instant of the reply: the goose answer of node {} ran out first; ask again",
+            "no goose at the instant of the reply: the goose answer of node {} ran out before it (status waits up to 500 ms for silent members; is-goose on that node answers at once)",
             ran_out.join(", node ")
         )
     };
@@ -324,7 +324,7 @@ mod tests {
         );
         assert_eq!(
             lines[2],
-            "no goose at the instant of the reply: the goose answer of node 1 ran out first; ask again"
+            "no goose at the instant of the reply: the goose answer of node 1 ran out before it (status waits up to 500 ms for silent members; is-goose on that node answers at once)"
         );
 
         let json = serde_json::to_value(judged_cluster(&cluster, &stale)).unwrap();
@@ -363,7 +363,7 @@ mod tests {
         );
         assert_eq!(
             lines[2],
-            "no goose at the instant of the reply: the goose answer of node 2 ran out first; ask again"
+            "no goose at the instant of the reply: the goose answer of node 2 ran out before it (status waits up to 500 ms for silent members; is-goose on that node answers at once)"
         );
         let json = serde_json::to_value(judged_cluster(&cluster, &local)).unwrap();
         assert_eq!(json["members"][1]["reason"], "promise_expired", "{json}");

@@ -421,7 +421,7 @@ fn status_judges_the_local_node_at_print_time() {
     );
     assert_eq!(
         lines[2],
-        "no goose at the instant of the reply: the goose answer of node 3 ran out first; ask again",
+        "no goose at the instant of the reply: the goose answer of node 3 ran out before it (status waits up to 500 ms for silent members; is-goose on that node answers at once)",
         "{text}"
     );
 }
