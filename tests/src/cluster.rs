@@ -10,8 +10,15 @@
 //!   cluster key made with `goosectl keygen` (mode 0600);
 //! - starts, signals (`SIGKILL`, `SIGTERM`, `SIGSTOP`, `SIGCONT`) and
 //!   restarts nodes; each node's stderr goes to its own log file, whose tail
-//!   is printed when a test panics;
-//! - runs `goosectl` against a node with a bounded wait ([`Cluster::ctl`]);
+//!   is printed when a test panics ([`Cluster::panic_message`] finds a
+//!   daemon's own panic there);
+//! - does what operators do between starts: other timers for one node
+//!   ([`Cluster::set_timers`], mixed timings or a rolling change), and a
+//!   member rebuilt under its old id with its data directory moved aside
+//!   and `--join` ([`Cluster::rebuild_as_joiner`]);
+//! - runs `goosectl` against a node with a bounded wait ([`Cluster::ctl`]),
+//!   or hands the command over unstarted ([`Cluster::ctl_command`]);
+//! - reads the daemons' clock, `CLOCK_BOOTTIME` ([`boottime_ns`]);
 //! - polls every node's role in the background ([`RolePoller`]) and checks
 //!   the goose rule of design.md §2 on what it saw ([`check_goose_samples`]).
 //!
@@ -317,6 +324,16 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// This host's `CLOCK_BOOTTIME` in nanoseconds: the clock of every
+/// daemon's `clock_ns` and `lease_until_ns` (design.md §6).
+pub fn boottime_ns() -> u64 {
+    let spec = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .expect("CLOCK_BOOTTIME is readable");
+    let seconds = u64::try_from(spec.tv_sec()).expect("CLOCK_BOOTTIME is never negative");
+    let nanos = u64::try_from(spec.tv_nsec()).expect("nanoseconds are never negative");
+    seconds * 1_000_000_000 + nanos
+}
+
 /// A guard that holds the file lock serialising real-process clusters of
 /// this target directory.
 pub struct ExclusiveGuard {
@@ -376,7 +393,8 @@ pub fn status_direct(socket: &Path, timeout: Duration) -> Option<NodeStatus> {
 // The cluster.
 // ---------------------------------------------------------------------------
 
-/// How a cluster's daemons are started.
+/// How a cluster's daemons are started. The timers are every node's first
+/// ones; [`Cluster::set_timers`] changes one node's for its next start.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// `--heartbeat-ms`; the daemon's default when `None`.
@@ -438,15 +456,79 @@ pub enum NodeKind {
     Stranger,
 }
 
+/// The timers a node is started with; each `None` is the daemon's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timers {
+    /// `--heartbeat-ms`.
+    pub heartbeat_ms: Option<u64>,
+    /// `--election-timeout-ms`.
+    pub election_timeout_ms: Option<u64>,
+    /// `--promise-ms`.
+    pub promise_ms: Option<u64>,
+    /// `--lease-margin-ms`.
+    pub lease_margin_ms: Option<u64>,
+}
+
+impl Timers {
+    /// The timers of these options.
+    pub fn of(options: &Options) -> Timers {
+        Timers {
+            heartbeat_ms: options.heartbeat_ms,
+            election_timeout_ms: options.election_timeout_ms,
+            promise_ms: options.promise_ms,
+            lease_margin_ms: options.lease_margin_ms,
+        }
+    }
+
+    fn arguments(&self) -> Vec<OsString> {
+        let timers = [
+            ("--heartbeat-ms", self.heartbeat_ms),
+            ("--election-timeout-ms", self.election_timeout_ms),
+            ("--promise-ms", self.promise_ms),
+            ("--lease-margin-ms", self.lease_margin_ms),
+        ];
+        timers
+            .into_iter()
+            .filter_map(|(flag, value)| value.map(|value| [flag.into(), value.to_string().into()]))
+            .flatten()
+            .collect()
+    }
+}
+
 /// One daemon of the cluster.
 struct Node {
     address: SocketAddr,
     directory: PathBuf,
     socket: PathBuf,
     log: PathBuf,
+    /// Everything but the peers, `--join` and the timers.
     arguments: Vec<OsString>,
+    /// The `--peer` list (empty for a joiner).
+    peers: Vec<(u64, SocketAddr)>,
+    /// Whether it starts with `--join`.
+    join: bool,
+    /// The timers of its next start.
+    timers: Timers,
+    /// How many data directories were moved aside so far.
+    set_aside: u32,
     child: Option<Child>,
     paused: bool,
+}
+
+impl Node {
+    /// The full `goosed` command line of its next start.
+    fn command_line(&self) -> Vec<OsString> {
+        let mut arguments = self.arguments.clone();
+        for (peer, peer_address) in &self.peers {
+            arguments.push("--peer".into());
+            arguments.push(format!("{peer}={peer_address}").into());
+        }
+        if self.join {
+            arguments.push("--join".into());
+        }
+        arguments.extend(self.timers.arguments());
+        arguments
+    }
 }
 
 /// A cluster of `goosed run` processes on loopback (see the module
@@ -571,6 +653,16 @@ impl Cluster {
         self.node(id).directory.join("data")
     }
 
+    /// The message of the first panic in a node's log (the `panicked at`
+    /// line and the one after it), if it panicked: the log tail printed on
+    /// failure may hold only the backtrace.
+    pub fn panic_message(&self, id: u64) -> Option<String> {
+        let text = fs::read_to_string(&self.node(id).log).ok()?;
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines.iter().position(|line| line.contains("panicked at"))?;
+        Some(lines[at..lines.len().min(at + 2)].join(" "))
+    }
+
     /// The file a node's hooks append to (with [`Options::record_hooks`]).
     pub fn hook_log(&self, id: u64) -> PathBuf {
         self.node(id).directory.join("hooks.log")
@@ -637,25 +729,6 @@ impl Cluster {
         if kind == NodeKind::Stranger {
             peers.push((id, address));
         }
-        for (peer, peer_address) in peers {
-            arguments.push("--peer".into());
-            arguments.push(format!("{peer}={peer_address}").into());
-        }
-        if kind == NodeKind::Joiner {
-            arguments.push("--join".into());
-        }
-        let timers = [
-            ("--heartbeat-ms", self.options.heartbeat_ms),
-            ("--election-timeout-ms", self.options.election_timeout_ms),
-            ("--promise-ms", self.options.promise_ms),
-            ("--lease-margin-ms", self.options.lease_margin_ms),
-        ];
-        for (flag, value) in timers {
-            if let Some(value) = value {
-                arguments.push(flag.into());
-                arguments.push(value.to_string().into());
-            }
-        }
         if self.options.record_hooks {
             let hook_log = directory.join("hooks.log");
             let command = format!(
@@ -671,6 +744,10 @@ impl Cluster {
             socket,
             log,
             arguments,
+            peers,
+            join: kind == NodeKind::Joiner,
+            timers: Timers::of(&self.options),
+            set_aside: 0,
             child: None,
             paused: false,
         };
@@ -728,7 +805,7 @@ impl Cluster {
         };
         let node = self.nodes.get_mut(&id).expect("checked above");
         command
-            .args(&node.arguments)
+            .args(node.command_line())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log file"))
             .stderr(log)
@@ -834,19 +911,62 @@ impl Cluster {
         }
     }
 
+    /// Sets the timers of a node's next start (a running node keeps its
+    /// own until restarted): mixed timings, or a rolling change of them.
+    pub fn set_timers(&mut self, id: u64, timers: Timers) {
+        self.node_mut(id).timers = timers;
+    }
+
+    /// Rebuilds a stopped node as a new member under its old id and address
+    /// (README "Recovering a corrupted data directory"): its data directory
+    /// is moved aside (kept, returned) and replaced by an empty one, and its
+    /// next start is with `--join` and no `--peer`.
+    ///
+    /// # Panics
+    /// If the node is running, or on a file system error.
+    pub fn rebuild_as_joiner(&mut self, id: u64) -> PathBuf {
+        assert!(
+            !self.is_running(id),
+            "node {id} must be stopped before its data directory is moved"
+        );
+        let data = self.data_dir(id);
+        let node = self.node_mut(id);
+        node.set_aside += 1;
+        let aside = node
+            .directory
+            .join(format!("data.aside-{}", node.set_aside));
+        fs::rename(&data, &aside).unwrap_or_else(|error| {
+            panic!(
+                "cannot move {} to {}: {error}",
+                data.display(),
+                aside.display()
+            )
+        });
+        fs::create_dir_all(&data).expect("create the new data directory");
+        node.peers.clear();
+        node.join = true;
+        aside
+    }
+
+    /// The `goosectl --socket <node's socket> ARGS` command, not started,
+    /// for a test that needs the process itself (to signal it).
+    pub fn ctl_command(&self, id: u64, arguments: &[&str]) -> Command {
+        let mut command = Command::new(&self.binaries.goosectl);
+        command
+            .arg("--socket")
+            .arg(self.socket(id))
+            .args(arguments)
+            .stdin(Stdio::null())
+            .env_remove("GOOSE_SOCKET");
+        command
+    }
+
     /// Runs `goosectl --socket <node's socket> ARGS` with a bounded wait.
     ///
     /// # Panics
     /// If goosectl cannot be started or runs past [`CTL_TIMEOUT`].
     pub fn ctl(&self, id: u64, arguments: &[&str]) -> Output {
-        let socket = self.socket(id);
-        let mut command = Command::new(&self.binaries.goosectl);
-        command
-            .arg("--socket")
-            .arg(&socket)
-            .args(arguments)
-            .stdin(Stdio::null())
-            .env_remove("GOOSE_SOCKET");
+        let mut command = self.ctl_command(id, arguments);
         run_bounded(&mut command, CTL_TIMEOUT)
             .unwrap_or_else(|error| panic!("goosectl {arguments:?} on node {id}: {error}"))
     }
