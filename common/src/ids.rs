@@ -30,6 +30,47 @@ pub struct LogIndex(pub u64);
 )]
 pub struct Timestamp(pub u64);
 
+/// The identity of a member's data directory: drawn at random once, when the
+/// directory is created, and never changed. A member is its id plus this
+/// identity (design.md §2, "one identity per member"), so a rebuilt data
+/// directory, or another process started under the same id with another
+/// directory, is told apart from the member. [`Identity::UNKNOWN`] (0) stands
+/// for "not yet known" and matches any identity.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Identity(pub u64);
+
+impl Identity {
+    /// Not yet known: matches every identity.
+    pub const UNKNOWN: Identity = Identity(0);
+
+    /// A fresh identity from the operating system's random number generator
+    /// (never [`Identity::UNKNOWN`]).
+    pub fn generate() -> Result<Identity, crate::datagram::RandomnessError> {
+        getrandom::u64()
+            .map(|bits| Identity(bits.max(1)))
+            .map_err(|error| crate::datagram::RandomnessError(error.to_string()))
+    }
+
+    /// Whether this identity is known.
+    pub fn is_known(self) -> bool {
+        self != Identity::UNKNOWN
+    }
+
+    /// Whether a message carrying `self` may come from (or be meant for) a
+    /// member recorded as `recorded`: equal, or either side not yet known.
+    pub fn matches(self, recorded: Identity) -> bool {
+        !self.is_known() || !recorded.is_known() || self == recorded
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 impl NodeId {
     /// Whether this is a valid operator-chosen id (ids start at 1).
     pub fn is_valid(self) -> bool {

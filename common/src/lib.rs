@@ -17,7 +17,7 @@ pub mod partition;
 pub mod peer;
 pub mod wire;
 
-pub use ids::{LogIndex, NodeId, Term, Timestamp};
+pub use ids::{Identity, LogIndex, NodeId, Term, Timestamp};
 pub use messages::{
     Entry, EntryPayload, HardState, Member, MemberRole, Membership, Message, MessageBody, Snapshot,
 };

@@ -30,6 +30,12 @@ pub const LOG_ENTRIES_BEFORE_COMPACTION: usize = 1024;
 /// The most messages one step of the core may emit.
 pub const MESSAGES_PER_STEP_MAX: usize = 2 * (VOTERS_MAX + LEARNERS_MAX) + 8;
 
+/// The longest `election_timeout_min` a node accepts, in milliseconds. A
+/// leader's timeout travels in its appends (the lease guard) and a receiver
+/// waits at most this long on a peer's word, so a bogus value cannot silence
+/// it for ever; a node's own timeout is validated against the same bound.
+pub const ELECTION_TIMEOUT_MS_MAX: u64 = 60_000;
+
 /// The longest address string a member may carry, in bytes.
 pub const ADDRESS_BYTES_MAX: usize = 64;
 

@@ -3,9 +3,10 @@
 //! The log holds only no-ops and membership configurations (design.md §3),
 //! so the replicated state is just the configuration.
 
-use crate::ids::{LogIndex, NodeId, Term};
+use crate::ids::{Identity, LogIndex, NodeId, Term};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// What a member does in the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,6 +29,9 @@ pub struct Member {
     pub addr: SocketAddr,
     /// Whether it votes.
     pub role: MemberRole,
+    /// The identity of its data directory; [`Identity::UNKNOWN`] until the
+    /// leader has heard from it (initial voters) and bound it in an entry.
+    pub identity: Identity,
 }
 
 /// A membership configuration: the members, sorted by id, ids unique.
@@ -46,6 +50,7 @@ impl Membership {
                 id,
                 addr,
                 role: MemberRole::Voter,
+                identity: Identity::UNKNOWN,
             })
             .collect();
         members.sort_by_key(|member| member.id);
@@ -128,6 +133,10 @@ pub struct HardState {
     pub term: Term,
     /// The candidate it voted for in `term`, if any.
     pub vote: Option<NodeId>,
+    /// The lease guard to wait out after a restart: the longest guard
+    /// (a leader's `election_timeout_min`) of the leaders this node has
+    /// acknowledged whose leases may still run (design.md §2, one timing).
+    pub lease_guard: Duration,
 }
 
 /// A Raft message from one node to another.
@@ -135,8 +144,12 @@ pub struct HardState {
 pub struct Message {
     /// The sender.
     pub from: NodeId,
+    /// The identity of the sender's data directory.
+    pub from_identity: Identity,
     /// The receiver.
     pub to: NodeId,
+    /// The receiver's identity as the sender knows it (or unknown).
+    pub to_identity: Identity,
     /// The sender's term (for a pre-vote request: the term it would campaign in).
     pub term: Term,
     /// What the message says.
@@ -186,6 +199,10 @@ pub enum MessageBody {
         entries: Vec<Entry>,
         /// The leader's commit index.
         commit: LogIndex,
+        /// The leader's `election_timeout_min`: the receiver grants no vote
+        /// for at least this long after hearing it (the leader's lease is
+        /// computed from it), whatever the receiver's own settings.
+        lease_guard: Duration,
     },
     /// The answer to `Append` or `InstallSnapshot`.
     AppendReply {
@@ -203,6 +220,8 @@ pub enum MessageBody {
         round: u64,
         /// The snapshot.
         snapshot: Snapshot,
+        /// As in `Append`.
+        lease_guard: Duration,
     },
     /// "Campaign now": the last step of a leadership handoff (dissertation §3.10).
     TimeoutNow,

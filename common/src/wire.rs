@@ -105,6 +105,7 @@ mod tests {
                     },
                 ],
                 commit: LogIndex(2),
+                lease_guard: std::time::Duration::from_millis(300),
             },
             MessageBody::AppendReply {
                 round: 9,
@@ -118,6 +119,7 @@ mod tests {
                     term: Term(3),
                     config,
                 },
+                lease_guard: std::time::Duration::from_millis(50),
             },
             MessageBody::TimeoutNow,
         ];
@@ -125,7 +127,9 @@ mod tests {
             .into_iter()
             .map(|body| Message {
                 from: NodeId(1),
+                from_identity: crate::Identity(0x1d),
                 to: NodeId(2),
+                to_identity: crate::Identity::UNKNOWN,
                 term: Term(4),
                 body,
             })

@@ -177,7 +177,7 @@ async fn serve(settings: Settings, key: ClusterKey) -> anyhow::Result<Exit> {
     let server = ControlServer::bind(&settings.socket, requests_tx).await?;
     if state.is_empty() && !settings.join {
         let config = Membership::with_voters(settings.peers.iter().copied());
-        let bootstrap = PersistedState::bootstrap(config);
+        let bootstrap = PersistedState::bootstrap(state.identity, config);
         storage.persist(&Persist {
             snapshot: Some(bootstrap.snapshot.clone()),
             ..Persist::default()

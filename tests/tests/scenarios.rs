@@ -523,3 +523,203 @@ fn paused_goose_resumes_as_a_duck() {
         "it follows the new goose"
     );
 }
+
+/// Runs until `node` answers goose, asking the current goose to hand over
+/// to it as often as needed.
+fn make_goose(sim: &mut Sim, node: NodeId) {
+    for _ in 0..10 {
+        let goose = wait_for_goose(sim, ms(5000));
+        if goose == node {
+            return;
+        }
+        sim.handoff(goose, Some(node)).unwrap();
+        let took = sim
+            .run_until(ms(1000), |sim| sim.goose() == Some(node))
+            .unwrap();
+        if took.is_some() {
+            return;
+        }
+    }
+    panic!("n{node} never became the goose\n{}", sim.trace_text());
+}
+
+/// One timing (design.md §2, "what the protocol enforces"): a rolling
+/// restart to the fast profile passes through a cluster whose voters wait
+/// 50 ms while the goose's lease was computed from 300 ms. The goose is
+/// then cut off; the fast voters must wait out the goose's lease (its
+/// timeout travels in every append), not their own timeout. Before the
+/// fix they elected a goose about 60 ms after the cut while the old one
+/// still answered goose for another 220 ms, which checker (a) reports.
+#[test]
+fn mixed_election_timeouts_never_overlap() {
+    let mut config = SimConfig::new(SEED, 3, Config::fast(NodeId(1)));
+    config.probe_interval = Some(ms(1));
+    config.liveness_bound = Some(ms(3000));
+    config.replay_command =
+        "cargo test -p goose-tests --test scenarios mixed_election_timeouts_never_overlap -- --nocapture".into();
+    let mut sim = Sim::new(config);
+    wait_for_goose(&mut sim, ms(3000));
+    sim.restart_with(id(1), Config::new(id(1))).unwrap();
+    make_goose(&mut sim, id(1));
+    sim.run_for(ms(200)).unwrap();
+    let cut_at = sim.now();
+    sim.partition(PartitionShape::Isolate(1)).unwrap();
+    let (new, took) = wait_for_new_goose(&mut sim, id(1), ms(3000));
+    assert_ne!(new, id(1));
+    // The new goose waited out the default timeout, not its own 50 ms.
+    assert!(
+        sim.now() - cut_at >= ms(290),
+        "a fast voter elected n{new} {took:?} after the cut, inside the old goose's lease"
+    );
+    sim.heal().unwrap();
+    sim.run_for(ms(2000)).unwrap();
+    assert!(sim.goose().is_some(), "a goose after healing");
+}
+
+/// The same guard across a restart: a voter that acknowledged a slow goose
+/// and then restarts with fast timings still waits out the goose's lease,
+/// because the guard it acknowledged is persisted with its term and vote.
+#[test]
+fn a_voter_restarted_with_fast_timings_waits_out_the_lease_it_acknowledged() {
+    let mut sim = cluster(
+        3,
+        "a_voter_restarted_with_fast_timings_waits_out_the_lease_it_acknowledged",
+    );
+    make_goose(&mut sim, id(1));
+    sim.run_for(ms(500)).unwrap();
+    let guard = sim.durable(id(2)).hard_state.lease_guard;
+    assert_eq!(guard, ms(300), "n2 persisted the goose's guard");
+    // Both other voters switch to the fast profile while n1 leads, then n1
+    // is cut off just after the second restart.
+    sim.restart_with(id(3), Config::fast(id(3))).unwrap();
+    sim.run_for(ms(500)).unwrap();
+    sim.restart_with(id(2), Config::fast(id(2))).unwrap();
+    let cut_at = sim.now();
+    sim.partition(PartitionShape::Isolate(1)).unwrap();
+    let (_, _) = wait_for_new_goose(&mut sim, id(1), ms(3000));
+    assert!(
+        sim.now() - cut_at >= ms(290),
+        "the fast voters waited out n1's lease"
+    );
+    sim.heal().unwrap();
+    sim.run_for(ms(1000)).unwrap();
+    // Once every leader they hear is fast, the persisted guard comes down.
+    sim.run_for(ms(1000)).unwrap();
+    let (slow, fast) = (sim.durable(id(1)).hard_state, sim.durable(id(2)).hard_state);
+    assert_eq!(
+        fast.lease_guard,
+        ms(50),
+        "n2's guard follows its fast leader again"
+    );
+    assert_eq!(
+        slow.lease_guard,
+        ms(300),
+        "n1's own timeout is still 300 ms"
+    );
+}
+
+/// The README's recovery procedure, done wrong on purpose (design.md §2,
+/// "one identity per member"): in {L, S, W} with L the goose, S is
+/// stopped and removed; W is stopped, removed, rebuilt with an empty data
+/// directory and started with `--join` under its old id; then S comes back
+/// with its old data directory, still believing the configuration is
+/// {L, S, W}. Before the fix W (a `--join` node with an empty log) granted
+/// S its votes, S led a term and its appends crashed L ("a committed entry
+/// must never be truncated"). Now a `--join` node votes for nobody, L
+/// stays the goose, and the rebuilt W is added back under its old id with
+/// its new identity; messages from any other identity under its id are
+/// dropped.
+#[test]
+fn a_rebuilt_member_and_a_returning_removed_one_cannot_elect_a_second_goose() {
+    for cut in [false, true] {
+        let mut sim = cluster(
+            3,
+            "a_rebuilt_member_and_a_returning_removed_one_cannot_elect_a_second_goose",
+        );
+        let leader = wait_for_goose(&mut sim, ms(3000));
+        sim.run_for(ms(500)).unwrap();
+        let others: Vec<NodeId> = (1..=3).map(id).filter(|&n| n != leader).collect();
+        let (stale, rebuilt) = (others[0], others[1]);
+        for &gone in &[stale, rebuilt] {
+            sim.crash(gone).unwrap();
+            let request = sim
+                .propose(leader, MembershipChange::Remove { id: gone })
+                .unwrap();
+            let done = sim
+                .run_until(ms(2000), |sim| {
+                    emitted(sim, leader, &Event::Done { id: request })
+                })
+                .unwrap();
+            assert!(done.is_some(), "n{gone} is removed");
+        }
+        let old_identity = sim.durable(rebuilt).identity;
+        sim.rebuild(rebuilt).unwrap();
+        assert_ne!(sim.durable(rebuilt).identity, old_identity);
+        if cut {
+            sim.partition(PartitionShape::Split(
+                vec![leader.0],
+                vec![stale.0, rebuilt.0],
+            ))
+            .unwrap();
+        }
+        sim.restart(stale).unwrap();
+        // Checker (a) fails the run if the stale member ever overlaps L.
+        sim.run_for(ms(4000)).unwrap();
+        assert_eq!(sim.goose(), Some(leader), "L stays the goose (cut: {cut})");
+        assert_eq!(term_of(&sim, stale).0 <= term_of(&sim, leader).0 + 50, true);
+        assert!(
+            sim.node(rebuilt).unwrap().hard_state().vote.is_none(),
+            "W voted for nobody"
+        );
+        sim.heal().unwrap();
+        sim.run_for(ms(1000)).unwrap();
+        let addr = node_addr(rebuilt);
+        let request = sim
+            .propose(leader, MembershipChange::AddVoter { id: rebuilt, addr })
+            .unwrap();
+        let done = sim
+            .run_until(ms(3000), |sim| {
+                emitted(sim, leader, &Event::Done { id: request })
+            })
+            .unwrap();
+        assert!(done.is_some(), "the rebuilt W is added back");
+        // The bookkeeping of an id added again starts fresh: no storm.
+        let sent_before = sim.stats().messages_sent;
+        sim.run_for(ms(2000)).unwrap();
+        let sent = sim.stats().messages_sent - sent_before;
+        assert!(sent < 1000, "{sent} messages in 2 s of a quiet cluster");
+        let membership = sim.node(leader).unwrap().membership().clone();
+        let member = membership.get(rebuilt).expect("W is a member");
+        assert_eq!(member.role, MemberRole::Voter);
+        assert_eq!(
+            member.identity,
+            sim.durable(rebuilt).identity,
+            "bound to W's new identity"
+        );
+        assert_eq!(sim.goose(), Some(leader));
+        let dropped = sim.node(leader).unwrap().peer_faults().wrong_identity;
+        println!("cut {cut}: L dropped {dropped} messages from another identity");
+    }
+}
+
+/// Identities of the initial voters are bound by the first leader: after
+/// that, every member's identity is known to the whole cluster.
+#[test]
+fn the_first_leader_binds_every_identity() {
+    let mut sim = cluster(5, "the_first_leader_binds_every_identity");
+    let goose = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(1000)).unwrap();
+    for n in 1..=5 {
+        let node = sim.node(id(n)).unwrap();
+        for member in &node.membership().members {
+            assert_eq!(
+                member.identity,
+                sim.durable(member.id).identity,
+                "n{n} knows n{}'s identity",
+                member.id
+            );
+        }
+        assert_eq!(node.committed_membership(), node.membership());
+    }
+    assert_eq!(sim.goose(), Some(goose));
+}

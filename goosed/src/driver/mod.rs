@@ -12,7 +12,7 @@ use crate::clock;
 use crate::control::ControlRequest;
 use crate::hooks::{self, Hooks, Transition};
 use crate::net::Transport;
-use crate::raft::{Event, Input, Node, Ready};
+use crate::raft::{Event, Input, Node, PeerFaults, Ready};
 use crate::storage::{DiskStorage, Storage};
 use goose_common::control::{NodeRole, NodeStatus, Reply, WatchEvent, WatchEventKind};
 use goose_common::datagram::DropReason;
@@ -305,6 +305,15 @@ impl Driver {
                 tracing::warn!("this node was removed from the cluster; it no longer takes part");
                 self.notify_watchers(WatchEventKind::Removed);
             }
+            Event::ContradictsCommitted { from, index } => {
+                tracing::error!(
+                    peer = from.0,
+                    index = index.0,
+                    "refused an append from node {from} that would replace committed entry {index}: \
+                     evidence of a safety violation elsewhere (a copied or restored data directory, \
+                     a disk that lost writes); this node keeps its log"
+                );
+            }
             Event::Done { id } => self.settle(id, Ok(())).await,
             Event::Rejected { id, reason } => self.settle(id, Err(reason)).await,
         }
@@ -377,6 +386,7 @@ impl Driver {
                 .drop_counters()
                 .snapshot()
                 .into_iter()
+                .chain(peer_fault_counts(self.node.peer_faults()))
                 .filter(|(_, count)| *count > 0)
                 .map(|(reason, count)| (reason.to_string(), count))
                 .collect(),
@@ -389,6 +399,14 @@ impl Driver {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         }
     }
+}
+
+/// The core's refusals, named as the transport's drops are.
+fn peer_fault_counts(faults: PeerFaults) -> [(&'static str, u64); 2] {
+    [
+        ("wrong_identity", faults.wrong_identity),
+        ("contradicts_committed", faults.contradicts_committed),
+    ]
 }
 
 /// systemd's watchdog interval, if it asked for pings.

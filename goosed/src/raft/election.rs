@@ -10,8 +10,22 @@ impl Node {
         if message.to != self.config.id || message.from == self.config.id {
             return; // Misaddressed: the transport should have dropped it.
         }
+        // A member is its id plus its identity (design.md §2): a message from
+        // another data directory under a member's id, or meant for another
+        // incarnation of this one, is dropped and counted.
+        let sender_known_as = self.identity_of(message.from);
+        if !message.from_identity.matches(sender_known_as)
+            || !message.to_identity.matches(self.identity)
+        {
+            self.peer_faults.wrong_identity += 1;
+            return;
+        }
         let Message {
-            from, term, body, ..
+            from,
+            from_identity,
+            term,
+            body,
+            ..
         } = message;
         match body {
             MessageBody::PreVote {
@@ -39,12 +53,13 @@ impl Node {
                 prev_term,
                 entries,
                 commit,
+                lease_guard,
             } => {
                 self.on_append(
                     now,
                     from,
                     term,
-                    round,
+                    (round, lease_guard),
                     (prev_index, prev_term),
                     entries,
                     commit,
@@ -55,10 +70,15 @@ impl Node {
                 success,
                 match_index,
             } => {
+                let from = (from, from_identity);
                 self.on_append_reply(now, from, term, round, success, match_index);
             }
-            MessageBody::InstallSnapshot { round, snapshot } => {
-                self.on_install_snapshot(now, from, term, round, snapshot);
+            MessageBody::InstallSnapshot {
+                round,
+                snapshot,
+                lease_guard,
+            } => {
+                self.on_install_snapshot(now, from, term, (round, lease_guard), snapshot);
             }
             MessageBody::TimeoutNow => self.on_timeout_now(now, from, term),
         }
@@ -75,16 +95,21 @@ impl Node {
         last_log_term: Term,
     ) {
         let granted = term > self.term
+            && self.may_vote()
             && !self.heard_from_leader_recently(now)
             && self.log.is_up_to_date(last_log_index, last_log_term);
         let reply_term = if granted { term } else { self.term };
-        let reply = Message {
-            from: self.config.id,
-            to: from,
-            term: reply_term,
-            body: MessageBody::PreVoteReply { granted },
-        };
-        self.ready.messages.push(reply);
+        self.send_in_term(from, reply_term, MessageBody::PreVoteReply { granted });
+    }
+
+    /// Whether this node may grant votes and pre-votes: it is a member of
+    /// its own latest configuration (design.md §2). A `--join` node (no
+    /// configuration) or a removed one knows nothing it could vouch for and
+    /// votes for nobody. A learner that is being promoted votes too: the
+    /// candidate that counts it has the promotion in its log, and the learner
+    /// may not have received it yet (refusing would deadlock that election).
+    fn may_vote(&self) -> bool {
+        self.me_in(self.membership()).is_some()
     }
 
     fn on_pre_vote_reply(&mut self, now: Timestamp, from: NodeId, term: Term, granted: bool) {
@@ -117,8 +142,9 @@ impl Node {
     }
 
     /// Raft's RequestVote handler with leader stickiness: a node that heard
-    /// from a leader less than `election_timeout_min` ago ignores the
-    /// request entirely, unless it is the campaign of a handoff.
+    /// from a leader less than its lease guard ago ignores the request
+    /// entirely, unless it is the campaign of a handoff. Only a member of its
+    /// own latest configuration grants a vote (see `may_vote`).
     fn on_request_vote(
         &mut self,
         now: Timestamp,
@@ -136,7 +162,8 @@ impl Node {
             }
             self.become_follower(now, term, None);
         }
-        let can_vote = term == self.term && self.vote.is_none_or(|vote| vote == from);
+        let can_vote =
+            term == self.term && self.may_vote() && self.vote.is_none_or(|vote| vote == from);
         let granted = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
         if granted {
             self.vote = Some(from);

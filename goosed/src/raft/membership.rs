@@ -7,11 +7,21 @@ use super::node::{Handoff, Node, PendingChange, RaftRole};
 use super::types::{Event, MembershipChange, ProposalId, RejectReason};
 use goose_common::limits::{LEARNERS_MAX, VOTERS_MAX};
 use goose_common::{
-    wire, Entry, EntryPayload, Member, MemberRole, Membership, MessageBody, NodeId, Timestamp,
+    wire, Entry, EntryPayload, Identity, Member, MemberRole, Membership, MessageBody, NodeId,
+    Timestamp,
 };
 
 /// Bytes a configuration entry may take, so that it fits in one datagram.
 const CONFIG_ENTRY_BYTES_MAX: usize = goose_common::limits::MESSAGE_BYTES_MAX - 64;
+
+/// Whether two configurations differ at most in the identities they know.
+fn same_but_identities(a: &Membership, b: &Membership) -> bool {
+    a.members.len() == b.members.len()
+        && a.members.iter().zip(&b.members).all(|(x, y)| {
+            (x.id, x.addr, x.role) == (y.id, y.addr, y.role)
+                && (x.identity == y.identity || !y.identity.is_known())
+        })
+}
 
 impl Node {
     pub(crate) fn on_propose(&mut self, now: Timestamp, id: ProposalId, change: MembershipChange) {
@@ -52,8 +62,13 @@ impl Node {
             .any(|m| m.role == MemberRole::Joining);
         let cancels_join = matches!(change, MembershipChange::Remove { id }
             if current.get(*id).is_some_and(|m| m.role == MemberRole::Joining));
-        if config_index > self.commit_index || state.pending.is_some() || (joining && !cancels_join)
-        {
+        // An entry that only binds identities changes no majority, so it does
+        // not count as a change in flight (one change at a time is about
+        // majorities overlapping, dissertation §4.1).
+        let committed = self.log.config_at(self.commit_index).1;
+        let in_flight =
+            config_index > self.commit_index && !same_but_identities(current, committed);
+        if in_flight || state.pending.is_some() || (joining && !cancels_join) {
             return Err(RejectReason::ChangeInProgress);
         }
         if state.handoff.is_some() {
@@ -90,7 +105,14 @@ impl Node {
                 if role == MemberRole::Joining && config.voters().count() >= VOTERS_MAX {
                     return Err(RejectReason::Limit(format!("at most {VOTERS_MAX} voters")));
                 }
-                config.members.push(Member { id, addr, role });
+                // Its identity is learnt from its first reply and bound when
+                // it is promoted (or by `maybe_bind_identities`).
+                config.members.push(Member {
+                    id,
+                    addr,
+                    role,
+                    identity: Identity::UNKNOWN,
+                });
                 config.members.sort_by_key(|m| m.id);
             }
             MembershipChange::Remove { id } => {
@@ -140,13 +162,56 @@ impl Node {
     pub(crate) fn on_leader_commit(&mut self, now: Timestamp) {
         self.settle_pending();
         self.maybe_promote(now);
+        self.maybe_bind_identities(now);
         self.hand_over_if_removed(now);
+    }
+
+    /// Binds the identities of members the configuration does not know yet
+    /// (the initial voters, and members added before they answered) to the
+    /// identity their replies carry, in one configuration entry, once no
+    /// other change is in flight. From then on every node drops messages
+    /// under their ids from any other data directory (design.md §2).
+    pub(crate) fn maybe_bind_identities(&mut self, now: Timestamp) {
+        let (config_index, config) = self.log.latest_config();
+        let Some(state) = self.leader_state.as_ref() else {
+            return;
+        };
+        let idle = state.pending.is_none() && state.handoff.is_none();
+        let ready = self.role == RaftRole::Leader
+            && self.commit_index >= state.noop_index
+            && config_index <= self.commit_index;
+        if !idle || !ready || config.members.iter().all(|m| m.identity.is_known()) {
+            return;
+        }
+        let learnt = |member: &Member| {
+            if member.id == self.config.id {
+                self.identity
+            } else {
+                state
+                    .progress
+                    .get(&member.id)
+                    .map_or(Identity::UNKNOWN, |p| p.identity)
+            }
+        };
+        let mut bound = config.clone();
+        let mut changed = false;
+        for member in &mut bound.members {
+            if !member.identity.is_known() && learnt(member).is_known() {
+                member.identity = learnt(member);
+                changed = true;
+            }
+        }
+        if changed {
+            self.append_config(bound);
+            self.maybe_commit(now);
+            self.broadcast_appends();
+        }
     }
 
     /// A leader whose removal has committed hands over (and retries until it has).
     pub(crate) fn hand_over_if_removed(&mut self, now: Timestamp) {
         let config_committed = self.log.latest_config().0 <= self.commit_index;
-        let removed = !self.membership().is_voter(self.config.id);
+        let removed = !self.is_voter();
         let idle = self
             .leader_state
             .as_ref()
@@ -209,10 +274,15 @@ impl Node {
         let Some(joining) = caught_up.map(|m| m.id) else {
             return;
         };
+        let identity = state
+            .progress
+            .get(&joining)
+            .map_or(Identity::UNKNOWN, |p| p.identity);
         let mut promoted = config.clone();
         for member in &mut promoted.members {
             if member.id == joining {
                 member.role = MemberRole::Voter;
+                member.identity = identity;
             }
         }
         self.append_config(promoted);
@@ -301,9 +371,9 @@ impl Node {
         }
         // Never goose again in this term: step down now, and keep still for an
         // election timeout so the target's campaign is not disturbed.
+        // (Stepping down counts as hearing from itself: see `become_follower`.)
         let term = self.term;
         self.become_follower(now, term, None);
-        self.last_heard_leader = now;
     }
 
     /// A caught-up voter to hand to: the requested one, or the one that

@@ -31,7 +31,7 @@ mod node;
 mod replication;
 mod types;
 
-pub use node::{Node, RaftRole};
+pub use node::{Node, PeerFaults, RaftRole};
 pub use types::{
     Config, ConfigError, Event, GooseAnswer, Input, MembershipChange, Persist, PersistedState,
     ProposalId, Ready, RejectReason, Role,

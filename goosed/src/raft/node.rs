@@ -9,9 +9,10 @@ use super::types::{
     Config, ConfigError, Event, GooseAnswer, Input, PersistedState, ProposalId, Ready,
     RejectReason, Role,
 };
+use goose_common::limits::ELECTION_TIMEOUT_MS_MAX;
 use goose_common::{
-    Entry, EntryPayload, HardState, LogIndex, Member, MemberRole, Membership, Message, MessageBody,
-    NodeId, Snapshot, Term, Timestamp,
+    Entry, EntryPayload, HardState, Identity, LogIndex, Member, MemberRole, Membership, Message,
+    MessageBody, NodeId, Snapshot, Term, Timestamp,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -36,6 +37,50 @@ pub(crate) struct Progress {
     pub(crate) next_index: LogIndex,
     /// The highest index known to be replicated on the peer.
     pub(crate) match_index: LogIndex,
+    /// The identity the peer's replies carry (unknown until the first one);
+    /// the leader binds it in the configuration (`maybe_bind_identities`).
+    pub(crate) identity: Identity,
+}
+
+impl Progress {
+    /// The progress of a peer the leader knows nothing about yet.
+    pub(crate) fn fresh(next_index: LogIndex) -> Progress {
+        Progress {
+            next_index,
+            match_index: LogIndex(0),
+            identity: Identity::UNKNOWN,
+        }
+    }
+
+    /// Moves back after a rejection whose hint is the follower's last
+    /// index, and says whether to resend at once: only when the probe moved,
+    /// so a peer that keeps rejecting gets one append per heartbeat, not a
+    /// storm. A hint below the known match index means the peer lost
+    /// entries it had acknowledged (a disk that lied, a restored copy): its
+    /// match index drops too, so replication can repair it; commit never
+    /// goes back, since the commit index never decreases.
+    pub(crate) fn back_off(&mut self, hint: LogIndex) -> bool {
+        let before = self.next_index;
+        if hint < self.match_index {
+            self.match_index = hint;
+        }
+        let probe = hint.next().min(self.next_index.prev());
+        self.next_index = probe.max(self.match_index.next());
+        self.next_index < before
+    }
+}
+
+/// Input from peers that this node refused and counted: evidence of a
+/// misconfigured or faulty peer, never a reason to panic (design.md §2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerFaults {
+    /// Messages from (or meant for) another identity than the member's
+    /// current one: a rebuilt data directory, or another process under its id.
+    pub wrong_identity: u64,
+    /// Appends that would have replaced an entry this node knows is
+    /// committed: a safety violation elsewhere (a copied or restored data
+    /// directory, a disk that lost writes, a bug).
+    pub contradicts_committed: u64,
 }
 
 /// A membership change the leader accepted and has not yet settled.
@@ -63,6 +108,8 @@ pub(crate) struct Handoff {
 #[derive(Clone, Debug)]
 pub(crate) struct LeaderState {
     pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// The index of the configuration `progress` was last kept in step with.
+    pub(crate) progress_config: LogIndex,
     pub(crate) lease: LeaseTracker,
     /// When the latest round a majority acknowledged was sent (kept current
     /// by `refresh_lease`, so a goose answer costs no work).
@@ -82,6 +129,8 @@ pub(crate) struct LeaderState {
 #[derive(Debug)]
 pub struct Node {
     pub(crate) config: Config,
+    /// The identity of this node's data directory.
+    pub(crate) identity: Identity,
     pub(crate) rng: fastrand::Rng,
     pub(crate) term: Term,
     pub(crate) vote: Option<NodeId>,
@@ -89,8 +138,14 @@ pub struct Node {
     pub(crate) commit_index: LogIndex,
     pub(crate) role: RaftRole,
     pub(crate) leader: Option<NodeId>,
-    /// When this node last heard from a current leader (its start counts).
-    pub(crate) last_heard_leader: Timestamp,
+    /// Until when this node grants no vote and starts no election: the
+    /// latest `heard_at + lease_guard` over the leaders it has heard (itself
+    /// included), and its start plus the persisted guard (design.md §2).
+    pub(crate) vote_guard_until: Timestamp,
+    /// The guard a restart must wait out (persisted in the hard state).
+    pub(crate) lease_guard: Duration,
+    /// Input refused from peers.
+    pub(crate) peer_faults: PeerFaults,
     pub(crate) election_deadline: Timestamp,
     /// Grants received in the current (pre-)campaign.
     pub(crate) votes: BTreeMap<NodeId, bool>,
@@ -112,7 +167,8 @@ pub struct Node {
 impl Node {
     /// Builds a node from what it found on disk. The node behaves as if it
     /// had just heard from a leader: it grants no vote for
-    /// `election_timeout_min` after `now` (design.md §2).
+    /// `election_timeout_min`, or the longer lease guard it persisted, after
+    /// `now` (design.md §2), whatever its timings were before the restart.
     pub fn new(
         config: Config,
         state: PersistedState,
@@ -123,14 +179,19 @@ impl Node {
         let log = RaftLog::new(state.snapshot, state.entries);
         // A node that finds itself in any configuration it holds has been a
         // member, so its absence from the latest one means removal.
-        let in_snapshot = log.snapshot.config.get(config.id).is_some();
+        let own = |index: LogIndex, membership: &Membership| {
+            counts_as_membership(index, membership, config.id, state.identity)
+        };
+        let in_snapshot = own(log.snapshot.index, &log.snapshot.config);
         let was_member = in_snapshot
             || log.entries.iter().any(|entry| match &entry.payload {
-                EntryPayload::Config(membership) => membership.get(config.id).is_some(),
+                EntryPayload::Config(membership) => own(entry.index, membership),
                 EntryPayload::NoOp => false,
             });
         let commit_index = log.snapshot.index;
+        let lease_guard = state.hard_state.lease_guard.min(lease_guard_max());
         let mut node = Node {
+            identity: state.identity,
             rng: fastrand::Rng::with_seed(rng_seed),
             term: state.hard_state.term,
             vote: state.hard_state.vote,
@@ -139,7 +200,9 @@ impl Node {
             commit_index,
             role: RaftRole::Follower,
             leader: None,
-            last_heard_leader: now,
+            vote_guard_until: now.add(config.election_timeout_min.max(lease_guard)),
+            lease_guard,
+            peer_faults: PeerFaults::default(),
             election_deadline: now,
             votes: BTreeMap::new(),
             leader_state: None,
@@ -201,12 +264,24 @@ impl Node {
         &self.config
     }
 
-    /// The current term and vote (what storage holds once the last `Ready` is durable).
+    /// The current term, vote and lease guard (what storage holds once the
+    /// last `Ready` is durable).
     pub fn hard_state(&self) -> HardState {
         HardState {
             term: self.term,
             vote: self.vote,
+            lease_guard: self.lease_guard,
         }
+    }
+
+    /// The identity of this node's data directory.
+    pub fn identity(&self) -> Identity {
+        self.identity
+    }
+
+    /// What this node has refused from peers so far.
+    pub fn peer_faults(&self) -> PeerFaults {
+        self.peer_faults
     }
 
     /// The Raft role.
@@ -244,6 +319,11 @@ impl Node {
         self.log.latest_config().1
     }
 
+    /// The configuration in force at the commit index.
+    pub fn committed_membership(&self) -> &Membership {
+        self.log.config_at(self.commit_index).1
+    }
+
     /// Whether this node was a member and has been removed.
     pub fn is_removed(&self) -> bool {
         // Only a removal known to be committed counts: an uncommitted one may
@@ -253,7 +333,17 @@ impl Node {
 
     /// Whether this node is a voter in its latest configuration.
     pub fn is_voter(&self) -> bool {
-        self.membership().is_voter(self.config.id)
+        self.me_in(self.membership())
+            .is_some_and(|member| member.role == MemberRole::Voter)
+    }
+
+    /// This node's entry in `membership`: its id, with its identity (or one
+    /// not yet bound). An entry of another data directory under this id is
+    /// an earlier member, not this node.
+    pub(crate) fn me_in<'a>(&self, membership: &'a Membership) -> Option<&'a Member> {
+        membership
+            .get(self.config.id)
+            .filter(|member| member.identity.matches(self.identity))
     }
 
     /// The goose rule of design.md §2, without giving a promise: the lease
@@ -304,48 +394,82 @@ impl Node {
     /// that may still be in force: the one committed (as far as this node
     /// knows) and every later one in its log.
     fn in_live_configs(&self, holds: impl Fn(Option<&Member>) -> bool) -> bool {
-        let me = self.config.id;
         let (committed_index, committed) = self.log.config_at(self.commit_index);
-        holds(committed.get(me))
+        holds(self.me_in(committed))
             || self
                 .log
                 .entries_from(committed_index.next(), usize::MAX)
                 .iter()
                 .any(|entry| match &entry.payload {
-                    EntryPayload::Config(config) => holds(config.get(me)),
+                    EntryPayload::Config(config) => holds(self.me_in(config)),
                     EntryPayload::NoOp => false,
                 })
     }
 
-    /// Whether a current leader was heard from less than
-    /// `election_timeout_min` ago (a leader hears from itself).
+    /// Whether the vote guard still runs: a leader was heard from less than
+    /// its lease guard ago (a leader hears from itself).
     pub(crate) fn heard_from_leader_recently(&self, now: Timestamp) -> bool {
-        self.role == RaftRole::Leader
-            || now.since(self.last_heard_leader) < self.config.election_timeout_min
+        self.role == RaftRole::Leader || now < self.vote_guard_until
+    }
+
+    /// This node heard a leader (itself included) whose lease is computed
+    /// from `lease_guard`: grant no vote and start no election for the longer
+    /// of that and this node's own timeout (design.md §2, one timing). The
+    /// guard a restart waits out is raised at once (persisted before the
+    /// acknowledgement leaves), and lowered only once this guard outlasts
+    /// every earlier one, so a restart never shortens a running guard.
+    pub(crate) fn hear_leader(&mut self, now: Timestamp, lease_guard: Duration) {
+        let guard = lease_guard
+            .min(lease_guard_max())
+            .max(self.config.election_timeout_min);
+        let until = now.add(guard);
+        if guard > self.lease_guard || until >= self.vote_guard_until {
+            self.lease_guard = guard;
+        }
+        self.vote_guard_until = self.vote_guard_until.max(until);
     }
 
     pub(crate) fn reset_election_deadline(&mut self, now: Timestamp) {
         let jitter_ns = u64::try_from(self.config.election_jitter_max.as_nanos()).unwrap_or(0);
-        let mut delay =
-            self.config.election_timeout_min + Duration::from_nanos(self.rng.u64(0..=jitter_ns));
+        let mut delay = Duration::from_nanos(self.rng.u64(0..=jitter_ns));
         // Prefer the most up-to-date log: a node that lags what the leader
         // said was committed waits one more jitter span.
         if self.log.last_index() < self.leader_commit_seen {
             delay += self.config.election_jitter_max;
         }
-        self.election_deadline = now.add(delay);
+        let earliest = now
+            .add(self.config.election_timeout_min)
+            .max(self.vote_guard_until);
+        self.election_deadline = earliest.add(delay);
     }
 
     /// Queues a message for sending after this step's persist.
     pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.send_in_term(to, self.term, body);
+    }
+
+    /// Queues a message carrying `term` (a pre-vote's is the next term).
+    pub(crate) fn send_in_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
         debug_assert_ne!(to, self.config.id, "a node never messages itself");
         let message = Message {
             from: self.config.id,
+            from_identity: self.identity,
             to,
-            term: self.term,
+            to_identity: self.identity_of(to),
+            term,
             body,
         };
         self.ready.messages.push(message);
+    }
+
+    /// The identity this node knows `id` by: in its latest configuration,
+    /// else in the one before (a member being told of its removal).
+    pub(crate) fn identity_of(&self, id: NodeId) -> Identity {
+        let (index, latest) = self.log.latest_config();
+        latest
+            .get(id)
+            .or_else(|| self.log.config_at(index.prev()).1.get(id))
+            .map_or(Identity::UNKNOWN, |member| member.identity)
     }
 
     pub(crate) fn emit(&mut self, event: Event) {
@@ -360,6 +484,9 @@ impl Node {
     }
 
     /// Drops a conflicting suffix from the log and from this step's persist.
+    ///
+    /// # Panics
+    /// If `from` is committed: callers refuse such input first.
     pub(crate) fn truncate_log(&mut self, from: LogIndex) {
         assert!(
             from > self.commit_index,
@@ -381,7 +508,8 @@ impl Node {
 
     /// Keeps removal status and leader progress in step with the configuration.
     pub(crate) fn on_config_maybe_changed(&mut self) {
-        if self.membership().get(self.config.id).is_some() {
+        let (index, latest) = self.log.latest_config();
+        if counts_as_membership(index, latest, self.config.id, self.identity) {
             self.was_member = true;
         }
         self.sync_progress();
@@ -404,7 +532,7 @@ impl Node {
             // lease and promises may still run, so however it steps down (a
             // higher term, CheckQuorum) it grants no vote for an election
             // timeout from now. Found by simulator seed 95312.
-            self.last_heard_leader = now;
+            self.hear_leader(now, self.config.election_timeout_min);
         }
         self.set_term(term);
         self.role = RaftRole::Follower;
@@ -449,13 +577,7 @@ impl Node {
             last_log_term: self.log.last_term(),
         };
         for peer in peers {
-            let message = Message {
-                from: self.config.id,
-                to: peer,
-                term: self.term.next(),
-                body: body.clone(),
-            };
-            self.ready.messages.push(message);
+            self.send_in_term(peer, self.term.next(), body.clone());
         }
         self.maybe_win_pre_vote(now);
     }
@@ -490,9 +612,13 @@ impl Node {
         self.role = RaftRole::Leader;
         self.leader = Some(self.config.id);
         self.votes.clear();
+        // Its own lease is computed from its timeout: a restart of this node
+        // must wait that long too, whatever timings it restarts with.
+        self.hear_leader(now, self.config.election_timeout_min);
         let noop_index = self.log.last_index().next();
         self.leader_state = Some(LeaderState {
             progress: BTreeMap::new(),
+            progress_config: LogIndex(0),
             lease: LeaseTracker::default(),
             lease_start: None,
             noop_index,
@@ -651,4 +777,25 @@ impl Node {
             "too many messages in one step"
         );
     }
+}
+
+/// The longest lease guard this node waits on anyone's word.
+pub(crate) fn lease_guard_max() -> Duration {
+    Duration::from_millis(ELECTION_TIMEOUT_MS_MAX)
+}
+
+/// Whether `membership` (at `index`) shows node `id` of data directory
+/// `identity` as a member, for telling removal: its entry bound to that
+/// identity, or any entry in the bootstrap configuration (index 0), whose
+/// identities are bound later. A rebuilt node catching up through the log
+/// of an earlier member under its id does not take that history as its own.
+fn counts_as_membership(
+    index: LogIndex,
+    membership: &Membership,
+    id: NodeId,
+    identity: Identity,
+) -> bool {
+    membership
+        .get(id)
+        .is_some_and(|member| member.identity == identity || index == LogIndex(0))
 }

@@ -5,30 +5,30 @@ use super::node::{Node, Progress, RaftRole};
 use super::types::Event;
 use goose_common::limits::{APPEND_ENTRIES_MAX, MESSAGE_BYTES_MAX};
 use goose_common::{
-    wire, Entry, EntryPayload, LogIndex, MessageBody, NodeId, Snapshot, Term, Timestamp,
+    wire, Entry, EntryPayload, Identity, LogIndex, MessageBody, NodeId, Snapshot, Term, Timestamp,
 };
+use std::time::Duration;
 
 /// Room left in a message for everything but the entries (ids, terms, indexes).
 const APPEND_HEADER_BYTES_MAX: usize = 64;
 
 impl Node {
     /// A message from the leader of `term` (or later): step down if needed,
-    /// follow it, and restart the stickiness clock.
-    fn accept_leader(&mut self, now: Timestamp, from: NodeId, term: Term) {
+    /// follow it, and restart the vote guard with the leader's lease guard.
+    fn accept_leader(&mut self, now: Timestamp, from: NodeId, term: Term, lease_guard: Duration) {
         if term > self.term || self.role != RaftRole::Follower || self.leader != Some(from) {
             self.become_follower(now, term, Some(from));
         }
-        self.last_heard_leader = now;
+        self.hear_leader(now, lease_guard);
         self.reset_election_deadline(now);
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_append(
         &mut self,
         now: Timestamp,
         from: NodeId,
         term: Term,
-        round: u64,
+        (round, lease_guard): (u64, Duration),
         (prev_index, prev_term): (LogIndex, Term),
         entries: Vec<Entry>,
         commit: LogIndex,
@@ -42,7 +42,7 @@ impl Node {
             self.send(from, body);
             return;
         }
-        self.accept_leader(now, from, term);
+        self.accept_leader(now, from, term, lease_guard);
         self.leader_commit_seen = self.leader_commit_seen.max(commit);
         // Entries at or below our snapshot are committed, hence identical:
         // skip them and treat the snapshot as the matching prefix.
@@ -69,6 +69,15 @@ impl Node {
             return;
         }
         let last_new = LogIndex(prev_index.0 + entries.len() as u64);
+        if let Some(index) = self.first_committed_conflict(&entries) {
+            // Input from a peer never panics this node (design.md §2): an
+            // append contradicting a committed entry is evidence of a fault
+            // elsewhere (a copied or restored data directory, a lying disk).
+            // Refuse it whole and keep the committed log.
+            self.peer_faults.contradicts_committed += 1;
+            self.emit(Event::ContradictsCommitted { from, index });
+            return;
+        }
         for entry in entries {
             match self.log.term_at(entry.index) {
                 Some(existing) if existing == entry.term => continue,
@@ -88,12 +97,26 @@ impl Node {
         );
     }
 
+    /// The first of `entries` that would replace a committed entry of
+    /// another term, if any.
+    fn first_committed_conflict(&self, entries: &[Entry]) -> Option<LogIndex> {
+        entries
+            .iter()
+            .take_while(|entry| entry.index <= self.commit_index)
+            .find(|entry| {
+                self.log
+                    .term_at(entry.index)
+                    .is_some_and(|term| term != entry.term)
+            })
+            .map(|entry| entry.index)
+    }
+
     pub(crate) fn on_install_snapshot(
         &mut self,
         now: Timestamp,
         from: NodeId,
         term: Term,
-        round: u64,
+        (round, lease_guard): (u64, Duration),
         snapshot: Snapshot,
     ) {
         if term < self.term {
@@ -105,7 +128,7 @@ impl Node {
             self.send(from, body);
             return;
         }
-        self.accept_leader(now, from, term);
+        self.accept_leader(now, from, term, lease_guard);
         let index = snapshot.index;
         if index > self.commit_index {
             let keeps_suffix = self.log.term_at(index) == Some(snapshot.term);
@@ -136,7 +159,7 @@ impl Node {
     pub(crate) fn on_append_reply(
         &mut self,
         now: Timestamp,
-        from: NodeId,
+        (from, from_identity): (NodeId, Identity),
         term: Term,
         round: u64,
         success: bool,
@@ -161,22 +184,23 @@ impl Node {
         let Some(progress) = state.progress.get_mut(&from) else {
             return;
         };
-        if success {
+        if !progress.identity.is_known() {
+            progress.identity = from_identity;
+        }
+        let resend = if success {
             let matched = match_index.min(last_index);
             progress.match_index = progress.match_index.max(matched);
             progress.next_index = progress.next_index.max(progress.match_index.next());
+            progress.next_index <= last_index
         } else {
-            // Probe backwards: never below what is known to match.
-            let hinted = match_index.next().min(progress.next_index.prev());
-            progress.next_index = hinted.max(progress.match_index.next());
-        }
-        let behind = progress.next_index <= last_index;
-        let rejected = !success;
+            progress.back_off(match_index)
+        };
         self.maybe_commit(now);
-        if (behind || rejected) && self.role == RaftRole::Leader {
+        if resend && self.role == RaftRole::Leader {
             self.send_append(from);
         }
         self.maybe_promote(now);
+        self.maybe_bind_identities(now);
         self.continue_handoff(now);
     }
 
@@ -241,7 +265,13 @@ impl Node {
             .filter(|_| next > self.log.snapshot.index)
         else {
             let snapshot = self.log.snapshot.clone();
-            self.send(peer, MessageBody::InstallSnapshot { round, snapshot });
+            let lease_guard = self.config.election_timeout_min;
+            let body = MessageBody::InstallSnapshot {
+                round,
+                snapshot,
+                lease_guard,
+            };
+            self.send(peer, body);
             return;
         };
         let mut entries = Vec::new();
@@ -259,6 +289,7 @@ impl Node {
             prev_term,
             entries,
             commit: self.commit_index,
+            lease_guard: self.config.election_timeout_min,
         };
         self.send(peer, body);
     }
@@ -353,13 +384,19 @@ impl Node {
     pub(crate) fn sync_progress(&mut self) {
         let next = self.log.last_index().next();
         let (config_index, config) = self.log.latest_config();
-        let members: Vec<NodeId> = config
+        let previous = self.log.config_at(config_index.prev()).1;
+        let members: Vec<(NodeId, Identity, bool)> = config
             .members
             .iter()
-            .map(|member| member.id)
-            .filter(|&id| id != self.config.id)
+            .filter(|member| member.id != self.config.id)
+            .map(|member| {
+                (
+                    member.id,
+                    member.identity,
+                    previous.get(member.id).is_none(),
+                )
+            })
             .collect();
-        let previous = self.log.config_at(config_index.prev()).1;
         let leaving: Vec<NodeId> = previous
             .members
             .iter()
@@ -369,15 +406,23 @@ impl Node {
         let Some(state) = self.leader_state.as_mut() else {
             return;
         };
-        state
-            .progress
-            .retain(|id, _| members.contains(id) || leaving.contains(id));
-        for id in members {
-            state.progress.entry(id).or_insert(Progress {
-                next_index: next,
-                match_index: LogIndex(0),
-            });
+        let changed = state.progress_config != config_index;
+        state.progress.retain(|id, _| {
+            members.iter().any(|&(member, ..)| member == *id) || leaving.contains(id)
+        });
+        for (id, identity, is_new) in members {
+            // A member that was not in the previous configuration, or is
+            // another data directory now, starts from scratch: what the
+            // leader knew of an earlier member under that id is void.
+            let progress = state.progress.entry(id).or_insert(Progress::fresh(next));
+            let rebuilt = identity.is_known()
+                && progress.identity.is_known()
+                && identity != progress.identity;
+            if (is_new && changed) || rebuilt {
+                *progress = Progress::fresh(next);
+            }
         }
+        state.progress_config = config_index;
         self.refresh_lease();
     }
 

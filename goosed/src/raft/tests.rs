@@ -4,7 +4,7 @@
 //! these tests pin the paper's rules one by one and cite the section.
 
 use super::*;
-use goose_common::{LogIndex, Membership, Message, MessageBody, NodeId, Term, Timestamp};
+use goose_common::{Identity, LogIndex, Membership, Message, MessageBody, NodeId, Term, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -41,7 +41,10 @@ impl Cluster {
             events: Vec::new(),
         };
         for &id in &ids {
-            cluster.start(NodeId(id), PersistedState::bootstrap(voters(&ids)));
+            cluster.start(
+                NodeId(id),
+                PersistedState::bootstrap(Identity(id), voters(&ids)),
+            );
         }
         cluster
     }
@@ -171,14 +174,16 @@ fn a_restarted_node_grants_no_vote_for_an_election_timeout() {
     let start = Timestamp(5_000_000_000);
     let mut node = Node::new(
         Config::new(NodeId(1)),
-        PersistedState::bootstrap(config),
+        PersistedState::bootstrap(Identity(1), config),
         1,
         start,
     )
     .unwrap();
     let request = |term| Message {
         from: NodeId(2),
+        from_identity: Identity::UNKNOWN,
         to: NodeId(1),
+        to_identity: Identity::UNKNOWN,
         term: Term(term),
         body: MessageBody::RequestVote {
             last_log_index: LogIndex(0),
@@ -436,7 +441,9 @@ fn a_leader_that_steps_down_grants_no_vote_while_its_promise_may_run() {
     let term = node.hard_state().term;
     let higher = Message {
         from: other,
+        from_identity: Identity::UNKNOWN,
         to: goose,
+        to_identity: Identity::UNKNOWN,
         term: term.next(),
         body: MessageBody::AppendReply {
             round: 1,
@@ -448,7 +455,9 @@ fn a_leader_that_steps_down_grants_no_vote_while_its_promise_may_run() {
     assert_eq!(node.raft_role(), RaftRole::Follower, "it stepped down");
     let request = |term: Term| Message {
         from: other,
+        from_identity: Identity::UNKNOWN,
         to: goose,
+        to_identity: Identity::UNKNOWN,
         term,
         body: MessageBody::RequestVote {
             last_log_index: LogIndex(100),

@@ -3,7 +3,7 @@
 
 use goose_common::SocketAddr;
 use goose_common::{
-    Entry, HardState, LogIndex, Membership, Message, NodeId, Snapshot, Term, Timestamp,
+    Entry, HardState, Identity, LogIndex, Membership, Message, NodeId, Snapshot, Term, Timestamp,
 };
 use std::time::Duration;
 
@@ -103,6 +103,10 @@ impl Config {
         if self.compaction_threshold == 0 {
             return timing("the compaction threshold must be positive");
         }
+        let timeout_max = Duration::from_millis(goose_common::limits::ELECTION_TIMEOUT_MS_MAX);
+        if self.election_timeout_min > timeout_max {
+            return timing("election timeout must be at most 60 s");
+        }
         if self.election_jitter_max > self.election_timeout_min {
             return timing("election jitter must not exceed the election timeout");
         }
@@ -113,6 +117,8 @@ impl Config {
 /// What a node finds on its disk at start.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PersistedState {
+    /// The identity of the data directory, drawn once when it was created.
+    pub identity: Identity,
     /// The durable term and vote.
     pub hard_state: HardState,
     /// The compacted prefix (index 0 and an empty configuration when none).
@@ -124,8 +130,9 @@ pub struct PersistedState {
 impl PersistedState {
     /// The state of a brand-new cluster member given its initial voters:
     /// a snapshot at index 0 holding that configuration.
-    pub fn bootstrap(config: Membership) -> PersistedState {
+    pub fn bootstrap(identity: Identity, config: Membership) -> PersistedState {
         PersistedState {
+            identity,
             hard_state: HardState::default(),
             snapshot: Snapshot {
                 index: LogIndex(0),
@@ -136,9 +143,12 @@ impl PersistedState {
         }
     }
 
-    /// Whether nothing was ever persisted (a fresh data directory).
+    /// Whether nothing was ever persisted (a fresh data directory; its
+    /// identity does not count).
     pub fn is_empty(&self) -> bool {
-        *self == PersistedState::default()
+        self.hard_state == HardState::default()
+            && self.snapshot == Snapshot::default()
+            && self.entries.is_empty()
     }
 
     /// The last index of the log (the snapshot's when there are no entries).
@@ -375,6 +385,15 @@ pub enum Event {
     },
     /// This node learnt that it is no longer a member and stops taking part.
     Removed,
+    /// A peer sent an append that would replace an entry this node knows is
+    /// committed. It was refused (and counted in `PeerFaults`); it is
+    /// evidence of a safety violation elsewhere, worth an operator's look.
+    ContradictsCommitted {
+        /// The sender.
+        from: NodeId,
+        /// The first committed index it contradicted.
+        index: LogIndex,
+    },
 }
 
 /// Everything the driver must do after a step, in order: persist, then send,

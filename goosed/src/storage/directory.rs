@@ -27,7 +27,7 @@ pub(crate) const FORMAT_FILE_NAME: &str = "FORMAT";
 /// The on-disk format this build reads and writes. Any change to a file
 /// layout bumps it, so an old daemon refuses a newer directory (and vice
 /// versa) instead of misreading it.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const FORMAT_PREFIX: &str = "goose-storage ";
 

@@ -50,6 +50,10 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// The operating system could not give the random identity a new
+    /// data directory needs.
+    #[error("cannot draw the data directory's identity: {0}")]
+    Randomness(String),
     /// A file the log needs is not there.
     #[error("{path}: missing: {reason}; refusing to start, {hint}", hint = RECOVERY_HINT)]
     Missing {

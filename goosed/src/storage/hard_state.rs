@@ -7,14 +7,18 @@
 //! different 4 KiB blocks so that one torn or lost block cannot take both.
 //!
 //! Slot layout (little-endian, [`SLOT_BYTES`] bytes):
-//! `magic "GHS1" | sequence u64 | term u64 | has_vote u8 | vote u64 | zeros | crc32c u32`,
-//! the checksum covering every byte before it. Slot `i` only ever holds
-//! sequence numbers of parity `i`.
+//! `magic "GHS1" | sequence u64 | term u64 | has_vote u8 | vote u64 |
+//! lease_guard_ns u64 | identity u64 | zeros | crc32c u32`, the checksum
+//! covering every byte before it. Slot `i` only ever holds sequence numbers
+//! of parity `i`. The identity of the data directory is drawn when the file
+//! is created and kept in every slot; a slot written before identities
+//! existed holds zeros there, and opening it draws one and writes it.
 
 use super::error::StorageError;
 use super::file::{self, DataFile, FaultInjector};
-use goose_common::{HardState, NodeId, Term};
+use goose_common::{HardState, Identity, NodeId, Term};
 use std::path::Path;
+use std::time::Duration;
 
 /// The hard-state file's name inside the data directory.
 pub(crate) const HARD_STATE_FILE_NAME: &str = "hardstate";
@@ -32,15 +36,19 @@ const SLOT_MAGIC: [u8; 4] = *b"GHS1";
 const CHECKSUM_OFFSET: usize = SLOT_BYTES - 4;
 
 const _: () = assert!(SLOT_STRIDE_BYTES >= SLOT_BYTES as u64);
-const _: () = assert!(CHECKSUM_OFFSET >= 4 + 8 + 8 + 1 + 8);
+const LEASE_GUARD_OFFSET: usize = 29;
+const IDENTITY_OFFSET: usize = 37;
+const _: () = assert!(CHECKSUM_OFFSET >= IDENTITY_OFFSET + 8);
 
 /// One decoded slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Slot {
     /// Increases by one with every update; picks the newer slot.
     pub(crate) sequence: u64,
-    /// The term and vote.
+    /// The term, vote and lease guard.
     pub(crate) hard_state: HardState,
+    /// The identity of the data directory.
+    pub(crate) identity: Identity,
 }
 
 /// Encodes a slot with its checksum.
@@ -53,6 +61,9 @@ pub(crate) fn encode_slot(slot: Slot) -> [u8; SLOT_BYTES] {
         bytes[20] = 1;
         bytes[21..29].copy_from_slice(&vote.0.to_le_bytes());
     }
+    let guard_ns = u64::try_from(slot.hard_state.lease_guard.as_nanos()).unwrap_or(u64::MAX);
+    bytes[LEASE_GUARD_OFFSET..LEASE_GUARD_OFFSET + 8].copy_from_slice(&guard_ns.to_le_bytes());
+    bytes[IDENTITY_OFFSET..IDENTITY_OFFSET + 8].copy_from_slice(&slot.identity.0.to_le_bytes());
     let checksum = crc32c::crc32c(&bytes[..CHECKSUM_OFFSET]);
     bytes[CHECKSUM_OFFSET..].copy_from_slice(&checksum.to_le_bytes());
     bytes
@@ -84,10 +95,12 @@ pub(crate) fn decode_slot(bytes: &[u8]) -> Result<Slot, &'static str> {
     let hard_state = HardState {
         term: Term(u64_at(12)),
         vote,
+        lease_guard: Duration::from_nanos(u64_at(LEASE_GUARD_OFFSET)),
     };
     Ok(Slot {
         sequence: u64_at(4),
         hard_state,
+        identity: Identity(u64_at(IDENTITY_OFFSET)),
     })
 }
 
@@ -102,6 +115,8 @@ pub(crate) struct HardStateFile {
     file: DataFile,
     /// The sequence number of the latest durable slot.
     sequence: u64,
+    /// The identity of the data directory, written into every slot.
+    identity: Identity,
 }
 
 impl HardStateFile {
@@ -111,17 +126,28 @@ impl HardStateFile {
         dir: &Path,
         faults: &FaultInjector,
     ) -> Result<HardStateFile, StorageError> {
+        let identity = new_identity()?;
         let file = DataFile::create(&dir.join(HARD_STATE_FILE_NAME), faults)?;
         let hard_state = HardState::default();
         for sequence in 0..2 {
             let bytes = encode_slot(Slot {
                 sequence,
                 hard_state,
+                identity,
             });
             file.write_at(&bytes, slot_offset(sequence))?;
         }
         file.sync()?;
-        Ok(HardStateFile { file, sequence: 1 })
+        Ok(HardStateFile {
+            file,
+            sequence: 1,
+            identity,
+        })
+    }
+
+    /// The identity of the data directory.
+    pub(crate) fn identity(&self) -> Identity {
+        self.identity
     }
 
     /// Opens the file and returns the latest hard state it holds.
@@ -136,10 +162,18 @@ impl HardStateFile {
         };
         let latest = latest_slot(&path, &bytes)?;
         let file = DataFile::open(&path, faults)?;
-        let hard_state_file = HardStateFile {
+        let mut hard_state_file = HardStateFile {
             file,
             sequence: latest.sequence,
+            identity: latest.identity,
         };
+        if !latest.identity.is_known() {
+            // Written before data directories had identities: draw one now,
+            // durably, before anything is sent under it.
+            hard_state_file.identity = new_identity()?;
+            hard_state_file.write(latest.hard_state)?;
+            tracing::info!(path = %path.display(), identity = %hard_state_file.identity, "gave the data directory its identity");
+        }
         Ok((hard_state_file, latest.hard_state))
     }
 
@@ -149,12 +183,18 @@ impl HardStateFile {
         let bytes = encode_slot(Slot {
             sequence,
             hard_state,
+            identity: self.identity,
         });
         self.file.write_at(&bytes, slot_offset(sequence % 2))?;
         self.file.sync()?;
         self.sequence = sequence;
         Ok(())
     }
+}
+
+/// A fresh identity for a data directory.
+fn new_identity() -> Result<Identity, StorageError> {
+    Identity::generate().map_err(|error| StorageError::Randomness(error.to_string()))
 }
 
 /// Reads the hard state of an existing file without opening it for
@@ -213,6 +253,7 @@ mod tests {
         HardState {
             term: Term(term),
             vote: vote.map(NodeId),
+            lease_guard: Duration::from_millis(term * 50),
         }
     }
 
@@ -222,6 +263,7 @@ mod tests {
         let slot = Slot {
             sequence: 7,
             hard_state: state(3, Some(2)),
+            identity: Identity(0x5eed),
         };
         let bytes = encode_slot(slot);
         assert_eq!(decode_slot(&bytes), Ok(slot));

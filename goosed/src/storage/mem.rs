@@ -87,6 +87,7 @@ mod tests {
             hard_state: Some(HardState {
                 term: Term(term),
                 vote: Some(NodeId(1)),
+                ..HardState::default()
             }),
             ..Persist::default()
         }

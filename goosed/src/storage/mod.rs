@@ -92,6 +92,7 @@ impl DiskStorage {
         let snapshot = snapshot::load(dir)?;
         let (wal, entries) = recovery::open_wal(dir, &snapshot, segment_bytes_target, &faults)?;
         let state = PersistedState {
+            identity: hard_state.identity(),
             hard_state: found_hard_state,
             snapshot,
             entries,
@@ -100,6 +101,7 @@ impl DiskStorage {
             dir = %dir.display(),
             term = state.hard_state.term.0,
             vote = ?state.hard_state.vote.map(|id| id.0),
+            identity = %state.identity,
             snapshot_index = state.snapshot.index.0,
             last_index = state.last_index().0,
             "storage recovered"

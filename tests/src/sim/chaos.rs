@@ -309,6 +309,7 @@ impl Sim {
                 self.links.heal();
                 self.loss_probability = 0.0;
             }
+            92..100 => self.random_operator_action()?,
             _ => {}
         }
         let next_ns = self.now_ns + self.exponential_ns(params.action_interval_mean);
@@ -451,6 +452,97 @@ impl Sim {
         let end_ns = self.now_ns + self.random_span(1.0, 8.0);
         let epoch = self.loss_epoch;
         self.push(end_ns, Action::LossEnd { epoch });
+    }
+
+    /// What operators do (design.md §9): restart a node with other timings;
+    /// rebuild a member under its old id (remove it, wipe its data
+    /// directory, start it with `--join`; it is added again by a later
+    /// membership change); or remove a member and bring it back with its
+    /// old data directory.
+    fn random_operator_action(&mut self) -> Result<(), Violation> {
+        let index = self.target_index();
+        if self.nodes[index].node.is_none() {
+            return Ok(());
+        }
+        let kind = self.rng.u32(0..3);
+        let id = self.nodes[index].id;
+        self.crash_node(index);
+        let incarnation = self.nodes[index].incarnation;
+        let back_ns = self.now_ns + self.random_span(0.5, 6.0);
+        if kind == 0 {
+            let config = self.random_timing(id);
+            self.note(format!(
+                "n{id} restarts with heartbeat {:?}, election timeout {:?}",
+                config.heartbeat_interval, config.election_timeout_min
+            ));
+            let bound = config.election_timeout_min * 10;
+            let liveness = self.config.liveness_bound.map(|b| b.max(bound));
+            self.config.liveness_bound = liveness;
+            self.nodes[index].config = config;
+            self.stats.retimed += 1;
+            let reboot = false;
+            self.push(
+                back_ns,
+                Action::Start {
+                    node: index,
+                    incarnation,
+                    reboot,
+                },
+            );
+            return Ok(());
+        }
+        if let Some(leader) = self.leader_index().filter(|&leader| leader != index) {
+            self.propose_at(leader, MembershipChange::Remove { id })?;
+        }
+        if kind == 1 {
+            self.push(
+                back_ns,
+                Action::Rebuild {
+                    node: index,
+                    incarnation,
+                },
+            );
+        } else {
+            let reboot = false;
+            self.push(
+                back_ns,
+                Action::Start {
+                    node: index,
+                    incarnation,
+                    reboot,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Timings an operator might restart a node with: the default, the
+    /// fast profile, or any valid pair (heartbeat 10–50 ms, election
+    /// timeout 3 to 30 heartbeats, at most 300 ms).
+    fn random_timing(&mut self, id: NodeId) -> Config {
+        let compaction_threshold = self.config.node_config.compaction_threshold;
+        let config = match self.rng.u32(0..3) {
+            0 => Config::new(id),
+            1 => Config::fast(id),
+            _ => {
+                let heartbeat_ms = self.rng.u64(10..=50);
+                let timeout_ms = self
+                    .rng
+                    .u64(3 * heartbeat_ms..=(30 * heartbeat_ms).min(300));
+                let election_timeout_min = Duration::from_millis(timeout_ms);
+                Config {
+                    heartbeat_interval: Duration::from_millis(heartbeat_ms),
+                    election_timeout_min,
+                    election_jitter_max: election_timeout_min / 10,
+                    ..Config::new(id)
+                }
+            }
+        };
+        debug_assert!(config.validate().is_ok(), "{config:?}");
+        Config {
+            compaction_threshold,
+            ..config
+        }
     }
 
     /// A random member of the configuration node `index` holds.

@@ -194,6 +194,12 @@ impl Checker {
         self.last_delivery[(from.0 - 1) as usize][(to.0 - 1) as usize] = now_ns.max(1);
     }
 
+    /// Forgets what node `id` held: its data directory was wiped, so the
+    /// next process under that id is another member (design.md §2).
+    pub fn on_wipe(&mut self, id: NodeId) {
+        *self.node(id) = NodeCheck::default();
+    }
+
     /// Checks a node that has just been (re)started from `durable`.
     pub fn on_start(&mut self, node: &Node, durable: &PersistedState) -> Result<(), Violation> {
         let id = node.id();
@@ -796,6 +802,7 @@ mod tests {
             id: NodeId(4),
             addr: addr(4),
             role: goose_common::MemberRole::Learner,
+            identity: goose_common::Identity::UNKNOWN,
         });
         assert!(!is_majority(&config, NodeId(1), |id| id == NodeId(4)));
         assert!(!is_majority(&Membership::default(), NodeId(1), |_| true));

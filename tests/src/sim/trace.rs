@@ -63,15 +63,16 @@ impl MessageSummary {
                 prev_term,
                 entries,
                 commit,
+                ..
             } => BodySummary::Append(*round, *prev_index, *prev_term, entries.len(), *commit),
             MessageBody::AppendReply {
                 round,
                 success,
                 match_index,
             } => BodySummary::AppendReply(*round, *success, *match_index),
-            MessageBody::InstallSnapshot { round, snapshot } => {
-                BodySummary::InstallSnapshot(*round, snapshot.index, snapshot.term)
-            }
+            MessageBody::InstallSnapshot {
+                round, snapshot, ..
+            } => BodySummary::InstallSnapshot(*round, snapshot.index, snapshot.term),
             MessageBody::TimeoutNow => BodySummary::TimeoutNow,
         };
         MessageSummary {

@@ -7,7 +7,7 @@ use super::clock::Clock;
 use super::network::{sample_delay_ns, Links, NetworkParams, PartitionShape, NODES_MAX};
 use super::trace::{InputSummary, MessageSummary, NodeSummary, Trace, TraceRecord, TraceWhat};
 use super::Node;
-use goose_common::{Membership, Message, NodeId, Term, Timestamp};
+use goose_common::{Identity, Membership, Message, NodeId, Term, Timestamp};
 use goosed::raft::{
     Config, Event, GooseAnswer, Input, MembershipChange, PersistedState, ProposalId,
 };
@@ -154,6 +154,10 @@ pub struct SimStats {
     pub starts: u64,
     /// Pauses.
     pub pauses: u64,
+    /// Data directories wiped and rebuilt under their old id.
+    pub rebuilds: u64,
+    /// Restarts with other timings.
+    pub retimed: u64,
     /// Partitions.
     pub partitions: u64,
     /// Membership changes proposed.
@@ -217,6 +221,14 @@ pub(crate) enum Action {
         epoch: u64,
     },
     Chaos,
+    /// The operator's rebuild of a removed member under its old id: once
+    /// its removal is committed, wipe its data directory (a new identity)
+    /// and start it as a `--join` node; if the removal did not commit, a
+    /// careful operator does not wipe, and it starts with its old data.
+    Rebuild {
+        node: usize,
+        incarnation: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -346,7 +358,8 @@ impl Sim {
         let membership = Membership::with_voters(voters);
         let spread_ns = duration_ns(sim.config.start_spread);
         for _ in 0..sim.config.voters {
-            let index = sim.create_node(PersistedState::bootstrap(membership.clone()));
+            let identity = Identity(sim.rng.u64(1..));
+            let index = sim.create_node(PersistedState::bootstrap(identity, membership.clone()));
             let start_ns = sim.rng.u64(0..=spread_ns);
             sim.push(
                 start_ns,
@@ -647,7 +660,48 @@ impl Sim {
                 self.update_calm();
                 Ok(true)
             }
+            Action::Rebuild { node, incarnation } => {
+                let slot = &self.nodes[node];
+                if slot.incarnation != incarnation || slot.node.is_some() {
+                    return Ok(false);
+                }
+                if self.removal_committed(slot.id) {
+                    self.wipe(node);
+                }
+                self.start_node(node, false)?;
+                self.update_calm();
+                Ok(true)
+            }
         }
+    }
+
+    /// Whether the leader (what `goosectl member list` asks) has committed
+    /// a configuration without `id` and has no later one: only then does a
+    /// careful operator wipe the member's data directory.
+    pub(crate) fn removal_committed(&self, id: NodeId) -> bool {
+        let Some(leader) = self.leader_index() else {
+            return false;
+        };
+        let node = self.nodes[leader].node.as_ref().expect("a leader runs");
+        node.committed_membership().get(id).is_none() && node.membership().get(id).is_none()
+    }
+
+    /// Replaces a stopped node's data directory with an empty one under a
+    /// new identity, as an operator rebuilding it does.
+    pub(crate) fn wipe(&mut self, index: usize) {
+        let identity = Identity(self.rng.u64(1..));
+        let slot = &mut self.nodes[index];
+        debug_assert!(slot.node.is_none(), "only a stopped node is wiped");
+        slot.durable = PersistedState {
+            identity,
+            ..PersistedState::default()
+        };
+        let id = slot.id;
+        self.checker.on_wipe(id);
+        self.stats.rebuilds += 1;
+        self.note(format!(
+            "wipe n{id}: a new data directory, identity {identity}"
+        ));
     }
 
     fn on_deliver(
@@ -1084,12 +1138,14 @@ impl Sim {
     }
 
     fn start_node(&mut self, index: usize, reboot: bool) -> Result<(), Violation> {
+        let config = self.nodes[index].config.clone();
         if reboot {
-            let config = self.nodes[index].config.clone();
             let clock = self.new_clock(&config);
             self.nodes[index].clock = clock;
-            self.nodes[index].lease_window_ns = lease_window_ns(&config, &clock);
         }
+        // The timings may have changed since the last start.
+        let clock = self.nodes[index].clock;
+        self.nodes[index].lease_window_ns = lease_window_ns(&config, &clock);
         let node_seed = self.rng.u64(..);
         let slot = &mut self.nodes[index];
         debug_assert!(slot.node.is_none());
@@ -1162,7 +1218,11 @@ impl Sim {
     }
 
     pub(crate) fn start_new_node(&mut self) -> Result<NodeId, Violation> {
-        let index = self.create_node(PersistedState::default());
+        let durable = PersistedState {
+            identity: Identity(self.rng.u64(1..)),
+            ..PersistedState::default()
+        };
+        let index = self.create_node(durable);
         self.start_node(index, false)?;
         Ok(self.nodes[index].id)
     }
@@ -1185,6 +1245,34 @@ impl Sim {
             if sim.nodes[index].node.is_some() {
                 return Ok(());
             }
+            sim.start_node(index, false)
+        })
+    }
+
+    /// Restarts node `id` with other timings (an operator changing its
+    /// flags): it crashes, then starts from its disk with `config`.
+    pub fn restart_with(&mut self, id: NodeId, config: Config) -> Result<(), Box<Failure>> {
+        let index = self.index_of(id);
+        self.act(|sim| {
+            sim.crash_node(index);
+            sim.note(format!(
+                "n{id} restarts with heartbeat {:?}, election timeout {:?}",
+                config.heartbeat_interval, config.election_timeout_min
+            ));
+            sim.nodes[index].config = Config { id, ..config };
+            sim.start_node(index, false)
+        })
+    }
+
+    /// Rebuilds stopped node `id` under its old id: its data directory is
+    /// replaced by an empty one (a new identity) and it starts with `--join`.
+    pub fn rebuild(&mut self, id: NodeId) -> Result<(), Box<Failure>> {
+        let index = self.index_of(id);
+        self.act(|sim| {
+            if sim.nodes[index].node.is_some() {
+                return violation("scenario", format!("n{id} must be stopped to be rebuilt"));
+            }
+            sim.wipe(index);
             sim.start_node(index, false)
         })
     }

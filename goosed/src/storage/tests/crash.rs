@@ -135,6 +135,7 @@ fn interrupted_hard_state_update_shows_old_or_new() {
     let new_slot = hard_state::encode_slot(Slot {
         sequence: 6,
         hard_state: new,
+        identity: goose_common::Identity(1),
     });
     for image in interrupted_slot_images(&old_file, &new_slot, 0) {
         fs::write(&path, &image).unwrap();

@@ -124,11 +124,15 @@ fn new_directory_is_private_and_versioned() {
 fn other_format_version_is_refused() {
     let dir = scratch_dir();
     drop(open(dir.path(), SMALL_SEGMENT_BYTES));
-    fs::write(dir.path().join("FORMAT"), "goose-storage 2\n").unwrap();
-    let error = open_error(dir.path());
-    assert!(
-        matches!(error, StorageError::UnsupportedFormat { ref found, .. } if found == "goose-storage 2")
-    );
+    // A newer format, and format 1 (before member identities): both refused.
+    for other in [FORMAT_VERSION + 1, 1] {
+        let line = format!("goose-storage {other}");
+        fs::write(dir.path().join("FORMAT"), format!("{line}\n")).unwrap();
+        let error = open_error(dir.path());
+        assert!(
+            matches!(error, StorageError::UnsupportedFormat { ref found, .. } if *found == line)
+        );
+    }
 }
 
 /// A directory holding someone else's files (or our data without FORMAT)

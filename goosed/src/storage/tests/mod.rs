@@ -65,6 +65,7 @@ pub(super) fn hard_state(term: u64, vote: Option<u64>) -> HardState {
     HardState {
         term: Term(term),
         vote: vote.map(NodeId),
+        ..HardState::default()
     }
 }
 

@@ -21,7 +21,11 @@ impl Generator {
     fn next_term(&mut self, model: &PersistedState) -> HardState {
         let term = model.hard_state.term.next();
         let vote = self.rng.bool().then(|| NodeId(self.rng.u64(1..=5)));
-        HardState { term, vote }
+        HardState {
+            term,
+            vote,
+            ..HardState::default()
+        }
     }
 
     /// New entries after `last` in the model's current term, bumping the
@@ -129,6 +133,10 @@ fn random_sequences_match_the_model_across_restarts() {
         let mut model = PersistedState::default();
         for restart in 0..RESTARTS_PER_DIRECTORY {
             let (mut storage, found) = open(dir.path(), SMALL_SEGMENT_BYTES);
+            if restart == 0 {
+                assert!(found.identity.is_known(), "a new directory has an identity");
+                model.identity = found.identity;
+            }
             assert_eq!(found, model, "seed {seed}, restart {restart}");
             let operations = generator.rng.usize(1..=OPERATIONS_PER_SEQUENCE_MAX);
             for _ in 0..operations {
