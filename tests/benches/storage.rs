@@ -58,6 +58,7 @@ fn bench_hard_state(dir: &Path) -> Vec<Duration> {
                 hard_state: Some(HardState {
                     term: Term(term),
                     vote: Some(NodeId(1)),
+                    ..HardState::default()
                 }),
                 ..Persist::default()
             };

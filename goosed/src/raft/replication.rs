@@ -23,6 +23,7 @@ impl Node {
         self.reset_election_deadline(now);
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_append(
         &mut self,
         now: Timestamp,

@@ -4,7 +4,10 @@
 //! these tests pin the paper's rules one by one and cite the section.
 
 use super::*;
-use goose_common::{Identity, LogIndex, Membership, Message, MessageBody, NodeId, Term, Timestamp};
+use goose_common::{
+    Entry, EntryPayload, Identity, LogIndex, Membership, Message, MessageBody, NodeId, Term,
+    Timestamp,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -484,5 +487,226 @@ fn a_leader_that_steps_down_grants_no_vote_while_its_promise_may_run() {
     assert!(
         granted,
         "it votes once an election timeout has passed: {later:?}"
+    );
+}
+
+/// A message from `from` to node 2 with no identities bound.
+fn to_node_2(from: u64, term: u64, body: MessageBody) -> Message {
+    Message {
+        from: NodeId(from),
+        from_identity: Identity(from),
+        to: NodeId(2),
+        to_identity: Identity::UNKNOWN,
+        term: Term(term),
+        body,
+    }
+}
+
+fn append(entries: Vec<Entry>, commit: u64, lease_guard: Duration) -> MessageBody {
+    MessageBody::Append {
+        round: 1,
+        prev_index: LogIndex(0),
+        prev_term: Term(0),
+        entries,
+        commit: LogIndex(commit),
+        lease_guard,
+    }
+}
+
+fn vote_request(term: u64) -> Message {
+    let body = MessageBody::RequestVote {
+        last_log_index: LogIndex(9),
+        last_log_term: Term(9),
+        handoff: false,
+    };
+    to_node_2(3, term, body)
+}
+
+fn granted(ready: &Ready) -> bool {
+    ready
+        .messages
+        .iter()
+        .any(|m| m.body == MessageBody::RequestVoteReply { granted: true })
+}
+
+fn fast_node_2(start: Timestamp) -> Node {
+    let state = PersistedState::bootstrap(Identity(2), voters(&[1, 2, 3]));
+    Node::new(Config::fast(NodeId(2)), state, 2, start).unwrap()
+}
+
+/// design.md §2, one timing: a voter with a 50 ms timeout that heard a
+/// leader whose lease is computed from 300 ms grants no vote for 300 ms,
+/// persists that guard, and waits it out again after a restart with the
+/// fast timings.
+#[test]
+fn a_voter_waits_out_the_lease_guard_of_the_leader_it_heard() {
+    let start = Timestamp(5_000_000_000);
+    let mut node = fast_node_2(start);
+    let heard_at = start.add(Duration::from_millis(100));
+    let ready = node.step(
+        heard_at,
+        Input::Receive(to_node_2(
+            1,
+            1,
+            append(vec![], 0, Duration::from_millis(300)),
+        )),
+    );
+    let persisted = ready.persist.hard_state.expect("the guard is persisted");
+    assert_eq!(persisted.lease_guard, Duration::from_millis(300));
+    let early = node.step(
+        heard_at.add(Duration::from_millis(200)),
+        Input::Receive(vote_request(2)),
+    );
+    assert!(
+        !granted(&early),
+        "no vote inside the leader's guard: {early:?}"
+    );
+    let late = node.step(
+        heard_at.add(Duration::from_millis(301)),
+        Input::Receive(vote_request(2)),
+    );
+    assert!(granted(&late), "a vote once it passed: {late:?}");
+    // Restarted from that disk with fast timings: still 300 ms.
+    let state = PersistedState {
+        hard_state: persisted,
+        ..PersistedState::bootstrap(Identity(2), voters(&[1, 2, 3]))
+    };
+    let restart = heard_at.add(Duration::from_millis(1));
+    let mut node = Node::new(Config::fast(NodeId(2)), state, 2, restart).unwrap();
+    let early = node.step(
+        restart.add(Duration::from_millis(100)),
+        Input::Receive(vote_request(3)),
+    );
+    assert!(
+        !granted(&early),
+        "the restart waits out the persisted guard"
+    );
+    let late = node.step(
+        restart.add(Duration::from_millis(301)),
+        Input::Receive(vote_request(3)),
+    );
+    assert!(granted(&late));
+}
+
+/// The persisted guard comes down only once a shorter guard outlasts every
+/// earlier one, so a restart never cuts a running guard short.
+#[test]
+fn the_persisted_guard_comes_down_only_when_no_longer_needed() {
+    let start = Timestamp(5_000_000_000);
+    let mut node = fast_node_2(start);
+    let slow = to_node_2(1, 1, append(vec![], 0, Duration::from_millis(300)));
+    node.step(start, Input::Receive(slow));
+    let fast = |term| to_node_2(3, term, append(vec![], 0, Duration::from_millis(50)));
+    node.step(
+        start.add(Duration::from_millis(100)),
+        Input::Receive(fast(2)),
+    );
+    assert_eq!(
+        node.hard_state().lease_guard,
+        Duration::from_millis(300),
+        "still needed"
+    );
+    node.step(
+        start.add(Duration::from_millis(260)),
+        Input::Receive(fast(2)),
+    );
+    assert_eq!(
+        node.hard_state().lease_guard,
+        Duration::from_millis(50),
+        "outlasted"
+    );
+}
+
+/// design.md §2: input from peers never panics a node. An append that would
+/// replace a committed entry is refused, reported and counted.
+#[test]
+fn an_append_contradicting_a_committed_entry_is_refused() {
+    let start = Timestamp(5_000_000_000);
+    let mut node = fast_node_2(start);
+    let entry = |term| Entry {
+        index: LogIndex(1),
+        term: Term(term),
+        payload: EntryPayload::NoOp,
+    };
+    let guard = Duration::from_millis(50);
+    node.step(
+        start,
+        Input::Receive(to_node_2(1, 1, append(vec![entry(1)], 1, guard))),
+    );
+    assert_eq!(node.commit_index(), LogIndex(1));
+    let later = start.add(Duration::from_secs(1));
+    let ready = node.step(
+        later,
+        Input::Receive(to_node_2(3, 2, append(vec![entry(2)], 1, guard))),
+    );
+    let reported = Event::ContradictsCommitted {
+        from: NodeId(3),
+        index: LogIndex(1),
+    };
+    assert!(ready.events.contains(&reported), "{ready:?}");
+    assert_eq!(node.entries()[0].term, Term(1), "the committed entry stays");
+    assert_eq!(node.peer_faults().contradicts_committed, 1);
+}
+
+/// design.md §2, one identity per member: once node 1's identity is bound,
+/// a message under its id from another data directory is dropped and
+/// counted, and so is one meant for another incarnation of this node.
+#[test]
+fn messages_of_another_identity_are_dropped() {
+    let start = Timestamp(5_000_000_000);
+    let mut config = voters(&[1, 2, 3]);
+    config.members[0].identity = Identity(1);
+    config.members[1].identity = Identity(2);
+    let state = PersistedState::bootstrap(Identity(2), config);
+    let mut node = Node::new(Config::fast(NodeId(2)), state, 2, start).unwrap();
+    let guard = Duration::from_millis(50);
+    let mut impostor = to_node_2(1, 1, append(vec![], 0, guard));
+    impostor.from_identity = Identity(77);
+    let ready = node.step(start, Input::Receive(impostor));
+    assert!(ready.messages.is_empty() && node.leader().is_none());
+    let mut stale = to_node_2(1, 1, append(vec![], 0, guard));
+    stale.to_identity = Identity(88);
+    node.step(start, Input::Receive(stale));
+    assert_eq!(node.peer_faults().wrong_identity, 2);
+    let ready = node.step(
+        start,
+        Input::Receive(to_node_2(1, 1, append(vec![], 0, guard))),
+    );
+    assert_eq!(node.leader(), Some(NodeId(1)), "the member itself is heard");
+    assert_eq!(ready.messages.len(), 1);
+}
+
+/// A `--join` node (no configuration) votes for nobody (design.md §2).
+#[test]
+fn a_join_node_grants_no_vote() {
+    let start = Timestamp(5_000_000_000);
+    let state = PersistedState {
+        identity: Identity(2),
+        ..PersistedState::default()
+    };
+    let mut node = Node::new(Config::fast(NodeId(2)), state, 2, start).unwrap();
+    let later = start.add(Duration::from_secs(1));
+    let ready = node.step(later, Input::Receive(vote_request(5)));
+    assert!(!granted(&ready), "{ready:?}");
+    assert_eq!(node.hard_state().vote, None);
+}
+
+/// A rejection moves the probe back and resends at once only if it moved;
+/// a hint below the match index (the peer lost entries) lowers the match.
+#[test]
+fn back_off_resends_only_when_the_probe_moved() {
+    let mut progress = super::node::Progress::fresh(LogIndex(11));
+    progress.match_index = LogIndex(5);
+    assert!(progress.back_off(LogIndex(8)), "probe moved to 9");
+    assert_eq!(progress.next_index, LogIndex(9));
+    progress.next_index = LogIndex(6);
+    assert!(
+        !progress.back_off(LogIndex(7)),
+        "already just past the match: no storm"
+    );
+    assert!(progress.back_off(LogIndex(2)), "the peer lost entries");
+    assert_eq!(
+        (progress.match_index, progress.next_index),
+        (LogIndex(2), LogIndex(3))
     );
 }

@@ -274,6 +274,40 @@ mod tests {
         }
     }
 
+    /// A new file draws an identity and keeps it across updates and
+    /// reopening; a file written before identities (zeros there) is given
+    /// one, durably, when it is opened, and its term and vote are kept.
+    #[test]
+    fn the_identity_is_drawn_once_and_old_files_get_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = FaultInjector::default();
+        let mut file = HardStateFile::create(dir.path(), &faults).unwrap();
+        let identity = file.identity();
+        assert!(identity.is_known());
+        file.write(state(2, Some(1))).unwrap();
+        let (reopened, found) = HardStateFile::open(dir.path(), &faults).unwrap();
+        assert_eq!((reopened.identity(), found), (identity, state(2, Some(1))));
+        let old = Slot {
+            sequence: 9,
+            hard_state: state(4, Some(3)),
+            identity: Identity::UNKNOWN,
+        };
+        let path = dir.path().join(HARD_STATE_FILE_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = slot_offset(1) as usize;
+        bytes[at..at + SLOT_BYTES].copy_from_slice(&encode_slot(old));
+        std::fs::write(&path, &bytes).unwrap();
+        let (upgraded, found) = HardStateFile::open(dir.path(), &faults).unwrap();
+        assert_eq!(found, state(4, Some(3)));
+        assert!(upgraded.identity().is_known());
+        let (again, _) = HardStateFile::open(dir.path(), &faults).unwrap();
+        assert_eq!(
+            again.identity(),
+            upgraded.identity(),
+            "the drawn identity was persisted"
+        );
+    }
+
     /// Updates alternate slots and the latest one wins at the next open.
     #[test]
     fn latest_update_wins_after_reopen() {
