@@ -125,10 +125,17 @@ fn replay() {
 ///   1.5 ms (a safety bug: a stepped-down leader now waits out an election
 ///   timeout before voting);
 /// - 11436: the checker required a leader of an older term, elected late, to
-///   hold an entry committed in a newer term (a checker bug, kept as a seed).
+///   hold an entry committed in a newer term (a checker bug, kept as a seed);
+/// - 1024: a learner being promoted refused votes (not yet a voter in its
+///   own log) to the candidate that needed it: no goose for ever;
+/// - 9107, 8238: a node whose latest entry was its own uncommitted removal
+///   refused the one vote the others needed (no goose; votes now come from
+///   any member of a configuration still in force).
 #[test]
 fn regression_seeds() {
-    let seeds = [57, 833, 1445, 20, 7742, 15988, 19924, 95312, 11436];
+    let seeds = [
+        57, 833, 1445, 20, 7742, 15988, 19924, 95312, 11436, 1024, 9107, 8238,
+    ];
     for seed in seeds {
         if let Err(failure) = run_seed(seed, &RunOptions::default()) {
             panic!("regression seed {seed} fails again:\n{failure}");

@@ -103,13 +103,16 @@ impl Node {
     }
 
     /// Whether this node may grant votes and pre-votes: it is a member of
-    /// its own latest configuration (design.md §2). A `--join` node (no
-    /// configuration) or a removed one knows nothing it could vouch for and
-    /// votes for nobody. A learner that is being promoted votes too: the
-    /// candidate that counts it has the promotion in its log, and the learner
-    /// may not have received it yet (refusing would deadlock that election).
+    /// a configuration that may still be in force in its own log (design.md
+    /// §2). A `--join` node (no configuration) or one whose removal it knows
+    /// is committed knows nothing it could vouch for and votes for nobody.
+    /// A learner being promoted votes too (the candidate counting it has the
+    /// promotion, which the learner may not have received yet: simulator
+    /// seed 1024), and so does a node whose own removal is still uncommitted
+    /// (the removal may be truncated away: seed 9107); refusing either would
+    /// deadlock the election.
     fn may_vote(&self) -> bool {
-        self.me_in(self.membership()).is_some()
+        self.in_live_configs(|member| member.is_some())
     }
 
     fn on_pre_vote_reply(&mut self, now: Timestamp, from: NodeId, term: Term, granted: bool) {

@@ -393,7 +393,7 @@ impl Node {
     /// Whether `holds` is true of this node's entry in any configuration
     /// that may still be in force: the one committed (as far as this node
     /// knows) and every later one in its log.
-    fn in_live_configs(&self, holds: impl Fn(Option<&Member>) -> bool) -> bool {
+    pub(crate) fn in_live_configs(&self, holds: impl Fn(Option<&Member>) -> bool) -> bool {
         let (committed_index, committed) = self.log.config_at(self.commit_index);
         holds(self.me_in(committed))
             || self
