@@ -378,11 +378,15 @@ pub enum DropReason {
     PartitionRule,
     /// An authenticated sender the daemon does not know (or id 0).
     UnknownSender,
+    /// Two live processes interleave their boot ids under one node id (a
+    /// copied data directory, or a second process under a member's id):
+    /// every datagram of that sender is dropped while it lasts.
+    DuplicateIdentity,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order ([`DropReason::index`] is the position).
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::BadMac,
         DropReason::WrongCluster,
         DropReason::WrongReceiver,
@@ -393,6 +397,7 @@ impl DropReason {
         DropReason::Truncated,
         DropReason::PartitionRule,
         DropReason::UnknownSender,
+        DropReason::DuplicateIdentity,
     ];
 
     /// How many reasons there are.
@@ -411,6 +416,7 @@ impl DropReason {
             DropReason::Truncated => "truncated",
             DropReason::PartitionRule => "partition_rule",
             DropReason::UnknownSender => "unknown_sender",
+            DropReason::DuplicateIdentity => "duplicate_identity",
         }
     }
 
@@ -427,6 +433,7 @@ impl DropReason {
             DropReason::Truncated => 7,
             DropReason::PartitionRule => 8,
             DropReason::UnknownSender => 9,
+            DropReason::DuplicateIdentity => 10,
         }
     }
 }

@@ -763,6 +763,57 @@ impl Cluster {
         self.start_extra(id, NodeKind::Joiner)
     }
 
+    /// Copies running node `id`'s data directory (as an operator copying
+    /// it to another host would) and starts a second goosed from the copy
+    /// under the same id, on its own port and socket, beside the original.
+    /// The child dies with the test; kill it to stop the copy.
+    pub fn start_copy(&mut self, id: u64) -> Child {
+        let copy = self.root().join(format!("copy-of-{id}"));
+        let data = copy.join("data");
+        fs::create_dir_all(&copy).expect("create the copy's directory");
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(self.data_dir(id))
+            .arg(&data)
+            .status()
+            .expect("run cp");
+        assert!(
+            copied.success(),
+            "cp -a of node {id}'s data directory failed"
+        );
+        let port = free_udp_ports(1)[0];
+        let mut arguments = self.node_mut(id).command_line();
+        // The copy holds a log, so goosed ignores --peer, but it checks that
+        // its own entry names its own address.
+        let own = OsString::from(format!("{id}={}", self.address(id)));
+        for argument in arguments.iter_mut().filter(|a| **a == own) {
+            *argument = format!("{id}=127.0.0.1:{port}").into();
+        }
+        let replace = |arguments: &mut Vec<OsString>, flag: &str, value: OsString| {
+            let at = arguments
+                .iter()
+                .position(|a| a == flag)
+                .expect("the flag is set");
+            arguments[at + 1] = value;
+        };
+        replace(
+            &mut arguments,
+            "--listen",
+            format!("127.0.0.1:{port}").into(),
+        );
+        replace(&mut arguments, "--data-dir", data.into());
+        replace(&mut arguments, "--socket", copy.join("goosed.sock").into());
+        let log = File::create(copy.join("goosed.log")).expect("create the copy's log");
+        let mut command = Command::new(&self.binaries.goosed);
+        command
+            .args(arguments)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log);
+        kill_with_parent(&mut command);
+        command.spawn().expect("spawn the copy")
+    }
+
     /// Prepares and starts a node of another cluster (its own key) that
     /// names the initial voters and itself as its peers; returns its address.
     pub fn start_stranger(&mut self, id: u64) -> SocketAddr {

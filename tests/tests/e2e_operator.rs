@@ -667,3 +667,58 @@ fn is_goose_never_exits_0_on_an_expired_promise() {
     );
     assert!(goose_exits > 0, "is-goose never said goose on the goose");
 }
+
+// ---------------------------------------------------------------------------
+// 4. A copied data directory started beside the original.
+// ---------------------------------------------------------------------------
+
+/// Checks: two live processes sharing one identity (a copied data
+/// directory) are detected where the protocol can tell, logged, and neither
+/// counts while it lasts (design.md §2, "one identity per member"). How: in
+/// a 3-node cluster, node 3's data directory is copied while it runs and a
+/// second goosed is started from the copy under id 3 on another port. The
+/// other members must count `duplicate_identity` drops within a few seconds
+/// while the poller sees no two goose answers overlap; once the copy is
+/// killed, node 3 is heard again and the cluster has one goose.
+#[test]
+fn a_copied_data_directory_started_beside_the_original_is_ignored() {
+    let mut cluster = Cluster::start(3, Options::fast());
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    let poller = cluster.start_poller();
+    let mut copy = cluster.start_copy(3);
+    let duplicates = |cluster: &Cluster| -> u64 {
+        [1, 2]
+            .iter()
+            .filter_map(|&id| cluster.status_local_json(id))
+            .filter_map(|status| status["drops"]["duplicate_identity"].as_u64())
+            .sum()
+    };
+    wait_for(
+        "duplicate_identity drops on nodes 1 and 2",
+        GOOSE_WAIT,
+        || (duplicates(&cluster) > 0).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    copy.kill().expect("kill the copy");
+    let _ = copy.wait();
+    let settled = wait_until_settled(&cluster);
+    std::thread::sleep(Duration::from_secs(3));
+    let samples = poller.stop();
+    assert_goose_rule(&samples, "a copied data directory beside the original");
+    let logs: String = [1, 2]
+        .iter()
+        .map(|&id| {
+            std::fs::read_to_string(cluster.root().join(format!("node-{id}/goosed.log")))
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        logs.contains("two live processes are sending as node 3"),
+        "the detection is logged loudly"
+    );
+    let after = duplicates(&cluster);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(duplicates(&cluster), after, "node 3 alone is heard again");
+    assert!(cluster.goose().is_some());
+    eprintln!("copied directory: goose {goose} before, {settled} after; {after} datagrams dropped");
+}

@@ -11,6 +11,7 @@
 
 pub mod rules;
 pub mod transport;
+pub mod twins;
 
 pub use rules::{PartitionTable, TableError, Verdict};
 pub use transport::{

@@ -13,6 +13,7 @@
 //! already authenticates the sender id.
 
 use crate::net::rules::{PartitionTable, Verdict};
+use crate::net::twins::{TwinDetector, Twins};
 use goose_common::datagram::{
     self, BootId, ClusterId, ClusterKey, DropReason, Header, RandomnessError, ReplayWindow,
     SealError,
@@ -214,6 +215,7 @@ pub struct Transport {
     /// The counter of the next datagram this boot sends.
     next_counter: AtomicU64,
     replay_window: Mutex<ReplayWindow>,
+    twins: Mutex<TwinDetector>,
     partitions: Mutex<PartitionTable>,
     drops: DropCounters,
     traffic: TrafficCounters,
@@ -250,6 +252,7 @@ impl Transport {
             boot_id,
             next_counter: AtomicU64::new(0),
             replay_window: Mutex::new(ReplayWindow::new()),
+            twins: Mutex::new(TwinDetector::default()),
             partitions: Mutex::new(PartitionTable::new(rule_seed)),
             drops: DropCounters::new(),
             traffic: TrafficCounters::default(),
@@ -374,6 +377,20 @@ impl Transport {
     fn check(&self, bytes: &[u8], from: SocketAddr, now: Instant) -> Result<Received, DropReason> {
         let (header, payload) = datagram::open(&self.key, bytes, self.node_id)?;
         lock(&self.replay_window).check(&header)?;
+        if let Twins::Silenced { started } =
+            lock(&self.twins).observe(header.sender, header.boot_id, now)
+        {
+            if started {
+                tracing::error!(
+                    peer = %header.sender,
+                    %from,
+                    "two live processes are sending as node {}: a copied data directory or a second goosed under its id; \
+                     ignoring both until one stops (stop the copy; see README: Recovering a corrupted data directory)",
+                    header.sender
+                );
+            }
+            return Err(DropReason::DuplicateIdentity);
+        }
         // Drill commands pass every rule, so `partition heal` always gets through.
         let exempt = goose_common::peer::is_drill_payload(payload);
         let verdict = if exempt {
