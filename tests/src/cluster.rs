@@ -252,6 +252,33 @@ pub fn kill_with_parent(command: &mut Command) {
     }
 }
 
+/// The stderr of an output, trimmed.
+pub fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).trim().to_string()
+}
+
+/// Checks a poller's answers against the goose rule (no two goose answers
+/// overlap, promises included) and that it saw goose answers at all;
+/// prints and returns the summary line.
+///
+/// # Panics
+/// If the rule is broken or no goose answer was seen.
+pub fn assert_goose_rule(samples: &[Sample], context: &str) -> String {
+    let summary = check_goose_samples(samples)
+        .unwrap_or_else(|violation| panic!("{context}: goose rule broken: {violation}"));
+    assert!(
+        summary.goose_answers > 0,
+        "{context}: the poller saw no goose answer in {} answers",
+        summary.answers
+    );
+    let line = format!(
+        "{context}: {} answers, {} goose answers, geese by term {:?}",
+        summary.answers, summary.goose_answers, summary.geese
+    );
+    eprintln!("{line}");
+    line
+}
+
 /// Polls `condition` every 20 ms until it returns `Some`, for at most
 /// `timeout`.
 ///

@@ -19,14 +19,14 @@
 use goose_common::datagram::{seal, BootId, ClusterKey, Header};
 use goose_common::NodeId;
 use goose_tests::cluster::{
-    check_goose_samples, describe_exit, free_udp_ports, run_bounded, wait_for, Cluster, Options,
-    Sample,
+    assert_goose_rule, describe_exit, free_udp_ports, run_bounded, stderr_of, wait_for, Cluster,
+    Options,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::UdpSocket;
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a test waits for a first election or a failover.
@@ -35,29 +35,6 @@ const GOOSE_WAIT: Duration = Duration::from_secs(10);
 /// How long a side without a majority is watched for a goose (the seed
 /// story's "no goose" step).
 const NO_GOOSE_WATCH: Duration = Duration::from_secs(3);
-
-/// The stderr of an output, trimmed.
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).trim().to_string()
-}
-
-/// Checks the poller's answers against the goose rule and that it saw
-/// goose answers at all; returns the summary line.
-fn assert_goose_rule(samples: &[Sample], context: &str) -> String {
-    let summary = check_goose_samples(samples)
-        .unwrap_or_else(|violation| panic!("{context}: goose rule broken: {violation}"));
-    assert!(
-        summary.goose_answers > 0,
-        "{context}: the poller saw no goose answer in {} answers",
-        summary.answers
-    );
-    let line = format!(
-        "{context}: {} answers, {} goose answers, geese by term {:?}",
-        summary.answers, summary.goose_answers, summary.geese
-    );
-    eprintln!("{line}");
-    line
-}
 
 /// The term a node reports in `status --local --json`.
 fn term_of(cluster: &Cluster, id: u64) -> u64 {

@@ -24,7 +24,7 @@
 
 use goose_common::control::NodeRole;
 use goose_tests::cluster::{
-    boottime_ns, check_goose_samples, describe_exit, wait_for, Cluster, Options, Sample, Timers,
+    assert_goose_rule, boottime_ns, describe_exit, stderr_of, wait_for, Cluster, Options, Timers,
 };
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
@@ -52,30 +52,6 @@ const RETURN_WATCH: Duration = Duration::from_secs(4);
 /// longer than any promise, 10 ms at most).
 const IS_GOOSE_RUNS: usize = 200;
 const IS_GOOSE_PAUSE: Duration = Duration::from_millis(50);
-
-/// The stderr of an output, trimmed.
-fn stderr_of(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).trim().to_string()
-}
-
-/// Checks the poller's answers against the goose rule (no two goose
-/// answers overlap, promises included) and that it saw goose answers at
-/// all; prints and returns the summary line.
-fn assert_goose_rule(samples: &[Sample], context: &str) -> String {
-    let summary = check_goose_samples(samples)
-        .unwrap_or_else(|violation| panic!("{context}: goose rule broken: {violation}"));
-    assert!(
-        summary.goose_answers > 0,
-        "{context}: the poller saw no goose answer in {} answers",
-        summary.answers
-    );
-    let line = format!(
-        "{context}: {} answers, {} goose answers, geese by term {:?}",
-        summary.answers, summary.goose_answers, summary.geese
-    );
-    eprintln!("{line}");
-    line
-}
 
 /// Which of `ids` answers goose right now, asked over the control socket
 /// (no overlap check here: the poller does that).

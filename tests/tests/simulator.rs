@@ -130,7 +130,13 @@ fn replay() {
 ///   own log) to the candidate that needed it: no goose for ever;
 /// - 9107, 8238: a node whose latest entry was its own uncommitted removal
 ///   refused the one vote the others needed (no goose; votes now come from
-///   any member of a configuration still in force).
+///   any member of a configuration still in force);
+/// - 34533: a rebuilt member (new identity), restarted halfway through
+///   catching up, found its predecessor (old identity) the sole voter of its
+///   latest configuration and elected itself: a second leader that
+///   committed over a committed entry (a safety bug: a node whose id the
+///   latest configuration gives to another identity neither campaigns nor
+///   votes).
 #[test]
 fn regression_seeds() {
     let seeds = [

@@ -112,7 +112,7 @@ impl Node {
     /// (the removal may be truncated away: seed 9107); refusing either would
     /// deadlock the election.
     fn may_vote(&self) -> bool {
-        self.in_live_configs(|member| member.is_some())
+        !self.id_taken() && self.in_live_configs(|member| member.is_some())
     }
 
     fn on_pre_vote_reply(&mut self, now: Timestamp, from: NodeId, term: Term, granted: bool) {

@@ -387,7 +387,20 @@ impl Node {
     /// removal is not yet known to be committed, since the cluster may still
     /// need it until then (dissertation §4.2.2).
     pub(crate) fn can_campaign(&self) -> bool {
-        self.in_live_configs(|member| member.is_some_and(|m| m.role == MemberRole::Voter))
+        !self.id_taken()
+            && self.in_live_configs(|member| member.is_some_and(|m| m.role == MemberRole::Voter))
+    }
+
+    /// Whether the latest configuration gives this node's id to another data
+    /// directory: this node is then a rebuilt member catching up through its
+    /// predecessor's history (or an impostor), not that member, and it
+    /// neither campaigns nor votes until a configuration names it (found by
+    /// simulator seed 34533: a rebuilt node, restarted mid catch-up, took
+    /// its predecessor's place as sole voter and elected itself).
+    pub(crate) fn id_taken(&self) -> bool {
+        self.membership()
+            .get(self.config.id)
+            .is_some_and(|member| member.identity.is_known() && member.identity != self.identity)
     }
 
     /// Whether `holds` is true of this node's entry in any configuration

@@ -5,8 +5,8 @@
 
 use super::*;
 use goose_common::{
-    Entry, EntryPayload, Identity, LogIndex, Membership, Message, MessageBody, NodeId, Term,
-    Timestamp,
+    Entry, EntryPayload, HardState, Identity, LogIndex, Membership, Message, MessageBody, NodeId,
+    Term, Timestamp,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -709,4 +709,34 @@ fn back_off_resends_only_when_the_probe_moved() {
         (progress.match_index, progress.next_index),
         (LogIndex(2), LogIndex(3))
     );
+}
+
+/// A rebuilt node whose log still ends in its predecessor's configuration
+/// (its id bound to another identity) neither campaigns nor votes, however
+/// long it waits: it is not that member (simulator seed 34533).
+#[test]
+fn a_node_whose_id_is_bound_to_another_identity_neither_campaigns_nor_votes() {
+    let start = Timestamp(5_000_000_000);
+    // The bootstrap configuration names node 2 with no identity bound yet;
+    // the entry after it binds node 2 to its predecessor's identity.
+    let mut bound = voters(&[2]);
+    bound.members[0].identity = Identity(5);
+    let state = PersistedState {
+        entries: vec![Entry {
+            index: LogIndex(1),
+            term: Term(1),
+            payload: EntryPayload::Config(bound),
+        }],
+        hard_state: HardState {
+            term: Term(1),
+            ..HardState::default()
+        },
+        ..PersistedState::bootstrap(Identity(9), voters(&[2]))
+    };
+    let mut node = Node::new(Config::fast(NodeId(2)), state, 2, start).unwrap();
+    let later = start.add(Duration::from_secs(5));
+    node.step(later, Input::Tick);
+    assert_eq!(node.raft_role(), RaftRole::Follower, "it did not campaign");
+    let ready = node.step(later, Input::Receive(vote_request(5)));
+    assert!(!granted(&ready));
 }

@@ -494,25 +494,19 @@ impl Sim {
         if let Some(leader) = self.leader_index().filter(|&leader| leader != index) {
             self.propose_at(leader, MembershipChange::Remove { id })?;
         }
-        if kind == 1 {
-            self.push(
-                back_ns,
-                Action::Rebuild {
-                    node: index,
-                    incarnation,
-                },
-            );
+        let action = if kind == 1 {
+            Action::Rebuild {
+                node: index,
+                incarnation,
+            }
         } else {
-            let reboot = false;
-            self.push(
-                back_ns,
-                Action::Start {
-                    node: index,
-                    incarnation,
-                    reboot,
-                },
-            );
-        }
+            Action::Start {
+                node: index,
+                incarnation,
+                reboot: false,
+            }
+        };
+        self.push(back_ns, action);
         Ok(())
     }
 
