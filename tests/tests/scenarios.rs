@@ -728,3 +728,61 @@ fn the_first_leader_binds_every_identity() {
     }
     assert_eq!(sim.goose(), Some(goose));
 }
+
+/// design.md §2, "one identity per member": another process started under
+/// a running member's id with a fresh data directory and the member's
+/// `--peer` flags, at the member's address (either process gets what is
+/// sent there). Once the member's identity is bound, the impostor's
+/// datagrams are dropped and counted by every peer, it learns nothing and
+/// never leads, though it campaigns; the member it shadows, the goose
+/// here, stays the only goose throughout, and the cluster is whole again
+/// once the impostor is stopped. The same with `--join`, which waits.
+#[test]
+fn a_process_started_under_a_running_members_id_is_ignored() {
+    for peers in [true, false] {
+        a_process_under_the_goose_id(peers);
+    }
+}
+
+fn a_process_under_the_goose_id(peers: bool) {
+    let mut sim = cluster(3, "a_process_started_under_a_running_members_id_is_ignored");
+    let goose = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(1000)).unwrap();
+    let faults_before: Vec<u64> = (1..=3)
+        .map(|n| sim.node(id(n)).unwrap().peer_faults().wrong_identity)
+        .collect();
+    sim.start_impostor(goose, peers).unwrap();
+    let impostor_identity = sim.impostor().unwrap().identity();
+    assert_ne!(impostor_identity, sim.durable(goose).identity);
+    // Several election timeouts, with every checker on after every event.
+    sim.run_for(ms(3000)).unwrap();
+    let impostor = sim.impostor().expect("the impostor still runs");
+    assert_eq!(impostor.last_index().0, 0, "the impostor learnt no entry");
+    assert_eq!(impostor.commit_index().0, 0);
+    assert_ne!(impostor.raft_role(), RaftRole::Leader);
+    assert!(impostor.peer_faults().wrong_identity > 0);
+    let dropped_by_peers: u64 = (1..=3)
+        .filter(|&n| id(n) != goose)
+        .map(|n| {
+            sim.node(id(n)).unwrap().peer_faults().wrong_identity - faults_before[n as usize - 1]
+        })
+        .sum();
+    // A --join impostor waits for a leader and sends nothing; one started
+    // with --peer flags campaigns, and every peer drops what it sends.
+    assert_eq!(
+        dropped_by_peers > 0,
+        peers,
+        "the peers dropped {dropped_by_peers} of the impostor's datagrams"
+    );
+    assert_eq!(sim.goose(), Some(goose), "the member kept the goose");
+    let changes = sim.goose_changes().len();
+    sim.retire_impostor().unwrap();
+    sim.run_for(ms(2000)).unwrap();
+    assert_eq!(sim.goose(), Some(goose));
+    assert_eq!(sim.goose_changes().len(), changes, "no goose change at all");
+    for n in 1..=3 {
+        let node = sim.node(id(n)).unwrap();
+        let member = node.membership().get(goose).unwrap();
+        assert_eq!(member.identity, sim.durable(goose).identity, "n{n}");
+    }
+}

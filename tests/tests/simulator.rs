@@ -7,9 +7,20 @@
 //! - `GOOSE_SIM_SEEDS=N` runs N seeds instead (from `GOOSE_SIM_SEED_BASE`, default 1).
 //! - `GOOSE_SIM_SEED=S` runs seed S alone; `... -- replay --nocapture` prints its
 //!   plan, and with `GOOSE_SIM_TRACE=1` every trace record of the run.
+//! - `GOOSE_SIM_IMPOSTORS=0` starts no impostors under members' ids: seeds
+//!   then make the moves they made before impostors existed.
 
 use goose_tests::sim::{plan, run_seed, run_seeds, RunOptions};
 use std::time::{Duration, Instant};
+
+/// The options the environment asks for.
+fn options_from_env() -> RunOptions {
+    RunOptions {
+        trace_to_stderr: std::env::var("GOOSE_SIM_TRACE").is_ok_and(|v| v == "1"),
+        without_impostors: env_u64("GOOSE_SIM_IMPOSTORS") == Some(0),
+        ..RunOptions::default()
+    }
+}
 
 /// How many seeds `cargo test` runs by default.
 const SEEDS_DEFAULT: u64 = 2_000;
@@ -39,14 +50,14 @@ fn many_seeds() {
     };
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let started = Instant::now();
-    let summary = run_seeds(&seeds, threads, &RunOptions::default());
+    let summary = run_seeds(&seeds, threads, &options_from_env());
     let wall = started.elapsed();
     for failure in &summary.failures {
         eprintln!("{failure}\n");
     }
     let goose_share = summary.goose_ns as f64 / summary.simulated.as_nanos().max(1) as f64;
     println!(
-        "simulator: {} seeds, {:.0} simulated seconds, {} events, {} steps, {} goose questions, {} faults, {} requests ({} done), {} calm periods live, goose {:.1}% of the time, highest term {}, violations {}, wall time {:.1} s on {threads} threads",
+        "simulator: {} seeds, {:.0} simulated seconds, {} events, {} steps, {} goose questions, {} faults, {} requests ({} done), {} calm periods live, operator actions: {} retimed, {} rebuilt, {} impostors, goose {:.1}% of the time, highest term {}, violations {}, wall time {:.1} s on {threads} threads",
         summary.seeds,
         summary.simulated.as_secs_f64(),
         summary.events,
@@ -56,6 +67,9 @@ fn many_seeds() {
         summary.requests,
         summary.done,
         summary.liveness_checks,
+        summary.retimed,
+        summary.rebuilds,
+        summary.impostors,
         goose_share * 100.0,
         summary.max_term,
         summary.failed,
@@ -84,10 +98,7 @@ fn many_seeds() {
 /// everything observable.
 #[test]
 fn replay() {
-    let options = RunOptions {
-        trace_to_stderr: std::env::var("GOOSE_SIM_TRACE").is_ok_and(|v| v == "1"),
-        ..RunOptions::default()
-    };
+    let options = options_from_env();
     if let Some(seed) = env_u64("GOOSE_SIM_SEED") {
         println!("{}", plan(seed, Duration::from_secs(60)));
         match run_seed(seed, &options) {
@@ -140,10 +151,16 @@ fn replay() {
 #[test]
 fn regression_seeds() {
     let seeds = [
-        57, 833, 1445, 20, 7742, 15988, 19924, 95312, 11436, 1024, 9107, 8238,
+        57, 833, 1445, 20, 7742, 15988, 19924, 95312, 11436, 1024, 9107, 8238, 34533,
     ];
+    // Found before impostors existed: run without them, so that each seed
+    // makes the very moves that once broke the core.
+    let options = RunOptions {
+        without_impostors: true,
+        ..RunOptions::default()
+    };
     for seed in seeds {
-        if let Err(failure) = run_seed(seed, &RunOptions::default()) {
+        if let Err(failure) = run_seed(seed, &options) {
             panic!("regression seed {seed} fails again:\n{failure}");
         }
     }

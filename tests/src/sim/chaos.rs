@@ -27,7 +27,14 @@ pub struct ChaosParams {
     pub loss_max: f64,
     /// The most nodes the run may create (voters, learners, removed nodes).
     pub nodes_max: usize,
+    /// Whether impostors are started under members' ids (drawn from a
+    /// stream of their own, so that without them a seed runs exactly as
+    /// it did before they existed).
+    pub impostors: bool,
 }
+
+/// The chance, per random action, that it starts an impostor.
+const IMPOSTOR_PERCENT: u32 = 2;
 
 /// Which timers a run uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,6 +180,7 @@ pub fn plan(seed: u64, duration: Duration) -> SeedPlan {
         until: duration.saturating_sub(fault_free),
         loss_max: 0.3,
         nodes_max: (voters + 4).min(12),
+        impostors: true,
     };
     SeedPlan {
         config,
@@ -206,6 +214,8 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// The deliberately broken checker of the replay test.
     pub goose_forbidden_after: Option<Duration>,
+    /// Start no impostors: the chaos of seeds found before impostors existed.
+    pub without_impostors: bool,
 }
 
 /// Runs seed `seed` with random faults and every checker, then checks that
@@ -213,8 +223,11 @@ pub struct RunOptions {
 pub fn run_seed(seed: u64, options: &RunOptions) -> Result<SeedReport, Box<Failure>> {
     let duration = options.duration.unwrap_or(RUN_DURATION_DEFAULT);
     let SeedPlan {
-        mut config, chaos, ..
+        mut config,
+        mut chaos,
+        ..
     } = plan(seed, duration);
+    chaos.impostors &= !options.without_impostors;
     config.trace_to_stderr |= options.trace_to_stderr;
     config.goose_forbidden_after = options.goose_forbidden_after;
     let mut sim = Sim::new(config);
@@ -267,8 +280,9 @@ impl Sim {
             .map(|(_, index)| index)
     }
 
+    /// A random member's slot.
     fn random_index(&mut self) -> usize {
-        self.rng.usize(0..self.nodes.len())
+        self.member_slots[self.rng.usize(0..self.member_slots.len())]
     }
 
     /// A random node, the leader with probability `LEADER_BIAS_PERCENT`.
@@ -292,6 +306,12 @@ impl Sim {
         let params = self.chaos.clone().expect("chaos events only in chaos runs");
         if self.now_ns >= duration_ns(params.until) {
             return self.heal_everything();
+        }
+        if params.impostors && self.impostor_rng.u32(0..100) < IMPOSTOR_PERCENT {
+            self.random_impostor()?;
+            let next_ns = self.now_ns + self.exponential_ns(params.action_interval_mean);
+            self.push(next_ns, Action::Chaos);
+            return Ok(());
         }
         match self.rng.u32(0..100) {
             0..25 => self.random_partition(),
@@ -324,12 +344,15 @@ impl Sim {
         self.links.heal();
         self.partition_epoch += 1;
         self.loss_probability = 0.0;
-        for index in 0..self.nodes.len() {
+        if let Some(impostor) = self.running_impostor() {
+            self.retire(impostor);
+        }
+        for index in self.member_slots.clone() {
             if self.nodes[index].paused {
                 self.resume_node(index);
             }
         }
-        for index in 0..self.nodes.len() {
+        for index in self.member_slots.clone() {
             if self.nodes[index].node.is_none() {
                 self.start_node_from_chaos(index)?;
             }
@@ -352,7 +375,7 @@ impl Sim {
     }
 
     fn random_partition(&mut self) {
-        let mut ids: Vec<u64> = self.nodes.iter().map(|slot| slot.id.0).collect();
+        let mut ids: Vec<u64> = self.node_ids().iter().map(|id| id.0).collect();
         let count = ids.len();
         if count < 2 {
             return;
@@ -454,6 +477,33 @@ impl Sim {
         self.push(end_ns, Action::LossEnd { epoch });
     }
 
+    /// What operators do (design.md §9), also: start another process
+    /// under a running member's id with a fresh data directory, at the
+    /// member's address, until the operator notices and stops it.
+    fn random_impostor(&mut self) -> Result<(), Violation> {
+        let index = self.target_index();
+        let started = self.nodes.iter().filter(|slot| slot.impostor).count();
+        if self.nodes[index].node.is_none()
+            || started >= super::checks::IMPOSTORS_MAX
+            || self.running_impostor().is_some()
+            || !self.identity_bound(index)
+        {
+            return Ok(());
+        }
+        // With --peer flags naming only itself, a fresh data directory is
+        // a new one-node cluster that never talks to this one: nothing can
+        // tell it from a cluster of its own (README, assumptions).
+        let voters = self.nodes[index]
+            .node
+            .as_ref()
+            .map_or(0, |node| node.membership().voters().count());
+        let peers = voters >= 2 && self.rng.bool();
+        let impostor = self.start_impostor_at(index, peers)?;
+        let retire_ns = self.now_ns + self.random_span(0.5, 8.0);
+        self.push(retire_ns, Action::Retire { node: impostor });
+        Ok(())
+    }
+
     /// What operators do (design.md §9): restart a node with other timings;
     /// rebuild a member under its old id (remove it, wipe its data
     /// directory, start it with `--join`; it is added again by a later
@@ -510,6 +560,24 @@ impl Sim {
         Ok(())
     }
 
+    /// Whether the leader has committed a configuration that binds member
+    /// `index`'s id to its identity. Before that, nothing in a message tells
+    /// the member from another process under its id: the transport's twin
+    /// detection (two boot ids interleaving) is all that protects the
+    /// cluster then, and the simulator does not model the transport. An
+    /// impostor answered first may even be bound instead of the member,
+    /// which then votes for nobody until it is removed and added again.
+    fn identity_bound(&self, index: usize) -> bool {
+        let Some(leader) = self.leader_index() else {
+            return false;
+        };
+        let slot = &self.nodes[index];
+        let node = self.nodes[leader].node.as_ref().expect("a leader runs");
+        node.committed_membership()
+            .get(slot.id)
+            .is_some_and(|member| member.identity == slot.durable.identity)
+    }
+
     /// Timings an operator might restart a node with: the default, the
     /// fast profile, or any valid pair (heartbeat 10–50 ms, election
     /// timeout 3 to 30 heartbeats, at most 300 ms).
@@ -561,12 +629,20 @@ impl Sim {
         };
         let membership = node.membership().clone();
         let change = if self.rng.u32(0..100) < 55 {
-            let fresh = self.nodes.iter().find(|slot| {
-                slot.durable.is_empty() && membership.get(slot.id).is_none() && slot.node.is_some()
-            });
+            let fresh = self
+                .member_slots
+                .iter()
+                .map(|&slot| &self.nodes[slot])
+                .find(|slot| {
+                    slot.durable.is_empty()
+                        && membership.get(slot.id).is_none()
+                        && slot.node.is_some()
+                });
             let id = match fresh {
                 Some(slot) => slot.id,
-                None if self.nodes.len() < nodes_max => NodeId(self.nodes.len() as u64 + 1),
+                None if self.member_slots.len() < nodes_max => {
+                    NodeId(self.member_slots.len() as u64 + 1)
+                }
                 None => return Ok(()),
             };
             let addr = node_addr(id);
@@ -619,6 +695,13 @@ pub struct Summary {
     pub goose_ns: u64,
     /// The highest term reached in any run.
     pub max_term: Term,
+    /// Operator actions, summed: restarts with other timings, rebuilds
+    /// under an old id, impostors under a member's id.
+    pub retimed: u64,
+    /// See `retimed`.
+    pub rebuilds: u64,
+    /// See `retimed`.
+    pub impostors: u64,
     /// The failures (the first few).
     pub failures: Vec<Box<Failure>>,
     /// How many failed in all.
@@ -657,6 +740,9 @@ pub fn run_seeds(seeds: &[u64], threads: usize, options: &RunOptions) -> Summary
                         summary.liveness_checks += stats.liveness_checks;
                         summary.goose_ns += stats.goose_ns;
                         summary.max_term = summary.max_term.max(report.max_term);
+                        summary.retimed += stats.retimed;
+                        summary.rebuilds += stats.rebuilds;
+                        summary.impostors += stats.impostors;
                     }
                     Err(failure) => {
                         summary.failed += 1;

@@ -9,9 +9,13 @@
 //! and the handoff rule (no goose after `TimeoutNow` in that term, and no
 //! `TimeoutNow` before every promise has run out). Liveness (h) lives in the
 //! simulator itself because it needs the fault state.
+//!
+//! The checkers key what they remember by process slot, not by node id:
+//! an impostor (another process started under a member's id) is a process
+//! of its own, so two leaders of one term under one id, or a goose answer
+//! of one while the other's promise runs, are violations like any other.
 
 use super::clock::Clock;
-use super::network::NODES_MAX;
 use super::{Node, RaftRole};
 use goose_common::{
     Entry, EntryPayload, LogIndex, Membership, Message, MessageBody, NodeId, Snapshot, Term,
@@ -56,17 +60,27 @@ pub struct Asked<'a> {
     pub now_ns: u64,
 }
 
+/// The most impostors one simulation starts.
+pub const IMPOSTORS_MAX: usize = 4;
+
+/// The most process slots a simulation holds: members and impostors.
+pub const SLOTS_MAX: usize = super::network::NODES_MAX + IMPOSTORS_MAX;
+
 /// A promise given with a goose answer, in true time.
 #[derive(Clone, Copy, Debug)]
 struct Promise {
-    node: NodeId,
+    slot: usize,
     term: Term,
     until_true_ns: u64,
 }
 
-/// What the checkers remember about one node.
+/// What the checkers remember about one process slot.
 #[derive(Clone, Debug, Default)]
 pub struct NodeCheck {
+    /// The node id the slot runs under (0 until registered).
+    id: u64,
+    /// Whether the slot is an impostor under a member's id.
+    impostor: bool,
     /// The highest term the node ever had, across restarts (f).
     max_term: Term,
     /// The commit index up to which its log was checked against the committed record (e).
@@ -83,12 +97,29 @@ pub struct NodeCheck {
     removed: bool,
 }
 
+/// A process slot as messages name it: `n3`, or `n3 (impostor)`.
+#[derive(Clone, Copy, Debug)]
+struct Who {
+    id: u64,
+    impostor: bool,
+}
+
+impl fmt::Display for Who {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{}", self.id)?;
+        if self.impostor {
+            write!(f, " (impostor)")?;
+        }
+        Ok(())
+    }
+}
+
 /// The state of all checkers across a run.
 #[derive(Debug)]
 pub struct Checker {
     nodes: Vec<NodeCheck>,
-    /// (c): the leader of each term ever seen.
-    leaders_by_term: HashMap<Term, NodeId>,
+    /// (c): the slot that led each term ever seen.
+    leaders_by_term: HashMap<Term, usize>,
     /// (d): for each (index, term) ever appended, the previous entry's term and the payload.
     entries_seen: HashMap<(LogIndex, Term), (Term, EntryPayload)>,
     /// (e): the committed entries by index (index 0 unused): term, unless
@@ -97,9 +128,9 @@ pub struct Checker {
     committed: Vec<Option<(Term, Option<EntryPayload>, Term)>>,
     /// (b): promises that may still be running.
     promises: Vec<Promise>,
-    /// (g): the last true instant a message from `i` was processed by `j`,
-    /// `last_delivery[i][j]` for ids `i + 1`, `j + 1`; 0 for never.
-    last_delivery: [[u64; NODES_MAX]; NODES_MAX],
+    /// (g): the last true instant a message from slot `i` was processed
+    /// by slot `j`, `last_delivery[i][j]`; 0 for never.
+    last_delivery: Box<[[u64; SLOTS_MAX]; SLOTS_MAX]>,
     /// A deliberately broken checker for the replay test: any goose answer
     /// after this true instant is a violation.
     goose_forbidden_after_ns: Option<u64>,
@@ -171,17 +202,39 @@ impl Checker {
             entries_seen: HashMap::new(),
             committed: vec![None],
             promises: Vec::new(),
-            last_delivery: [[0; NODES_MAX]; NODES_MAX],
+            last_delivery: Box::new([[0; SLOTS_MAX]; SLOTS_MAX]),
             goose_forbidden_after_ns,
         }
     }
 
-    fn node(&mut self, id: NodeId) -> &mut NodeCheck {
-        let index = (id.0 - 1) as usize;
-        if self.nodes.len() <= index {
-            self.nodes.resize_with(index + 1, NodeCheck::default);
+    fn node(&mut self, slot: usize) -> &mut NodeCheck {
+        assert!(slot < SLOTS_MAX, "at most {SLOTS_MAX} process slots");
+        if self.nodes.len() <= slot {
+            self.nodes.resize_with(slot + 1, NodeCheck::default);
         }
-        &mut self.nodes[index]
+        &mut self.nodes[slot]
+    }
+
+    /// Names slot `slot` in messages.
+    fn who(&self, slot: usize) -> Who {
+        self.nodes.get(slot).map_or(
+            Who {
+                id: 0,
+                impostor: false,
+            },
+            |check| Who {
+                id: check.id,
+                impostor: check.impostor,
+            },
+        )
+    }
+
+    /// Makes slot `slot` known as a process under `id` (an impostor if
+    /// `impostor`), before anything else is checked of it.
+    pub fn register(&mut self, slot: usize, id: NodeId, impostor: bool) {
+        let check = self.node(slot);
+        check.id = id.0;
+        check.impostor = impostor;
     }
 
     /// The highest index known to be committed.
@@ -189,38 +242,48 @@ impl Checker {
         LogIndex(self.committed.len() as u64 - 1)
     }
 
-    /// Records that `to` processed a message from `from` at true `now_ns` (g).
-    pub fn on_delivery(&mut self, from: NodeId, to: NodeId, now_ns: u64) {
-        self.last_delivery[(from.0 - 1) as usize][(to.0 - 1) as usize] = now_ns.max(1);
+    /// Records that slot `to` processed a message from slot `from` at true `now_ns` (g).
+    pub fn on_delivery(&mut self, from: usize, to: usize, now_ns: u64) {
+        self.last_delivery[from][to] = now_ns.max(1);
     }
 
-    /// Forgets what node `id` held: its data directory was wiped, so the
-    /// next process under that id is another member (design.md §2).
-    pub fn on_wipe(&mut self, id: NodeId) {
-        *self.node(id) = NodeCheck::default();
+    /// Forgets what slot `slot` held: its data directory was wiped, so the
+    /// next process in it is another member (design.md §2).
+    pub fn on_wipe(&mut self, slot: usize) {
+        let check = self.node(slot);
+        *check = NodeCheck {
+            id: check.id,
+            impostor: check.impostor,
+            ..NodeCheck::default()
+        };
     }
 
     /// Checks a node that has just been (re)started from `durable`.
-    pub fn on_start(&mut self, node: &Node, durable: &PersistedState) -> Result<(), Violation> {
-        let id = node.id();
+    pub fn on_start(
+        &mut self,
+        slot: usize,
+        node: &Node,
+        durable: &PersistedState,
+    ) -> Result<(), Violation> {
+        let id = self.who(slot);
         let state = node.hard_state();
         if state != durable.hard_state || node.last_index() != durable.last_index() {
             return violation(
                 "restart",
                 format!(
-                    "n{id} started with {state:?} last {} but its disk holds {:?} last {}",
+                    "{id} started with {state:?} last {} but its disk holds {:?} last {}",
                     node.last_index(),
                     durable.hard_state,
                     durable.last_index()
                 ),
             );
         }
-        let check = self.node(id);
+        let check = self.node(slot);
         if state.term < check.max_term {
             return violation(
                 "(f) term",
                 format!(
-                    "n{id} restarted in term {} after reaching term {}",
+                    "{id} restarted in term {} after reaching term {}",
                     state.term, check.max_term
                 ),
             );
@@ -236,40 +299,48 @@ impl Checker {
     /// `durable` (`last_index_before` and `commit_before` are from before the step).
     pub fn after_step(
         &mut self,
+        slot: usize,
         node: &Node,
         durable: &PersistedState,
         persist: &Persist,
         last_index_before: LogIndex,
         commit_before: LogIndex,
     ) -> Result<(), Violation> {
-        let id = node.id();
-        self.check_durable(node, durable, persist)?;
-        self.check_term(node)?;
+        self.check_durable(slot, node, durable, persist)?;
+        self.check_term(slot, node)?;
         if !persist.entries.is_empty()
             || persist.snapshot.is_some()
             || persist.truncate_from.is_some()
         {
-            self.check_log_change(node, durable, persist, last_index_before, commit_before)?;
-            self.node(id).previous_config = previous_config(node.snapshot(), node.entries());
+            self.check_log_change(
+                slot,
+                node,
+                durable,
+                persist,
+                last_index_before,
+                commit_before,
+            )?;
+            self.node(slot).previous_config = previous_config(node.snapshot(), node.entries());
         }
-        self.check_commit(node)?;
-        self.check_leader(node)
+        self.check_commit(slot, node)?;
+        self.check_leader(slot, node)
     }
 
     /// Persist before send: after the persist is applied, the disk holds
     /// exactly what the node holds.
     fn check_durable(
         &self,
+        slot: usize,
         node: &Node,
         durable: &PersistedState,
         persist: &Persist,
     ) -> Result<(), Violation> {
-        let id = node.id();
+        let id = self.who(slot);
         if node.hard_state() != durable.hard_state {
             return violation(
                 "persist before send",
                 format!(
-                    "n{id} holds {:?} but its disk holds {:?}",
+                    "{id} holds {:?} but its disk holds {:?}",
                     node.hard_state(),
                     durable.hard_state
                 ),
@@ -288,7 +359,7 @@ impl Checker {
             return violation(
                 "persist before send",
                 format!(
-                    "n{id}'s log (snapshot {}, last {}) differs from its disk (snapshot {}, last {})",
+                    "{id}'s log (snapshot {}, last {}) differs from its disk (snapshot {}, last {})",
                     node.snapshot().index, node.last_index(), durable.snapshot.index, durable.last_index()
                 ),
             );
@@ -297,14 +368,14 @@ impl Checker {
     }
 
     /// (f): a node's term never decreases, across restarts too.
-    fn check_term(&mut self, node: &Node) -> Result<(), Violation> {
-        let id = node.id();
+    fn check_term(&mut self, slot: usize, node: &Node) -> Result<(), Violation> {
+        let id = self.who(slot);
         let term = node.hard_state().term;
-        let check = self.node(id);
+        let check = self.node(slot);
         if term < check.max_term {
             return violation(
                 "(f) term",
-                format!("n{id} went from term {} back to {term}", check.max_term),
+                format!("{id} went from term {} back to {term}", check.max_term),
             );
         }
         check.max_term = term;
@@ -314,13 +385,14 @@ impl Checker {
     /// (d) and (e) for a step that changed the log.
     fn check_log_change(
         &mut self,
+        slot: usize,
         node: &Node,
         durable: &PersistedState,
         persist: &Persist,
         last_index_before: LogIndex,
         commit_before: LogIndex,
     ) -> Result<(), Violation> {
-        let id = node.id();
+        let id = self.who(slot);
         // (e) A truncation must not remove an entry the node knew committed.
         if let Some(from) = persist.truncate_from {
             let snapshot_end = persist
@@ -331,7 +403,7 @@ impl Checker {
             if first_removed <= commit_before && first_removed <= last_index_before {
                 return violation(
                     "(e) committed",
-                    format!("n{id} truncated its log from {first_removed} below its commit index {commit_before}"),
+                    format!("{id} truncated its log from {first_removed} below its commit index {commit_before}"),
                 );
             }
         }
@@ -340,7 +412,7 @@ impl Checker {
                 return violation(
                     "(e) committed",
                     format!(
-                        "n{id} holds a snapshot at {} beyond its commit index {}",
+                        "{id} holds a snapshot at {} beyond its commit index {}",
                         snapshot.index,
                         node.commit_index()
                     ),
@@ -358,7 +430,7 @@ impl Checker {
                 return violation(
                     "(d) log matching",
                     format!(
-                        "n{id} appended entry {} with no entry before it",
+                        "{id} appended entry {} with no entry before it",
                         entry.index
                     ),
                 );
@@ -370,7 +442,7 @@ impl Checker {
                         return violation(
                             "(d) log matching",
                             format!(
-                                "n{id} holds entry {}/{} after term {previous_term} with {:?}; another log has it after term {seen_previous} with {seen_payload:?}",
+                                "{id} holds entry {}/{} after term {previous_term} with {:?}; another log has it after term {seen_previous} with {seen_payload:?}",
                                 entry.index, entry.term, entry.payload
                             ),
                         );
@@ -389,7 +461,7 @@ impl Checker {
     /// or checks it against what was recorded before (e).
     fn record_committed(
         &mut self,
-        id: NodeId,
+        id: Who,
         observer_term: Term,
         index: LogIndex,
         term: Term,
@@ -408,14 +480,14 @@ impl Checker {
                 if *recorded_term != term {
                     return violation(
                         "(e) committed",
-                        format!("n{id} has committed {index} in term {term}; it was committed in term {recorded_term}"),
+                        format!("{id} has committed {index} in term {term}; it was committed in term {recorded_term}"),
                     );
                 }
                 match (recorded_payload.as_ref(), payload) {
                     (Some(recorded), Some(seen)) if recorded != seen => {
                         return violation(
                             "(e) committed",
-                            format!("n{id} has committed {index} with {seen:?}; it was committed with {recorded:?}"),
+                            format!("{id} has committed {index} with {seen:?}; it was committed with {recorded:?}"),
                         );
                     }
                     (None, Some(seen)) => *recorded_payload = Some(seen.clone()),
@@ -427,25 +499,23 @@ impl Checker {
     }
 
     /// (e): everything up to the node's commit index matches the committed record.
-    fn check_commit(&mut self, node: &Node) -> Result<(), Violation> {
-        let id = node.id();
+    fn check_commit(&mut self, slot: usize, node: &Node) -> Result<(), Violation> {
+        let id = self.who(slot);
         let commit = node.commit_index();
         if commit > node.last_index() {
             return violation(
                 "(e) committed",
                 format!(
-                    "n{id} commit index {commit} is beyond its last index {}",
+                    "{id} commit index {commit} is beyond its last index {}",
                     node.last_index()
                 ),
             );
         }
-        let checked = self.node(id).commit_checked;
+        let checked = self.node(slot).commit_checked;
         if commit < checked {
             return violation(
                 "(e) committed",
-                format!(
-                    "n{id} commit index went back from {checked} to {commit} without a restart"
-                ),
+                format!("{id} commit index went back from {checked} to {commit} without a restart"),
             );
         }
         let mut index = checked.next().max(node.snapshot().index);
@@ -457,27 +527,27 @@ impl Checker {
             }
             index = index.next();
         }
-        self.node(id).commit_checked = commit;
+        self.node(slot).commit_checked = commit;
         Ok(())
     }
 
     /// (c) one leader per term, and leader completeness: a new leader holds
     /// every committed entry (e).
-    fn check_leader(&mut self, node: &Node) -> Result<(), Violation> {
+    fn check_leader(&mut self, slot: usize, node: &Node) -> Result<(), Violation> {
         if node.raft_role() != RaftRole::Leader {
             return Ok(());
         }
-        let id = node.id();
+        let id = self.who(slot);
         let term = node.hard_state().term;
-        if self.node(id).leader_term == Some(term) {
+        if self.node(slot).leader_term == Some(term) {
             return Ok(());
         }
-        self.node(id).leader_term = Some(term);
-        if let Some(other) = self.leaders_by_term.insert(term, id) {
-            if other != id {
+        self.node(slot).leader_term = Some(term);
+        if let Some(other) = self.leaders_by_term.insert(term, slot) {
+            if other != slot {
                 return violation(
                     "(c) one leader per term",
-                    format!("n{id} and n{other} both led term {term}"),
+                    format!("{id} and {} both led term {term}", self.who(other)),
                 );
             }
         }
@@ -495,14 +565,14 @@ impl Checker {
             if index > node.last_index() {
                 return violation(
                     "(e) committed",
-                    format!("n{id} became leader of term {term} with last index {} but {index} is committed", node.last_index()),
+                    format!("{id} became leader of term {term} with last index {} but {index} is committed", node.last_index()),
                 );
             }
             if let Some(held_term) = term_at(node.snapshot(), node.entries(), index) {
                 if held_term != *committed_term {
                     return violation(
                         "(e) committed",
-                        format!("n{id} became leader of term {term} holding {index}/{held_term}, but {index}/{committed_term} is committed"),
+                        format!("{id} became leader of term {term} holding {index}/{held_term}, but {index}/{committed_term} is committed"),
                     );
                 }
             }
@@ -514,18 +584,20 @@ impl Checker {
     /// (persist before send, and the handoff rule for `TimeoutNow`).
     pub fn on_send(
         &mut self,
+        slot: usize,
         node: &Node,
         durable: &PersistedState,
         message: &Message,
         local_now: Timestamp,
     ) -> Result<(), Violation> {
-        let id = node.id();
+        let node_id = node.id();
+        let id = self.who(slot);
         let disk = durable.hard_state;
-        if message.from != id || message.to == id {
+        if message.from != node_id || message.to == node_id {
             return violation(
                 "message",
                 format!(
-                    "n{id} sent a message from {} to {}",
+                    "{id} sent a message from {} to {}",
                     message.from, message.to
                 ),
             );
@@ -541,7 +613,7 @@ impl Checker {
             return violation(
                 "persist before send",
                 format!(
-                    "n{id} sent {:?} in term {} while its disk holds term {}",
+                    "{id} sent {:?} in term {} while its disk holds term {}",
                     message.body, message.term, disk.term
                 ),
             );
@@ -551,25 +623,25 @@ impl Checker {
                 violation(
                     "persist before send",
                     format!(
-                        "n{id} granted its vote to {} before its disk recorded it ({:?})",
+                        "{id} granted its vote to {} before its disk recorded it ({:?})",
                         message.to, disk.vote
                     ),
                 )
             }
-            MessageBody::RequestVote { .. } if disk.vote != Some(id) => violation(
+            MessageBody::RequestVote { .. } if disk.vote != Some(node_id) => violation(
                 "persist before send",
                 format!(
-                    "n{id} asked for votes before its disk recorded its own vote ({:?})",
+                    "{id} asked for votes before its disk recorded its own vote ({:?})",
                     disk.vote
                 ),
             ),
             MessageBody::TimeoutNow => {
-                let check = self.node(id);
+                let check = self.node(slot);
                 if let Some((term, until)) = check.promise_local {
                     if term == message.term && local_now < until {
                         return violation(
                             "handoff",
-                            format!("n{id} sent TimeoutNow at {} (its clock) before its promise until {} ran out", local_now.0, until.0),
+                            format!("{id} sent TimeoutNow at {} (its clock) before its promise until {} ran out", local_now.0, until.0),
                         );
                     }
                 }
@@ -580,30 +652,24 @@ impl Checker {
         }
     }
 
-    /// Records that `node` reported `Event::Removed`.
-    pub fn on_removed(&mut self, node: &Node) -> Result<(), Violation> {
-        let id = node.id();
-        self.node(id).removed = true;
+    /// Records that `node`, in slot `slot`, reported `Event::Removed`.
+    pub fn on_removed(&mut self, slot: usize, node: &Node) -> Result<(), Violation> {
+        let id = self.who(slot);
+        self.node(slot).removed = true;
         if !node.is_removed() {
             return violation(
                 "removed",
-                format!("n{id} reported Removed but is_removed() is false"),
+                format!("{id} reported Removed but is_removed() is false"),
             );
         }
         Ok(())
-    }
-
-    /// Whether `id` reported `Event::Removed`.
-    pub fn is_removed(&self, id: NodeId) -> bool {
-        self.nodes
-            .get((id.0 - 1) as usize)
-            .is_some_and(|check| check.removed)
     }
 
     /// Checks one answer of `node` to "am I the goose?" asked at `asked`,
     /// and records its promise.
     pub fn on_answer(
         &mut self,
+        slot: usize,
         node: &Node,
         asked: &Asked<'_>,
         answer: &GooseAnswer,
@@ -615,78 +681,82 @@ impl Checker {
             local_now,
             now_ns,
         } = *asked;
-        let id = node.id();
+        let node_id = node.id();
+        let id = self.who(slot);
         let term = node.hard_state().term;
         if answer.decided_at != local_now || answer.term != term {
             return violation(
                 "answer",
                 format!(
-                    "n{id} answered at {:?} in term {} when asked at {local_now:?} in term {term}",
+                    "{id} answered at {:?} in term {} when asked at {local_now:?} in term {term}",
                     answer.decided_at, answer.term
                 ),
             );
         }
         if !answer.is_goose() {
             if answer.lease_until.is_some() {
-                return violation("answer", format!("n{id} answered duck with a promise"));
+                return violation("answer", format!("{id} answered duck with a promise"));
             }
             return Ok(());
         }
         let Some(lease_until) = answer.lease_until else {
-            return violation("answer", format!("n{id} answered goose without a promise"));
+            return violation("answer", format!("{id} answered goose without a promise"));
         };
         let promise_max = config.promise_max;
         if lease_until <= local_now || lease_until > local_now.add(promise_max) {
             return violation(
                 "answer",
                 format!(
-                    "n{id} promised until {} at {} (promise_max {promise_max:?})",
+                    "{id} promised until {} at {} (promise_max {promise_max:?})",
                     lease_until.0, local_now.0
                 ),
             );
         }
-        if node.raft_role() != RaftRole::Leader || node.leader() != Some(id) || node.is_removed() {
+        if node.raft_role() != RaftRole::Leader
+            || node.leader() != Some(node_id)
+            || node.is_removed()
+        {
             return violation(
                 "answer",
                 format!(
-                    "n{id} answered goose as {} (leader {:?}, removed {})",
+                    "{id} answered goose as {} (leader {:?}, removed {})",
                     role_name(node.raft_role()),
                     node.leader(),
                     node.is_removed()
                 ),
             );
         }
-        let check = self.node(id);
+        let check = self.node(slot);
         if check.removed {
             return violation(
                 "removed",
-                format!("n{id} answered goose after it reported Removed"),
+                format!("{id} answered goose after it reported Removed"),
             );
         }
         if check.timeout_now_term == Some(term) {
             return violation(
                 "handoff",
-                format!("n{id} answered goose in term {term} after sending TimeoutNow in it"),
+                format!("{id} answered goose in term {term} after sending TimeoutNow in it"),
             );
         }
         check.promise_local = Some((term, lease_until));
-        self.check_promises(id, term, now_ns, clock.true_at(lease_until))?;
-        self.check_majority_contact(node, lease_window_ns, now_ns)?;
+        self.check_promises(slot, term, now_ns, clock.true_at(lease_until))?;
+        self.check_majority_contact(slot, node, lease_window_ns, now_ns)?;
         if let Some(after_ns) = self.goose_forbidden_after_ns {
             if now_ns > after_ns {
                 return violation(
                     "broken test checker",
-                    format!("n{id} answered goose in term {term} after {after_ns} ns"),
+                    format!("{id} answered goose in term {term} after {after_ns} ns"),
                 );
             }
         }
         Ok(())
     }
 
-    /// (b): no goose answer while a promise of another (node, term) runs.
+    /// (b): no goose answer while a promise of another (process, term) runs.
     fn check_promises(
         &mut self,
-        id: NodeId,
+        slot: usize,
         term: Term,
         now_ns: u64,
         until_true_ns: u64,
@@ -696,24 +766,24 @@ impl Checker {
         if let Some(other) = self
             .promises
             .iter()
-            .find(|p| (p.node, p.term) != (id, term))
+            .find(|p| (p.slot, p.term) != (slot, term))
         {
             return violation(
                 "(b) promise",
                 format!(
-                    "n{id} answered goose in term {term} at {now_ns} ns while n{} promised (term {}) that no other node would until {} ns",
-                    other.node, other.term, other.until_true_ns
+                    "{} answered goose in term {term} at {now_ns} ns while {} promised (term {}) that no other node would until {} ns",
+                    self.who(slot), self.who(other.slot), other.term, other.until_true_ns
                 ),
             );
         }
         match self
             .promises
             .iter_mut()
-            .find(|p| (p.node, p.term) == (id, term))
+            .find(|p| (p.slot, p.term) == (slot, term))
         {
             Some(promise) => promise.until_true_ns = promise.until_true_ns.max(until_true_ns),
             None => self.promises.push(Promise {
-                node: id,
+                slot,
                 term,
                 until_true_ns,
             }),
@@ -728,25 +798,30 @@ impl Checker {
     /// a message from the goose, and the goose one from it, after that instant.
     /// The majority is counted in the latest or the previous configuration
     /// (any majorities of the two overlap under single-server changes).
+    /// A voter's acknowledgement may come from any process under its id
+    /// (the goose cannot tell them apart), but both directions of the
+    /// exchange from the same one.
     fn check_majority_contact(
         &self,
+        slot: usize,
         node: &Node,
         lease_window_ns: u64,
         now_ns: u64,
     ) -> Result<(), Violation> {
         let id = node.id();
-        let since_ns = now_ns.saturating_sub(lease_window_ns);
-        let leader_index = (id.0 - 1) as usize;
+        let since_ns = now_ns.saturating_sub(lease_window_ns).max(1);
         let contacted = |voter: NodeId| {
-            let voter_index = (voter.0 - 1) as usize;
-            voter_index < NODES_MAX
-                && self.last_delivery[leader_index][voter_index] >= since_ns.max(1)
-                && self.last_delivery[voter_index][leader_index] >= since_ns.max(1)
+            self.nodes.iter().enumerate().any(|(other, check)| {
+                other != slot
+                    && check.id == voter.0
+                    && self.last_delivery[slot][other] >= since_ns
+                    && self.last_delivery[other][slot] >= since_ns
+            })
         };
         if is_majority(node.membership(), id, contacted) {
             return Ok(());
         }
-        let previous = self.nodes[leader_index].previous_config.as_ref();
+        let previous = self.nodes[slot].previous_config.as_ref();
         if previous.is_some_and(|config| is_majority(config, id, contacted)) {
             return Ok(());
         }
@@ -754,7 +829,8 @@ impl Checker {
         violation(
             "(g) majority contact",
             format!(
-                "n{id} answered goose at {now_ns} ns but had no two-way exchange with a majority of voters {voters:?} since {since_ns} ns"
+                "{} answered goose at {now_ns} ns but had no two-way exchange with a majority of voters {voters:?} since {since_ns} ns",
+                self.who(slot)
             ),
         )
     }
@@ -770,19 +846,20 @@ mod tests {
     #[test]
     fn promises_exclude_other_nodes_and_terms_until_they_end() {
         let mut checker = Checker::new(None);
-        checker.check_promises(NodeId(1), Term(3), 0, 100).unwrap();
-        checker.check_promises(NodeId(1), Term(3), 50, 150).unwrap();
-        let other = checker
-            .check_promises(NodeId(2), Term(4), 120, 200)
-            .unwrap_err();
+        checker.register(0, NodeId(1), false);
+        checker.register(1, NodeId(2), false);
+        checker.register(2, NodeId(1), true);
+        checker.check_promises(0, Term(3), 0, 100).unwrap();
+        checker.check_promises(0, Term(3), 50, 150).unwrap();
+        let other = checker.check_promises(1, Term(4), 120, 200).unwrap_err();
         assert_eq!(other.checker, "(b) promise");
-        let same_node = checker
-            .check_promises(NodeId(1), Term(5), 149, 200)
-            .unwrap_err();
+        let same_node = checker.check_promises(0, Term(5), 149, 200).unwrap_err();
         assert_eq!(same_node.checker, "(b) promise");
-        checker
-            .check_promises(NodeId(2), Term(4), 150, 200)
-            .unwrap();
+        // An impostor under the promiser's id, even in the same term.
+        let impostor = checker.check_promises(2, Term(3), 149, 200).unwrap_err();
+        assert_eq!(impostor.checker, "(b) promise");
+        assert!(impostor.message.contains("n1 (impostor)"), "{impostor}");
+        checker.check_promises(1, Term(4), 150, 200).unwrap();
     }
 
     /// Checks the majority count of (g): the goose counts itself only if it

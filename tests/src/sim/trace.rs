@@ -156,6 +156,8 @@ pub enum TraceWhat {
     Step {
         /// The node.
         node: NodeId,
+        /// Whether the process is an impostor under that id.
+        impostor: bool,
         /// Why.
         input: InputSummary,
         /// Its state afterwards.
@@ -196,12 +198,16 @@ impl fmt::Display for TraceRecord {
         match &self.what {
             TraceWhat::Step {
                 node,
+                impostor,
                 input,
                 after,
                 sent,
                 persisted,
             } => {
                 write!(f, "n{node} ")?;
+                if *impostor {
+                    write!(f, "(impostor) ")?;
+                }
                 match input {
                     InputSummary::Start => write!(f, "start")?,
                     InputSummary::Tick => write!(f, "tick")?,

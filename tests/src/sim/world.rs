@@ -2,7 +2,7 @@
 //! one queue of timed events. Every event that changes anything is followed
 //! by the checkers, including a goose question to every running node.
 
-use super::checks::{raft_role_name, violation, Asked, Checker, Violation};
+use super::checks::{raft_role_name, violation, Asked, Checker, Violation, SLOTS_MAX};
 use super::clock::Clock;
 use super::network::{sample_delay_ns, Links, NetworkParams, PartitionShape, NODES_MAX};
 use super::trace::{InputSummary, MessageSummary, NodeSummary, Trace, TraceRecord, TraceWhat};
@@ -158,6 +158,8 @@ pub struct SimStats {
     pub rebuilds: u64,
     /// Restarts with other timings.
     pub retimed: u64,
+    /// Impostors started under a member's id.
+    pub impostors: u64,
     /// Partitions.
     pub partitions: u64,
     /// Membership changes proposed.
@@ -193,6 +195,7 @@ pub struct GooseChange {
 #[derive(Debug)]
 pub(crate) enum Action {
     Deliver {
+        from: usize,
         to: usize,
         incarnation: u32,
         message: Message,
@@ -229,6 +232,10 @@ pub(crate) enum Action {
         node: usize,
         incarnation: u32,
     },
+    /// The operator notices the impostor in slot `node` and stops it for good.
+    Retire {
+        node: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -259,9 +266,16 @@ impl Ord for Queued {
     }
 }
 
-/// One simulated host: its clock, its disk and, while it runs, its `Node`.
+/// One simulated process slot (a host): its clock, its disk and, while it
+/// runs, its `Node`. Members hold slot `id - 1`'s place in
+/// `Sim::member_slots`; an impostor is another process under a member's
+/// id, with a data directory of its own.
 pub(crate) struct SimNode {
     pub(crate) id: NodeId,
+    /// Whether this is an impostor under a member's id.
+    pub(crate) impostor: bool,
+    /// An impostor the operator has stopped for good.
+    pub(crate) retired: bool,
     pub(crate) config: Config,
     pub(crate) clock: Clock,
     /// An upper bound on the true length of a lease on `clock` (g).
@@ -299,11 +313,15 @@ struct Calm {
 pub struct Sim {
     pub(crate) config: SimConfig,
     pub(crate) rng: fastrand::Rng,
+    /// The stream that decides when impostors come (chaos runs only).
+    pub(crate) impostor_rng: fastrand::Rng,
     pub(crate) now_ns: u64,
     queue: BinaryHeap<Queued>,
     sequence: u64,
     event_number: u64,
     pub(crate) nodes: Vec<SimNode>,
+    /// The slot of each member: `member_slots[id - 1]`.
+    pub(crate) member_slots: Vec<usize>,
     pub(crate) links: Links,
     pub(crate) partition_epoch: u64,
     pub(crate) loss_probability: f64,
@@ -332,11 +350,13 @@ impl Sim {
         let mut sim = Sim {
             // Mixed so that the world's draws differ from the plan's, which uses the seed as is.
             rng: fastrand::Rng::with_seed(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED),
+            impostor_rng: fastrand::Rng::with_seed(config.seed ^ 0x1A90_57E5),
             now_ns: 0,
             queue: BinaryHeap::new(),
             sequence: 0,
             event_number: 0,
             nodes: Vec::new(),
+            member_slots: Vec::new(),
             links: Links::default(),
             partition_epoch: 0,
             loss_probability: 0.0,
@@ -359,7 +379,7 @@ impl Sim {
         let spread_ns = duration_ns(sim.config.start_spread);
         for _ in 0..sim.config.voters {
             let identity = Identity(sim.rng.u64(1..));
-            let index = sim.create_node(PersistedState::bootstrap(identity, membership.clone()));
+            let index = sim.create_member(PersistedState::bootstrap(identity, membership.clone()));
             let start_ns = sim.rng.u64(0..=spread_ns);
             sim.push(
                 start_ns,
@@ -409,9 +429,12 @@ impl Sim {
         &self.goose_changes
     }
 
-    /// The ids of all nodes ever created.
+    /// The ids of all members ever created (impostors share theirs).
     pub fn node_ids(&self) -> Vec<NodeId> {
-        self.nodes.iter().map(|slot| slot.id).collect()
+        self.member_slots
+            .iter()
+            .map(|&slot| self.nodes[slot].id)
+            .collect()
     }
 
     /// The running core of node `id` (None while it is down).
@@ -468,10 +491,14 @@ impl Sim {
         &self.nodes[self.index_of(id)]
     }
 
+    /// The slot of member `id`.
     pub(crate) fn index_of(&self, id: NodeId) -> usize {
         let index = (id.0 as usize).wrapping_sub(1);
-        assert!(index < self.nodes.len(), "no node {id} in the simulation");
-        index
+        assert!(
+            index < self.member_slots.len(),
+            "no node {id} in the simulation"
+        );
+        self.member_slots[index]
     }
 
     // ----- running -----
@@ -599,10 +626,11 @@ impl Sim {
     fn handle(&mut self, action: Action) -> Result<bool, Violation> {
         match action {
             Action::Deliver {
+                from,
                 to,
                 incarnation,
                 message,
-            } => self.on_deliver(to, incarnation, message),
+            } => self.on_deliver(from, to, incarnation, message),
             Action::Deadline { node, incarnation } => self.on_deadline(node, incarnation),
             Action::Start {
                 node,
@@ -610,7 +638,7 @@ impl Sim {
                 reboot,
             } => {
                 let slot = &self.nodes[node];
-                if slot.incarnation != incarnation || slot.node.is_some() {
+                if slot.incarnation != incarnation || slot.node.is_some() || slot.retired {
                     return Ok(false);
                 }
                 self.start_node(node, reboot)?;
@@ -672,7 +700,31 @@ impl Sim {
                 self.update_calm();
                 Ok(true)
             }
+            Action::Retire { node } => {
+                if self.nodes[node].retired {
+                    return Ok(false);
+                }
+                self.retire(node);
+                self.update_calm();
+                Ok(true)
+            }
         }
+    }
+
+    /// Stops the impostor in slot `index` for good.
+    pub(crate) fn retire(&mut self, index: usize) {
+        debug_assert!(self.nodes[index].impostor, "only an impostor retires");
+        let id = self.nodes[index].id;
+        self.crash_node(index);
+        self.nodes[index].retired = true;
+        self.note(format!("the operator stops the impostor under n{id}"));
+    }
+
+    /// The running impostor, if any.
+    pub(crate) fn running_impostor(&self) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|slot| slot.impostor && slot.node.is_some())
     }
 
     /// Whether the leader (what `goosectl member list` asks) has committed
@@ -697,7 +749,7 @@ impl Sim {
             ..PersistedState::default()
         };
         let id = slot.id;
-        self.checker.on_wipe(id);
+        self.checker.on_wipe(index);
         self.stats.rebuilds += 1;
         self.note(format!(
             "wipe n{id}: a new data directory, identity {identity}"
@@ -706,6 +758,7 @@ impl Sim {
 
     fn on_deliver(
         &mut self,
+        from: usize,
         to: usize,
         incarnation: u32,
         message: Message,
@@ -718,6 +771,7 @@ impl Sim {
         if slot.paused {
             if slot.backlog.len() < PAUSED_BACKLOG_MAX {
                 slot.backlog.push_back(Action::Deliver {
+                    from,
                     to,
                     incarnation,
                     message,
@@ -728,8 +782,7 @@ impl Sim {
             return Ok(false);
         }
         self.stats.messages_delivered += 1;
-        self.checker
-            .on_delivery(message.from, message.to, self.now_ns);
+        self.checker.on_delivery(from, to, self.now_ns);
         self.step_node(to, Input::Receive(message))?;
         Ok(true)
     }
@@ -812,6 +865,7 @@ impl Sim {
         };
         slot.durable.apply(&ready.persist);
         self.checker.after_step(
+            index,
             node,
             &slot.durable,
             &ready.persist,
@@ -819,7 +873,8 @@ impl Sim {
             commit_before,
         )?;
         for message in &ready.messages {
-            self.checker.on_send(node, &slot.durable, message, local)?;
+            self.checker
+                .on_send(index, node, &slot.durable, message, local)?;
         }
         self.stats.steps += 1;
         let hard_state = node.hard_state();
@@ -855,6 +910,7 @@ impl Sim {
             time_ns: now_ns,
             what: TraceWhat::Step {
                 node: id,
+                impostor: slot.impostor,
                 input: input_summary,
                 after,
                 sent: ready.messages.len(),
@@ -862,7 +918,7 @@ impl Sim {
             },
         });
         for message in ready.messages {
-            self.send(message);
+            self.send(index, message);
         }
         for event in ready.events {
             self.on_event(index, event)?;
@@ -879,7 +935,7 @@ impl Sim {
                     .node
                     .as_ref()
                     .expect("a running node emitted the event");
-                self.checker.on_removed(node)?;
+                self.checker.on_removed(index, node)?;
             }
             Event::Done { .. } => self.stats.done += 1,
             Event::Rejected { .. } => self.stats.rejected += 1,
@@ -896,10 +952,13 @@ impl Sim {
         Ok(())
     }
 
-    fn send(&mut self, message: Message) {
+    /// Sends `message` from slot `from_slot`. An impostor shares its
+    /// member's address (the address was moved to another host while the
+    /// old one still runs), so either process may get what is sent to it.
+    fn send(&mut self, from_slot: usize, message: Message) {
         self.stats.messages_sent += 1;
         let (from, to) = (message.from.0, message.to.0);
-        let known = to >= 1 && (to as usize) <= self.nodes.len();
+        let known = to >= 1 && (to as usize) <= self.member_slots.len();
         if !known || !self.links.is_up(from, to) {
             self.stats.messages_dropped += 1;
             return;
@@ -908,7 +967,17 @@ impl Sim {
             self.stats.messages_dropped += 1;
             return;
         }
-        let index = (to - 1) as usize;
+        let mut index = self.member_slots[(to - 1) as usize];
+        if let Some(impostor) = self.running_impostor() {
+            if self.nodes[impostor].id == message.to && self.rng.bool() {
+                index = impostor;
+            }
+        }
+        if index == from_slot {
+            // A message to its own id from a process under it goes to the other one.
+            self.stats.messages_dropped += 1;
+            return;
+        }
         if self.nodes[index].node.is_none() {
             self.stats.messages_dropped += 1;
             return;
@@ -922,6 +991,7 @@ impl Sim {
             self.push(
                 self.now_ns + delay_ns,
                 Action::Deliver {
+                    from: from_slot,
                     to: index,
                     incarnation,
                     message: copy,
@@ -932,6 +1002,7 @@ impl Sim {
         self.push(
             self.now_ns + delay_ns,
             Action::Deliver {
+                from: from_slot,
                 to: index,
                 incarnation,
                 message,
@@ -945,7 +1016,7 @@ impl Sim {
         let now_ns = self.now_ns;
         let mut geese = std::mem::take(&mut self.geese_scratch);
         geese.clear();
-        for slot in &mut self.nodes {
+        for (index, slot) in self.nodes.iter_mut().enumerate() {
             if slot.paused {
                 continue;
             }
@@ -961,6 +1032,7 @@ impl Sim {
             };
             self.stats.goose_questions += 1;
             self.checker.on_answer(
+                index,
                 node,
                 &Asked {
                     config: &slot.config,
@@ -1011,11 +1083,17 @@ impl Sim {
     // ----- liveness (h) -----
 
     /// Whether nothing stands in the way of a goose: the network is whole
-    /// and lossless, and every node runs unpaused.
+    /// and lossless, every member runs unpaused and no impostor runs.
     pub fn is_calm(&self) -> bool {
         self.links.is_whole()
             && self.loss_probability == 0.0
-            && self.nodes.iter().all(SimNode::is_up)
+            && self.nodes.iter().all(|slot| {
+                if slot.impostor {
+                    slot.node.is_none()
+                } else {
+                    slot.is_up()
+                }
+            })
     }
 
     pub(crate) fn update_calm(&mut self) {
@@ -1060,15 +1138,19 @@ impl Sim {
     pub fn describe_nodes(&self) -> String {
         let mut text = String::new();
         for slot in &self.nodes {
+            let who = if slot.impostor {
+                format!("n{} (impostor)", slot.id)
+            } else {
+                format!("n{}", slot.id)
+            };
             let Some(node) = slot.node.as_ref() else {
-                text.push_str(&format!("  n{}: down\n", slot.id));
+                text.push_str(&format!("  {who}: down\n"));
                 continue;
             };
             let voters: Vec<u64> = node.membership().voters().map(|id| id.0).collect();
             let members: Vec<u64> = node.membership().members.iter().map(|m| m.id.0).collect();
             text.push_str(&format!(
-                "  n{}: {} term {} leader {:?} commit {} last {} (snapshot {}), voters {voters:?}, members {members:?}, removed {}{}\n",
-                slot.id,
+                "  {who}: {} term {} leader {:?} commit {} last {} (snapshot {}), voters {voters:?}, members {members:?}, removed {}{}\n",
                 raft_role_name(node.raft_role()),
                 node.hard_state().term,
                 node.leader().map(|id| id.0),
@@ -1089,19 +1171,38 @@ impl Sim {
 
     // ----- nodes -----
 
-    /// Adds a node with disk `durable` (not started); returns its index.
-    fn create_node(&mut self, durable: PersistedState) -> usize {
-        let index = self.nodes.len();
-        assert!(index < NODES_MAX, "at most {NODES_MAX} nodes");
-        let id = NodeId(index as u64 + 1);
+    /// Adds a member under the next free id with disk `durable` (not
+    /// started); returns its slot.
+    fn create_member(&mut self, durable: PersistedState) -> usize {
+        let count = self.member_slots.len();
+        assert!(count < NODES_MAX, "at most {NODES_MAX} nodes");
+        let id = NodeId(count as u64 + 1);
         let config = Config {
             id,
             ..self.config.node_config.clone()
         };
+        let index = self.create_slot(id, config, durable, false);
+        self.member_slots.push(index);
+        index
+    }
+
+    /// Adds a process slot under `id` (not started); returns its index.
+    fn create_slot(
+        &mut self,
+        id: NodeId,
+        config: Config,
+        durable: PersistedState,
+        impostor: bool,
+    ) -> usize {
+        let index = self.nodes.len();
+        assert!(index < SLOTS_MAX, "at most {SLOTS_MAX} process slots");
+        self.checker.register(index, id, impostor);
         let clock = self.new_clock(&config);
         let lease_window_ns = lease_window_ns(&config, &clock);
         self.nodes.push(SimNode {
             id,
+            impostor,
+            retired: false,
             config,
             clock,
             lease_window_ns,
@@ -1156,16 +1257,18 @@ impl Sim {
                 return violation("start", format!("n{} refused to start: {error}", slot.id))
             }
         };
-        self.checker.on_start(&node, &slot.durable)?;
+        self.checker.on_start(index, &node, &slot.durable)?;
         slot.node = Some(node);
         slot.paused = false;
         slot.backlog.clear();
         slot.timer_ns = None;
         slot.desired_deadline_ns = None;
         let id = slot.id;
+        let impostor = slot.impostor;
         self.stats.starts += 1;
         self.note(format!(
-            "start n{id}{}",
+            "start n{id}{}{}",
+            if impostor { " (impostor)" } else { "" },
             if reboot { " (reboot: new clock)" } else { "" }
         ));
         self.step_node(index, Input::Tick)
@@ -1222,9 +1325,85 @@ impl Sim {
             identity: Identity(self.rng.u64(1..)),
             ..PersistedState::default()
         };
-        let index = self.create_node(durable);
+        let index = self.create_member(durable);
         self.start_node(index, false)?;
         Ok(self.nodes[index].id)
+    }
+
+    /// Starts another process under member `id`'s id, with a fresh data
+    /// directory of its own (a new identity) and the member's flags, while
+    /// the member runs; it shares the member's address. With `peers` it is
+    /// started as the member once was, with `--peer` flags naming the
+    /// members it runs with now (ids and addresses, no identities), so it
+    /// bootstraps and campaigns; without, it starts with `--join` and
+    /// waits. Returns its slot.
+    pub(crate) fn start_impostor_at(
+        &mut self,
+        member: usize,
+        peers: bool,
+    ) -> Result<usize, Violation> {
+        let id = self.nodes[member].id;
+        let config = self.nodes[member].config.clone();
+        let identity = Identity(self.rng.u64(1..));
+        let membership = self.nodes[member]
+            .node
+            .as_ref()
+            .filter(|_| peers)
+            .map(|node| {
+                let voters = node.membership().voters();
+                let voters: Vec<_> = voters.map(|voter| (voter, node_addr(voter))).collect();
+                Membership::with_voters(voters)
+            });
+        let durable = match membership {
+            Some(membership) => PersistedState::bootstrap(identity, membership),
+            None => PersistedState {
+                identity,
+                ..PersistedState::default()
+            },
+        };
+        let index = self.create_slot(id, config, durable, true);
+        self.stats.impostors += 1;
+        self.note(format!(
+            "another process starts under n{id}'s id, identity {identity}, at its address, {}",
+            if peers {
+                "with --peer flags"
+            } else {
+                "with --join"
+            }
+        ));
+        self.start_node(index, false)?;
+        Ok(index)
+    }
+
+    /// Starts another process under member `id`'s id, with a fresh data
+    /// directory, at its address, while the member runs: with `--peer`
+    /// flags naming the current voters if `peers`, else with `--join`
+    /// (see [`Sim::retire_impostor`]).
+    pub fn start_impostor(&mut self, id: NodeId, peers: bool) -> Result<(), Box<Failure>> {
+        let index = self.index_of(id);
+        self.act(|sim| {
+            if sim.running_impostor().is_some() {
+                return violation("scenario", "one impostor at a time".to_string());
+            }
+            sim.start_impostor_at(index, peers).map(|_| ())
+        })
+    }
+
+    /// Stops the running impostor for good.
+    pub fn retire_impostor(&mut self) -> Result<(), Box<Failure>> {
+        self.act(|sim| match sim.running_impostor() {
+            Some(index) => {
+                sim.retire(index);
+                Ok(())
+            }
+            None => violation("scenario", "no impostor runs".to_string()),
+        })
+    }
+
+    /// The running impostor's core, if one runs.
+    pub fn impostor(&self) -> Option<&Node> {
+        self.running_impostor()
+            .and_then(|index| self.nodes[index].node.as_ref())
     }
 
     // ----- what scenarios do -----
@@ -1311,6 +1490,7 @@ impl Sim {
             let local = slot.clock.local_at(now_ns);
             let answer = node.goose(local);
             sim.checker.on_answer(
+                index,
                 node,
                 &Asked {
                     config: &slot.config,
@@ -1334,7 +1514,7 @@ impl Sim {
     }
 
     pub(crate) fn apply_partition(&mut self, shape: &PartitionShape) {
-        let ids: Vec<u64> = self.nodes.iter().map(|slot| slot.id.0).collect();
+        let ids: Vec<u64> = self.node_ids().iter().map(|id| id.0).collect();
         self.links = Links::of_shape(shape, &ids);
         self.partition_epoch += 1;
         self.stats.partitions += 1;
@@ -1370,7 +1550,7 @@ impl Sim {
         if let MembershipChange::AddVoter { id, .. } | MembershipChange::AddLearner { id, .. } =
             change
         {
-            if id.0 as usize == self.nodes.len() + 1 {
+            if id.0 as usize == self.member_slots.len() + 1 {
                 self.start_new_node()?;
             }
         }
