@@ -790,28 +790,37 @@ impl Cluster {
         self.start_extra(id, NodeKind::Joiner)
     }
 
-    /// Copies running node `id`'s data directory (as an operator copying
-    /// it to another host would) and starts a second goosed from the copy
-    /// under the same id, on its own port and socket, beside the original.
-    /// The child dies with the test; kill it to stop the copy.
-    pub fn start_copy(&mut self, id: u64) -> Child {
-        let copy = self.root().join(format!("copy-of-{id}"));
+    /// Starts a second goosed under running node `id`'s id, on its own
+    /// port and socket, beside the original, with the original's flags:
+    /// from a copy of its data directory (`Beside::Copy`, as an operator
+    /// copying it to another host would), or from an empty one
+    /// (`Beside::Fresh`, a new identity that bootstraps from the same
+    /// `--peer` flags). The child dies with the test; kill it to stop it.
+    pub fn start_beside(&mut self, id: u64, kind: Beside) -> BesideProcess {
+        let name = match kind {
+            Beside::Copy => "copy-of",
+            Beside::Fresh => "fresh-under",
+        };
+        let copy = self.root().join(format!("{name}-{id}"));
         let data = copy.join("data");
-        fs::create_dir_all(&copy).expect("create the copy's directory");
-        let copied = Command::new("cp")
-            .arg("-a")
-            .arg(self.data_dir(id))
-            .arg(&data)
-            .status()
-            .expect("run cp");
-        assert!(
-            copied.success(),
-            "cp -a of node {id}'s data directory failed"
-        );
+        fs::create_dir_all(&copy).expect("create the second process's directory");
+        if kind == Beside::Copy {
+            let copied = Command::new("cp")
+                .arg("-a")
+                .arg(self.data_dir(id))
+                .arg(&data)
+                .status()
+                .expect("run cp");
+            assert!(
+                copied.success(),
+                "cp -a of node {id}'s data directory failed"
+            );
+        }
         let port = free_udp_ports(1)[0];
         let mut arguments = self.node_mut(id).command_line();
-        // The copy holds a log, so goosed ignores --peer, but it checks that
-        // its own entry names its own address.
+        // A copy holds a log, so goosed ignores --peer, but it checks that
+        // its own entry names its own address; a fresh one bootstraps from
+        // them.
         let own = OsString::from(format!("{id}={}", self.address(id)));
         for argument in arguments.iter_mut().filter(|a| **a == own) {
             *argument = format!("{id}=127.0.0.1:{port}").into();
@@ -829,8 +838,10 @@ impl Cluster {
             format!("127.0.0.1:{port}").into(),
         );
         replace(&mut arguments, "--data-dir", data.into());
-        replace(&mut arguments, "--socket", copy.join("goosed.sock").into());
-        let log = File::create(copy.join("goosed.log")).expect("create the copy's log");
+        let socket = copy.join("goosed.sock");
+        replace(&mut arguments, "--socket", socket.clone().into());
+        let log_path = copy.join("goosed.log");
+        let log = File::create(&log_path).expect("create the second process's log");
         let mut command = Command::new(&self.binaries.goosed);
         command
             .args(arguments)
@@ -838,7 +849,12 @@ impl Cluster {
             .stdout(log.try_clone().expect("clone the log handle"))
             .stderr(log);
         kill_with_parent(&mut command);
-        command.spawn().expect("spawn the copy")
+        let child = command.spawn().expect("spawn the second process");
+        BesideProcess {
+            child,
+            socket,
+            log: log_path,
+        }
     }
 
     /// Prepares and starts a node of another cluster (its own key) that
@@ -1216,6 +1232,26 @@ impl Drop for Cluster {
 
 pub use goosed::demo::describe_exit;
 
+/// What [`Cluster::start_beside`] starts the second process from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Beside {
+    /// A copy of the member's data directory (the same identity).
+    Copy,
+    /// An empty data directory (a new identity).
+    Fresh,
+}
+
+/// A second goosed under a member's id.
+#[derive(Debug)]
+pub struct BesideProcess {
+    /// The process.
+    pub child: Child,
+    /// Its control socket.
+    pub socket: PathBuf,
+    /// Its log.
+    pub log: PathBuf,
+}
+
 // ---------------------------------------------------------------------------
 // Watching the goose rule.
 // ---------------------------------------------------------------------------
@@ -1223,7 +1259,9 @@ pub use goosed::demo::describe_exit;
 /// One node's answer, as a [`RolePoller`] saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sample {
-    /// The answering node.
+    /// The answering process: the label the poller was given for its
+    /// socket (the node id, or another number for a second process under
+    /// one id, so that the two count as different answerers).
     pub node: u64,
     /// Whether it answered goose.
     pub goose: bool,
@@ -1357,7 +1395,7 @@ impl RolePoller {
                 let samples = Arc::clone(&samples);
                 std::thread::Builder::new()
                     .name(format!("poll-{id}"))
-                    .spawn(move || poll_node(&socket, &stop, &samples))
+                    .spawn(move || poll_node(id, &socket, &stop, &samples))
                     .expect("spawn a poller thread")
             })
             .collect();
@@ -1392,7 +1430,7 @@ impl Drop for RolePoller {
 }
 
 /// The loop of one poller thread: one connection, reused while it works.
-fn poll_node(socket: &Path, stop: &AtomicBool, samples: &Mutex<Vec<Sample>>) {
+fn poll_node(label: u64, socket: &Path, stop: &AtomicBool, samples: &Mutex<Vec<Sample>>) {
     let deadline = Instant::now() + POLLER_RUN_MAX;
     let mut connection: Option<UnixStream> = None;
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -1412,7 +1450,10 @@ fn poll_node(socket: &Path, stop: &AtomicBool, samples: &Mutex<Vec<Sample>>) {
         match answer {
             Some(status) => {
                 if let Ok(mut samples) = samples.lock() {
-                    samples.push(Sample::from_status(&status));
+                    samples.push(Sample {
+                        node: label,
+                        ..Sample::from_status(&status)
+                    });
                 }
                 std::thread::sleep(POLL_INTERVAL);
             }

@@ -24,7 +24,8 @@
 
 use goose_common::control::NodeRole;
 use goose_tests::cluster::{
-    assert_goose_rule, boottime_ns, describe_exit, stderr_of, wait_for, Cluster, Options, Timers,
+    assert_goose_rule, boottime_ns, describe_exit, stderr_of, wait_for, Beside, Cluster, Options,
+    RolePoller, Timers,
 };
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
@@ -661,7 +662,7 @@ fn a_copied_data_directory_started_beside_the_original_is_ignored() {
     let mut cluster = Cluster::start(3, Options::fast());
     let goose = cluster.wait_for_goose(GOOSE_WAIT);
     let poller = cluster.start_poller();
-    let mut copy = cluster.start_copy(3);
+    let mut copy = cluster.start_beside(3, Beside::Copy).child;
     let duplicates = |cluster: &Cluster| -> u64 {
         [1, 2]
             .iter()
@@ -697,4 +698,77 @@ fn a_copied_data_directory_started_beside_the_original_is_ignored() {
     assert_eq!(duplicates(&cluster), after, "node 3 alone is heard again");
     assert!(cluster.goose().is_some());
     eprintln!("copied directory: goose {goose} before, {settled} after; {after} datagrams dropped");
+}
+
+/// Checks: a second goosed started under the goose's id with an empty data
+/// directory (a new identity) and the goose's own flags, `--peer` list
+/// included, so that it bootstraps and campaigns, is ignored (design.md §2
+/// "one identity per member"). How: 3 fast nodes; once a goose is up and
+/// every identity bound, start the newcomer under the goose's id on a port
+/// of its own; a poller watches the three members and the newcomer (as a
+/// process of its own) for three seconds, then the newcomer is killed and
+/// the cluster must settle with a goose. Expect: the goose rule holds over
+/// every answer, promises included; the newcomer never answers goose; the
+/// goose's peers dropped its datagrams (as `wrong_identity`, or as
+/// `duplicate_identity` while two boot ids interleave) and say so in
+/// `status --local --json`.
+#[test]
+fn a_fresh_process_started_under_the_goose_id_is_ignored() {
+    let mut cluster = Cluster::start(3, Options::fast());
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    // Let the first goose bind every member's identity.
+    std::thread::sleep(Duration::from_secs(1));
+    let peers: Vec<u64> = (1..=3).filter(|&id| id != goose).collect();
+    let dropped = |cluster: &Cluster| -> u64 {
+        peers
+            .iter()
+            .filter_map(|&id| cluster.status_local_json(id))
+            .map(|status| {
+                let drops = &status["drops"];
+                drops["wrong_identity"].as_u64().unwrap_or(0)
+                    + drops["duplicate_identity"].as_u64().unwrap_or(0)
+            })
+            .sum()
+    };
+    let before = dropped(&cluster);
+    let mut newcomer = cluster.start_beside(goose, Beside::Fresh);
+    let label = 100 + goose;
+    let mut sockets = cluster.sockets();
+    sockets.push((label, newcomer.socket.clone()));
+    let poller = RolePoller::start(sockets);
+    wait_for(
+        "the peers dropping the newcomer's datagrams",
+        GOOSE_WAIT,
+        || (dropped(&cluster) > before).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let newcomer_dropped = dropped(&cluster) - before;
+    assert!(
+        newcomer
+            .child
+            .try_wait()
+            .expect("poll the newcomer")
+            .is_none(),
+        "the newcomer still runs: {}",
+        std::fs::read_to_string(&newcomer.log).unwrap_or_default()
+    );
+    newcomer.child.kill().expect("kill the newcomer");
+    let _ = newcomer.child.wait();
+    let settled = wait_until_settled(&cluster);
+    std::thread::sleep(Duration::from_secs(2));
+    let samples = poller.stop();
+    assert_goose_rule(&samples, "a fresh process under the goose's id");
+    let newcomer_answers: Vec<_> = samples.iter().filter(|s| s.node == label).collect();
+    assert!(
+        !newcomer_answers.is_empty(),
+        "the poller heard the newcomer"
+    );
+    assert!(
+        newcomer_answers.iter().all(|sample| !sample.goose),
+        "the newcomer never answers goose"
+    );
+    eprintln!(
+        "fresh process under node {goose}: {} of its answers, all duck; {newcomer_dropped} datagrams dropped by its peers; goose {settled} after",
+        newcomer_answers.len()
+    );
 }
