@@ -3,4 +3,5 @@
 #![deny(missing_docs)]
 
 pub mod cluster;
+pub mod golden;
 pub mod sim;

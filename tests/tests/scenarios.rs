@@ -3,10 +3,18 @@
 //! tier 2). No random faults: each story makes its own, and says which
 //! section of design.md or of Ongaro's dissertation (2014) it checks.
 //! A failing scenario prints its trace and the command that reruns it.
+//!
+//! Each story's transcript (every action, event, goose change and every
+//! step that changed a node's state, with event numbers and true times) is
+//! compared byte for byte with `tests/testdata/<story>.txt` when it ends:
+//! a change of behaviour shows as a transcript diff. `GOOSE_REWRITE_GOLDEN=1`
+//! rewrites the files (tests/README.md).
 
 use goose_common::{MemberRole, NodeId, Term, Timestamp};
+use goose_tests::golden::check_golden;
 use goose_tests::sim::{node_addr, PartitionShape, RaftRole, Sim, SimConfig};
 use goosed::raft::{Config, Event, MembershipChange, RejectReason};
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 /// The seed of every scenario (any seed tells the same story).
@@ -25,14 +33,59 @@ fn timing() -> Config {
     Config::new(NodeId(1))
 }
 
+/// A story's simulation. When the story ends without a panic, its
+/// transcript is compared with `tests/testdata/<name>.txt`.
+struct Story {
+    sim: Sim,
+    name: String,
+}
+
+impl Story {
+    /// Tells the story of `config` (its transcript kept) under `name`.
+    fn new(mut config: SimConfig, name: &str) -> Story {
+        config.transcript = true;
+        Story {
+            sim: Sim::new(config),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Deref for Story {
+    type Target = Sim;
+    fn deref(&self) -> &Sim {
+        &self.sim
+    }
+}
+
+impl DerefMut for Story {
+    fn deref_mut(&mut self) -> &mut Sim {
+        &mut self.sim
+    }
+}
+
+impl Drop for Story {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            check_golden(&self.name, self.sim.transcript());
+        }
+    }
+}
+
 /// A cluster of `voters` with default timers, a quiet sub-millisecond
-/// network, drifting clocks and a goose check every millisecond or so.
-fn cluster(voters: usize, name: &str) -> Sim {
+/// network, drifting clocks and a goose check every millisecond or so,
+/// telling the story of test `name`.
+fn cluster(voters: usize, name: &str) -> Story {
+    cluster_variant(voters, name, name)
+}
+
+/// [`cluster`] for one of several stories of test `test`, told under `name`.
+fn cluster_variant(voters: usize, test: &str, name: &str) -> Story {
     let mut config = SimConfig::new(SEED, voters, timing());
     config.probe_interval = Some(ms(1));
     config.replay_command =
-        format!("cargo test -p goose-tests --test scenarios {name} -- --nocapture");
-    Sim::new(config)
+        format!("cargo test -p goose-tests --test scenarios {test} -- --nocapture");
+    Story::new(config, name)
 }
 
 /// Runs until some node answers goose (within `limit`) and returns it.
@@ -472,7 +525,8 @@ fn isolated_goose_is_a_duck_by_lease_end() {
     sim.partition(PartitionShape::Isolate(goose.0)).unwrap();
     let lease_end_local = Timestamp(cut_local.0 + timing().lease_duration().as_nanos() as u64);
     let lease_end = sim.true_time_of(goose, lease_end_local);
-    sim.run_for(lease_end - sim.now()).unwrap();
+    let left = lease_end - sim.now();
+    sim.run_for(left).unwrap();
     let answer = sim.ask(goose).unwrap().expect("running");
     assert!(
         !answer.is_goose(),
@@ -557,7 +611,7 @@ fn mixed_election_timeouts_never_overlap() {
     config.liveness_bound = Some(ms(3000));
     config.replay_command =
         "cargo test -p goose-tests --test scenarios mixed_election_timeouts_never_overlap -- --nocapture".into();
-    let mut sim = Sim::new(config);
+    let mut sim = Story::new(config, "mixed_election_timeouts_never_overlap");
     wait_for_goose(&mut sim, ms(3000));
     sim.restart_with(id(1), Config::new(id(1))).unwrap();
     make_goose(&mut sim, id(1));
@@ -632,10 +686,9 @@ fn a_voter_restarted_with_fast_timings_waits_out_the_lease_it_acknowledged() {
 #[test]
 fn a_rebuilt_member_and_a_returning_removed_one_cannot_elect_a_second_goose() {
     for cut in [false, true] {
-        let mut sim = cluster(
-            3,
-            "a_rebuilt_member_and_a_returning_removed_one_cannot_elect_a_second_goose",
-        );
+        let test = "a_rebuilt_member_and_a_returning_removed_one_cannot_elect_a_second_goose";
+        let variant = if cut { "cut-off" } else { "connected" };
+        let mut sim = cluster_variant(3, test, &format!("{test}-{variant}"));
         let leader = wait_for_goose(&mut sim, ms(3000));
         sim.run_for(ms(500)).unwrap();
         let others: Vec<NodeId> = (1..=3).map(id).filter(|&n| n != leader).collect();
@@ -745,7 +798,9 @@ fn a_process_started_under_a_running_members_id_is_ignored() {
 }
 
 fn a_process_under_the_goose_id(peers: bool) {
-    let mut sim = cluster(3, "a_process_started_under_a_running_members_id_is_ignored");
+    let test = "a_process_started_under_a_running_members_id_is_ignored";
+    let variant = if peers { "peers" } else { "join" };
+    let mut sim = cluster_variant(3, test, &format!("{test}-{variant}"));
     let goose = wait_for_goose(&mut sim, ms(3000));
     sim.run_for(ms(1000)).unwrap();
     let faults_before: Vec<u64> = (1..=3)

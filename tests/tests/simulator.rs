@@ -3,13 +3,16 @@
 //! and every checker after every event, and show that a seed replays
 //! exactly.
 //!
-//! - `cargo test -p goose-tests --test simulator` runs 2,000 seeds on every core.
+//! - `cargo test -p goose-tests --test simulator` runs 2,000 seeds on every core
+//!   and compares their summary with `tests/testdata/simulator-2000-seeds.txt`
+//!   (`GOOSE_REWRITE_GOLDEN=1` rewrites it).
 //! - `GOOSE_SIM_SEEDS=N` runs N seeds instead (from `GOOSE_SIM_SEED_BASE`, default 1).
 //! - `GOOSE_SIM_SEED=S` runs seed S alone; `... -- replay --nocapture` prints its
 //!   plan, and with `GOOSE_SIM_TRACE=1` every trace record of the run.
 //! - `GOOSE_SIM_IMPOSTORS=0` starts no impostors under members' ids: seeds
 //!   then make the moves they made before impostors existed.
 
+use goose_tests::golden::check_golden;
 use goose_tests::sim::{plan, run_seed, run_seeds, RunOptions};
 use std::time::{Duration, Instant};
 
@@ -40,6 +43,14 @@ fn env_u64(name: &str) -> Option<u64> {
 /// and liveness (a goose soon after the world calms down, and at the end).
 #[test]
 fn many_seeds() {
+    let default_run = [
+        "GOOSE_SIM_SEED",
+        "GOOSE_SIM_SEEDS",
+        "GOOSE_SIM_SEED_BASE",
+        "GOOSE_SIM_IMPOSTORS",
+    ]
+    .iter()
+    .all(|name| std::env::var_os(name).is_none());
     let seeds: Vec<u64> = match env_u64("GOOSE_SIM_SEED") {
         Some(seed) => vec![seed],
         None => {
@@ -56,8 +67,8 @@ fn many_seeds() {
         eprintln!("{failure}\n");
     }
     let goose_share = summary.goose_ns as f64 / summary.simulated.as_nanos().max(1) as f64;
-    println!(
-        "simulator: {} seeds, {:.0} simulated seconds, {} events, {} steps, {} goose questions, {} faults, {} requests ({} done), {} calm periods live, operator actions: {} retimed, {} rebuilt, {} impostors, goose {:.1}% of the time, highest term {}, violations {}, wall time {:.1} s on {threads} threads",
+    let figures = format!(
+        "simulator: {} seeds, {:.0} simulated seconds, {} events, {} steps, {} goose questions, {} faults, {} requests ({} done), {} calm periods live, operator actions: {} retimed, {} rebuilt, {} impostors, goose {:.1}% of the time, highest term {}, violations {}",
         summary.seeds,
         summary.simulated.as_secs_f64(),
         summary.events,
@@ -73,7 +84,10 @@ fn many_seeds() {
         goose_share * 100.0,
         summary.max_term,
         summary.failed,
-        wall.as_secs_f64(),
+    );
+    println!(
+        "{figures}, wall time {:.1} s on {threads} threads",
+        wall.as_secs_f64()
     );
     for (checker, failed) in &summary.failed_seeds {
         let mut failed = failed.clone();
@@ -90,6 +104,11 @@ fn many_seeds() {
         summary.liveness_checks > 0 || seeds.len() < 10,
         "liveness was checked"
     );
+    if default_run {
+        // The same seeds give the same figures, event for event: a
+        // refactor that changes none of them changed no behaviour.
+        check_golden("simulator-2000-seeds", &format!("{figures}\n"));
+    }
 }
 
 /// Checks that a seed replays exactly: with `GOOSE_SIM_SEED=S`, runs seed S

@@ -247,12 +247,70 @@ impl fmt::Display for TraceRecord {
     }
 }
 
-/// The last records of a run, and optionally every record as it happens.
+/// The most lines a transcript holds; a story longer than this is cut.
+pub const TRANSCRIPT_LINES_MAX: usize = 100_000;
+
+/// The last records of a run, optionally every record as it happens, and
+/// optionally its transcript.
 #[derive(Debug)]
 pub struct Trace {
     records: VecDeque<TraceRecord>,
     capacity: usize,
     to_stderr: bool,
+    transcript: Option<Transcript>,
+}
+
+/// The story of a run for a golden file: every action, event and goose
+/// change, and every step that changed a node's Raft state or persisted
+/// something. Steps that change nothing (heartbeats and their answers) are
+/// left out, so a story reads as what happened.
+#[derive(Debug, Default)]
+struct Transcript {
+    text: String,
+    lines: usize,
+    /// The state each node had after its last step.
+    last_state: Vec<(NodeId, bool, NodeSummary)>,
+}
+
+impl Transcript {
+    fn push(&mut self, record: &TraceRecord) {
+        if let TraceWhat::Step {
+            node,
+            impostor,
+            after,
+            persisted,
+            ..
+        } = &record.what
+        {
+            let key = (*node, *impostor);
+            let position = self
+                .last_state
+                .iter()
+                .position(|(id, impostor, _)| (*id, *impostor) == key);
+            let changed = match position {
+                Some(position) => {
+                    let changed = self.last_state[position].2 != *after;
+                    self.last_state[position].2 = *after;
+                    changed
+                }
+                None => {
+                    self.last_state.push((key.0, key.1, *after));
+                    true
+                }
+            };
+            if !changed && !persisted {
+                return;
+            }
+        }
+        if self.lines == TRANSCRIPT_LINES_MAX {
+            self.text.push_str("... (the transcript is cut here)\n");
+        }
+        self.lines += 1;
+        if self.lines <= TRANSCRIPT_LINES_MAX {
+            self.text.push_str(&record.to_string());
+            self.text.push('\n');
+        }
+    }
 }
 
 impl Trace {
@@ -262,13 +320,28 @@ impl Trace {
             records: VecDeque::with_capacity(capacity.min(4096)),
             capacity,
             to_stderr,
+            transcript: None,
         }
+    }
+
+    /// Starts keeping the run's transcript (see [`Trace::transcript`]).
+    pub fn keep_transcript(&mut self) {
+        self.transcript.get_or_insert_with(Transcript::default);
+    }
+
+    /// The transcript so far, if kept: one line per action, event, goose
+    /// change and step that changed a node's state or persisted.
+    pub fn transcript(&self) -> Option<&str> {
+        self.transcript.as_ref().map(|t| t.text.as_str())
     }
 
     /// Adds a record, dropping the oldest one when full.
     pub fn push(&mut self, record: TraceRecord) {
         if self.to_stderr {
             eprintln!("{record}");
+        }
+        if let Some(transcript) = self.transcript.as_mut() {
+            transcript.push(&record);
         }
         if self.capacity == 0 {
             return;

@@ -59,6 +59,8 @@ pub struct SimConfig {
     pub trace_records: usize,
     /// Print every trace record as it happens (`GOOSE_SIM_TRACE=1`).
     pub trace_to_stderr: bool,
+    /// Keep the run's transcript for a golden file ([`Sim::transcript`]).
+    pub transcript: bool,
     /// If set, extra goose checks at random instants this far apart on average.
     pub probe_interval: Option<Duration>,
     /// (h): once the world is calm (network whole, no loss, every node
@@ -87,6 +89,7 @@ impl SimConfig {
             start_spread: Duration::ZERO,
             trace_records: super::trace::TRACE_RECORDS_DEFAULT,
             trace_to_stderr: std::env::var("GOOSE_SIM_TRACE").is_ok_and(|v| v == "1"),
+            transcript: false,
             probe_interval: None,
             liveness_bound: Some(liveness_bound),
             goose_forbidden_after: None,
@@ -374,6 +377,9 @@ impl Sim {
             chaos: None,
             config,
         };
+        if sim.config.transcript {
+            sim.trace.keep_transcript();
+        }
         let voters = (1..=sim.config.voters as u64).map(|id| (NodeId(id), node_addr(NodeId(id))));
         let membership = Membership::with_voters(voters);
         let spread_ns = duration_ns(sim.config.start_spread);
@@ -470,6 +476,13 @@ impl Sim {
     /// Counts of what happened so far.
     pub fn stats(&self) -> &SimStats {
         &self.stats
+    }
+
+    /// The run's transcript so far (empty unless `SimConfig::transcript`):
+    /// every action, event and goose change, and every step that changed
+    /// a node's Raft state or persisted, one line each.
+    pub fn transcript(&self) -> &str {
+        self.trace.transcript().unwrap_or("")
     }
 
     /// The current trace (the last records) as text.
