@@ -145,6 +145,33 @@ mod tests {
         }
     }
 
+    /// Checks that the wire bytes of every message kind stay what they are
+    /// (nodes of two builds talk to each other during a rolling upgrade):
+    /// the hex of each sample message's encoding, pinned.
+    #[test]
+    fn the_encoding_of_every_message_kind_is_pinned() {
+        let hex: Vec<String> = sample_messages()
+            .iter()
+            .map(|message| {
+                let bytes = encode(message).unwrap();
+                bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+            })
+            .collect();
+        assert_eq!(hex, PINNED_ENCODINGS);
+    }
+
+    /// The encodings of `sample_messages()`, in order (format 2).
+    const PINNED_ENCODINGS: [&str; 8] = [
+        "011d020004000302",
+        "011d0200040101",
+        "011d02000402030201",
+        "011d0200040300",
+        "011d02000404090101020202000302010501007f000001953c000002007f000001963c000003007f000001973c000004007f000001983c000005007f000001993c0000020080c6868f01",
+        "011d02000405090103",
+        "011d020004060307030501007f000001953c000002007f000001963c000003007f000001973c000004007f000001983c000005007f000001993c00000080e1eb17",
+        "011d02000407",
+    ];
+
     #[test]
     fn encoding_refuses_oversize_values() {
         let big = vec![7u8; MESSAGE_BYTES_MAX + 1];

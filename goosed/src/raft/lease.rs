@@ -1,6 +1,7 @@
 //! The quorum lease of design.md §2: which heartbeat round a majority of
 //! voters has acknowledged, and when that round was sent.
 
+use super::quorum::majority_reached;
 use goose_common::limits::LEASE_ROUNDS_REMEMBERED;
 use goose_common::{Membership, NodeId, Timestamp};
 use std::collections::{BTreeMap, VecDeque};
@@ -43,21 +44,13 @@ impl LeaseTracker {
     /// was sent (`self_id` counts as acknowledging every round it sent if it
     /// is a voter). `None` if no such round is remembered.
     pub(crate) fn quorum_sent_at(&self, config: &Membership, self_id: NodeId) -> Option<Timestamp> {
-        let mut rounds: Vec<u64> = config
-            .voters()
-            .map(|id| {
-                if id == self_id {
-                    self.current_round()
-                } else {
-                    self.acked.get(&id).copied().unwrap_or(0)
-                }
-            })
-            .collect();
-        if rounds.is_empty() {
-            return None;
-        }
-        rounds.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum_round = rounds[config.majority() - 1];
+        let quorum_round = majority_reached(config, |id| {
+            if id == self_id {
+                self.current_round()
+            } else {
+                self.acked_round(id)
+            }
+        })?;
         self.rounds
             .iter()
             .find(|&&(round, _)| round == quorum_round)

@@ -28,6 +28,7 @@ mod lease;
 mod log;
 mod membership;
 mod node;
+mod quorum;
 mod replication;
 mod types;
 

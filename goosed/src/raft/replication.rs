@@ -2,6 +2,7 @@
 //! (Raft §5.3, §5.4, §7; dissertation §6.2 for CheckQuorum).
 
 use super::node::{Node, Progress, RaftRole};
+use super::quorum::majority_reached;
 use super::types::Event;
 use goose_common::limits::{APPEND_ENTRIES_MAX, MESSAGE_BYTES_MAX};
 use goose_common::{
@@ -301,25 +302,19 @@ impl Node {
         let Some(state) = self.leader_state.as_ref() else {
             return;
         };
-        let config = self.membership();
-        let mut matched: Vec<LogIndex> = config
-            .voters()
-            .map(|id| {
-                if id == self.config.id {
-                    self.log.last_index()
-                } else {
-                    state
-                        .progress
-                        .get(&id)
-                        .map_or(LogIndex(0), |p| p.match_index)
-                }
-            })
-            .collect();
-        if matched.is_empty() {
+        let reached = majority_reached(self.membership(), |id| {
+            if id == self.config.id {
+                self.log.last_index()
+            } else {
+                state
+                    .progress
+                    .get(&id)
+                    .map_or(LogIndex(0), |p| p.match_index)
+            }
+        });
+        let Some(candidate) = reached else {
             return;
-        }
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matched[config.majority() - 1];
+        };
         if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.term) {
             self.advance_commit(now, candidate);
         }
