@@ -7,6 +7,7 @@
 //! to it only through bounded channels or cancel-safe futures.
 
 mod operator;
+mod waiters;
 
 use crate::clock;
 use crate::control::ControlRequest;
@@ -18,7 +19,7 @@ use goose_common::control::{NodeRole, NodeStatus, Reply, WatchEvent, WatchEventK
 use goose_common::datagram::DropReason;
 use goose_common::peer::PeerDatagram;
 use goose_common::{wire, Message, NodeId, Timestamp};
-use operator::Waiters;
+use operator::Waiting;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,7 +58,7 @@ pub struct Driver {
     hooks: Hooks,
     state_file: Option<PathBuf>,
     peer_addresses: BTreeMap<NodeId, SocketAddr>,
-    waiters: Waiters,
+    waiting: Waiting,
     watchers: Vec<mpsc::Sender<Reply>>,
     deadline: Timestamp,
     goose: bool,
@@ -84,7 +85,7 @@ impl Driver {
             hooks,
             state_file,
             peer_addresses: BTreeMap::new(),
-            waiters: Waiters::default(),
+            waiting: Waiting::default(),
             watchers: Vec::new(),
             goose: false,
             notify_systemd,
@@ -110,7 +111,7 @@ impl Driver {
             }
             let wake = self
                 .deadline
-                .min(self.waiters.next_deadline().unwrap_or(self.deadline));
+                .min(self.waiting.next_deadline().unwrap_or(self.deadline));
             let sleep = wake.since(clock::now()).max(Duration::from_micros(50));
             if let Some(interval) = watchdog {
                 if tokio::time::Instant::now() >= next_watchdog {

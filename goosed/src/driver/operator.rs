@@ -1,8 +1,9 @@
 //! Operator requests: the control socket's calls and watches, status
 //! gathered from every member, requests forwarded to the leader, and drills
 //! carried out on every member. Each waiting caller is kept with a deadline
-//! in a bounded map, and answered exactly once.
+//! in a bounded map ([`Waiters`]), and answered exactly once.
 
+use super::waiters::{Ids, Waiters};
 use super::Driver;
 use crate::clock;
 use crate::control::ControlRequest;
@@ -46,11 +47,6 @@ pub(crate) enum Caller {
     },
 }
 
-struct Waiting<T> {
-    value: T,
-    deadline: Timestamp,
-}
-
 struct Probe {
     reply: oneshot::Sender<Reply>,
     /// When the first probe was sent (local clock): no member decided its
@@ -60,46 +56,64 @@ struct Probe {
     answers: BTreeMap<NodeId, NodeStatus>,
 }
 
+impl Probe {
+    /// Whether every member asked has answered.
+    fn is_complete(&self) -> bool {
+        self.expected
+            .iter()
+            .all(|(id, _)| self.answers.contains_key(id))
+    }
+}
+
 struct Drill {
     reply: oneshot::Sender<Reply>,
     expected: Vec<NodeId>,
     answers: BTreeMap<NodeId, Outcome>,
 }
 
-/// Callers waiting for something, each with a deadline.
-#[derive(Default)]
-pub(crate) struct Waiters {
-    next_id: u64,
-    proposals: BTreeMap<ProposalId, Waiting<(Caller, &'static str)>>,
-    forwards: BTreeMap<u64, Waiting<oneshot::Sender<Reply>>>,
-    probes: BTreeMap<u64, Waiting<Probe>>,
-    drills: BTreeMap<u64, Waiting<Drill>>,
+impl Drill {
+    /// Whether every member (this one included) has answered.
+    fn is_complete(&self) -> bool {
+        self.expected.iter().all(|id| self.answers.contains_key(id))
+    }
 }
 
-impl Waiters {
-    /// A fresh id for a proposal or a nonce (0 is the shutdown handoff's).
-    fn next_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
+/// Every caller waiting for something, by kind, each kind at most
+/// [`WAITERS_MAX`] at once; their proposal ids and nonces come from one
+/// counter, so no two callers of any kind share one.
+pub(crate) struct Waiting {
+    ids: Ids,
+    proposals: Waiters<ProposalId, (Caller, &'static str)>,
+    forwards: Waiters<u64, oneshot::Sender<Reply>>,
+    probes: Waiters<u64, Probe>,
+    drills: Waiters<u64, Drill>,
+}
 
+impl Default for Waiting {
+    fn default() -> Waiting {
+        Waiting {
+            ids: Ids::default(),
+            proposals: Waiters::new(WAITERS_MAX),
+            forwards: Waiters::new(WAITERS_MAX),
+            probes: Waiters::new(WAITERS_MAX),
+            drills: Waiters::new(WAITERS_MAX),
+        }
+    }
+}
+
+impl Waiting {
     /// The earliest deadline of anyone waiting.
     pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
-        let proposals = self.proposals.values().map(|w| w.deadline);
-        let forwards = self.forwards.values().map(|w| w.deadline);
-        let probes = self.probes.values().map(|w| w.deadline);
-        let drills = self.drills.values().map(|w| w.deadline);
-        proposals.chain(forwards).chain(probes).chain(drills).min()
+        [
+            self.proposals.next_deadline(),
+            self.forwards.next_deadline(),
+            self.probes.next_deadline(),
+            self.drills.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
-}
-
-/// The keys whose deadline has passed.
-fn expired<T>(waiting: &BTreeMap<u64, Waiting<T>>, now: Timestamp) -> Vec<u64> {
-    waiting
-        .iter()
-        .filter(|(_, w)| w.deadline <= now)
-        .map(|(&key, _)| key)
-        .collect()
 }
 
 fn busy() -> Reply {
@@ -107,6 +121,13 @@ fn busy() -> Reply {
         ErrorKind::Busy,
         "too many requests in flight; try again shortly",
     )
+}
+
+fn too_many_changes() -> Outcome {
+    Outcome::Failed {
+        kind: ErrorKind::Busy,
+        message: "too many changes in flight".into(),
+    }
 }
 
 fn reject_kind(reason: &RejectReason) -> ErrorKind {
@@ -287,19 +308,17 @@ impl Driver {
             let _ = reply.send(Reply::error(ErrorKind::NoGoose, message));
             return Ok(());
         };
-        if self.waiters.forwards.len() >= WAITERS_MAX {
+        if !self.waiting.forwards.has_room() {
             let _ = reply.send(busy());
             return Ok(());
         }
-        let nonce = self.waiters.next_id();
+        let nonce = self.waiting.ids.fresh();
         let deadline = clock::now().add(CHANGE_TIMEOUT);
-        self.waiters.forwards.insert(
-            nonce,
-            Waiting {
-                value: reply,
-                deadline,
-            },
-        );
+        if let Err(refused) = self.waiting.forwards.insert(nonce, reply, deadline) {
+            // Not after `has_room` with a fresh nonce; answered all the same.
+            let _ = refused.into_value().send(busy());
+            return Ok(());
+        }
         self.send_datagram(leader, &PeerDatagram::Forward { nonce, request })
             .await;
         Ok(())
@@ -310,15 +329,11 @@ impl Driver {
         request: ForwardedRequest,
         caller: Caller,
     ) -> Result<(), super::Exit> {
-        if self.waiters.proposals.len() >= WAITERS_MAX {
-            let outcome = Outcome::Failed {
-                kind: ErrorKind::Busy,
-                message: "too many changes in flight".into(),
-            };
-            self.answer(caller, outcome).await;
+        if !self.waiting.proposals.has_room() {
+            self.answer(caller, too_many_changes()).await;
             return Ok(());
         }
-        let id = self.waiters.next_id();
+        let id = self.waiting.ids.fresh();
         let (input, what) = match request {
             ForwardedRequest::MemberAdd { id: node, addr } => (
                 Input::Propose {
@@ -339,13 +354,13 @@ impl Driver {
             }
         };
         let deadline = clock::now().add(CHANGE_TIMEOUT);
-        self.waiters.proposals.insert(
-            id,
-            Waiting {
-                value: (caller, what),
-                deadline,
-            },
-        );
+        if let Err(refused) = self.waiting.proposals.insert(id, (caller, what), deadline) {
+            // Not after `has_room` with a fresh id; answered all the same,
+            // and nothing is proposed.
+            let (caller, _) = refused.into_value();
+            self.answer(caller, too_many_changes()).await;
+            return Ok(());
+        }
         self.step(input).await
     }
 
@@ -361,10 +376,9 @@ impl Driver {
             }
             return;
         }
-        let Some(waiting) = self.waiters.proposals.remove(&id) else {
+        let Some((caller, what)) = self.waiting.proposals.take(&id) else {
             return;
         };
-        let (caller, what) = waiting.value;
         let outcome = match result {
             Ok(()) => Outcome::Done(format!("{what} (leader {})", self.node.id())),
             Err(reason) => Outcome::Failed {
@@ -401,12 +415,12 @@ impl Driver {
 
     /// Asks every other member for its own answer.
     async fn start_probe(&mut self, reply: oneshot::Sender<Reply>) {
-        if self.waiters.probes.len() >= WAITERS_MAX {
+        if !self.waiting.probes.has_room() {
             let _ = reply.send(busy());
             return;
         }
         let expected = self.other_members();
-        let nonce = self.waiters.next_id();
+        let nonce = self.waiting.ids.fresh();
         let asked = clock::now();
         for &(id, addr) in &expected {
             self.send_datagram_to(id, addr, &PeerDatagram::StatusProbe { nonce })
@@ -419,39 +433,31 @@ impl Driver {
             answers: BTreeMap::new(),
         };
         let deadline = clock::now().add(STATUS_PROBE_TIMEOUT);
-        self.waiters.probes.insert(
-            nonce,
-            Waiting {
-                value: probe,
-                deadline,
-            },
-        );
+        if let Err(refused) = self.waiting.probes.insert(nonce, probe, deadline) {
+            // Not after `has_room` with a fresh nonce; answered at once
+            // with the members shown unreachable.
+            self.finish_probe(refused.into_value());
+            return;
+        }
         self.finish_probe_if_complete(nonce);
     }
 
+    /// Answers a probe once every member asked has answered.
     fn finish_probe_if_complete(&mut self, nonce: u64) {
-        let complete = self.waiters.probes.get(&nonce).is_some_and(|waiting| {
-            waiting
-                .value
-                .expected
-                .iter()
-                .all(|(id, _)| waiting.value.answers.contains_key(id))
-        });
-        if complete {
-            self.finish_probe(nonce);
+        if let Some(probe) = self.waiting.probes.take_if(&nonce, Probe::is_complete) {
+            self.finish_probe(probe);
         }
     }
 
-    fn finish_probe(&mut self, nonce: u64) {
-        let Some(waiting) = self.waiters.probes.remove(&nonce) else {
-            return;
-        };
+    /// Answers a probe's caller with what it gathered; the silent members
+    /// are shown unreachable.
+    fn finish_probe(&mut self, probe: Probe) {
         let Probe {
             reply,
             asked,
             expected,
             mut answers,
-        } = waiting.value;
+        } = probe;
         // Every answer is decided now, when the reply goes out: this node's
         // from a fresh clock read, the members' goose answers by whether
         // their promises, carried onto this clock from when they were asked,
@@ -494,13 +500,13 @@ impl Driver {
 
     /// Sends a drill to every member and applies it here.
     async fn start_drill(&mut self, action: DrillAction, reply: oneshot::Sender<Reply>) {
-        if self.waiters.drills.len() >= WAITERS_MAX {
+        if !self.waiting.drills.has_room() {
             let _ = reply.send(busy());
             return;
         }
         let me = self.node.id();
         let targets = self.other_members();
-        let nonce = self.waiters.next_id();
+        let nonce = self.waiting.ids.fresh();
         for &(id, addr) in &targets {
             let datagram = PeerDatagram::Drill {
                 nonce,
@@ -518,13 +524,12 @@ impl Driver {
             answers,
         };
         let deadline = clock::now().add(DRILL_TIMEOUT);
-        self.waiters.drills.insert(
-            nonce,
-            Waiting {
-                value: drill,
-                deadline,
-            },
-        );
+        if let Err(refused) = self.waiting.drills.insert(nonce, drill, deadline) {
+            // Not after `has_room` with a fresh nonce; answered at once
+            // with what is known (the others shown unreachable).
+            self.finish_drill(refused.into_value());
+            return;
+        }
         self.finish_drill_if_complete(nonce);
     }
 
@@ -571,28 +576,21 @@ impl Driver {
         }
     }
 
+    /// Answers a drill once every member has answered.
     fn finish_drill_if_complete(&mut self, nonce: u64) {
-        let complete = self.waiters.drills.get(&nonce).is_some_and(|waiting| {
-            waiting
-                .value
-                .expected
-                .iter()
-                .all(|id| waiting.value.answers.contains_key(id))
-        });
-        if complete {
-            self.finish_drill(nonce);
+        if let Some(drill) = self.waiting.drills.take_if(&nonce, Drill::is_complete) {
+            self.finish_drill(drill);
         }
     }
 
-    fn finish_drill(&mut self, nonce: u64) {
-        let Some(waiting) = self.waiters.drills.remove(&nonce) else {
-            return;
-        };
+    /// Answers a drill's caller with every member's outcome; the silent
+    /// members are reported unreachable.
+    fn finish_drill(&mut self, drill: Drill) {
         let Drill {
             reply,
             expected,
             answers,
-        } = waiting.value;
+        } = drill;
         let mut lines = Vec::new();
         let mut failed = false;
         for id in expected {
@@ -635,11 +633,9 @@ impl Driver {
                     .await;
             }
             PeerDatagram::StatusReply { nonce, status } => {
-                if let Some(waiting) = self.waiters.probes.get_mut(&nonce) {
-                    if waiting.value.expected.iter().any(|(id, _)| *id == sender)
-                        && status.id == sender
-                    {
-                        waiting.value.answers.insert(sender, status);
+                if let Some(probe) = self.waiting.probes.get_mut(&nonce) {
+                    if probe.expected.iter().any(|(id, _)| *id == sender) && status.id == sender {
+                        probe.answers.insert(sender, status);
                     }
                 }
                 self.finish_probe_if_complete(nonce);
@@ -654,8 +650,8 @@ impl Driver {
                 return self.forward_or_propose(request, caller).await;
             }
             PeerDatagram::ForwardReply { nonce, outcome } => {
-                if let Some(waiting) = self.waiters.forwards.remove(&nonce) {
-                    let _ = waiting.value.send(outcome_reply(outcome));
+                if let Some(reply) = self.waiting.forwards.take(&nonce) {
+                    let _ = reply.send(outcome_reply(outcome));
                 }
             }
             PeerDatagram::Drill { nonce, action } => {
@@ -664,9 +660,9 @@ impl Driver {
                     .await;
             }
             PeerDatagram::DrillReply { nonce, outcome } => {
-                if let Some(waiting) = self.waiters.drills.get_mut(&nonce) {
-                    if waiting.value.expected.contains(&sender) {
-                        waiting.value.answers.insert(sender, outcome);
+                if let Some(drill) = self.waiting.drills.get_mut(&nonce) {
+                    if drill.expected.contains(&sender) {
+                        drill.answers.insert(sender, outcome);
                     }
                 }
                 self.finish_drill_if_complete(nonce);
@@ -678,32 +674,22 @@ impl Driver {
     /// Answers everyone whose deadline has passed.
     pub(crate) async fn expire_waiters(&mut self) {
         let now = clock::now();
-        let probes = expired(&self.waiters.probes, now);
-        for nonce in probes {
-            self.finish_probe(nonce);
+        for (_, probe) in self.waiting.probes.take_expired(now) {
+            self.finish_probe(probe);
         }
-        let drills = expired(&self.waiters.drills, now);
-        for nonce in drills {
-            self.finish_drill(nonce);
+        for (_, drill) in self.waiting.drills.take_expired(now) {
+            self.finish_drill(drill);
         }
-        let forwards = expired(&self.waiters.forwards, now);
-        for nonce in forwards {
-            if let Some(waiting) = self.waiters.forwards.remove(&nonce) {
-                let message = "no answer from the leader in time; the change may still happen";
-                let _ = waiting
-                    .value
-                    .send(Reply::error(ErrorKind::Timeout, message));
-            }
+        for (_, reply) in self.waiting.forwards.take_expired(now) {
+            let message = "no answer from the leader in time; the change may still happen";
+            let _ = reply.send(Reply::error(ErrorKind::Timeout, message));
         }
-        let proposals = expired(&self.waiters.proposals, now);
-        for id in proposals {
-            if let Some(waiting) = self.waiters.proposals.remove(&id) {
-                let outcome = Outcome::Failed {
-                    kind: ErrorKind::Timeout,
-                    message: "the change did not settle in time; it may still happen".into(),
-                };
-                self.answer(waiting.value.0, outcome).await;
-            }
+        for (_, (caller, _)) in self.waiting.proposals.take_expired(now) {
+            let outcome = Outcome::Failed {
+                kind: ErrorKind::Timeout,
+                message: "the change did not settle in time; it may still happen".into(),
+            };
+            self.answer(caller, outcome).await;
         }
     }
 }
