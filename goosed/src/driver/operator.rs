@@ -116,6 +116,15 @@ impl Waiting {
     }
 }
 
+/// The partition table's clock. The table (`net::rules`) times a rule's
+/// expiry with `std::time::Instant`, and the transport checks every datagram
+/// against `Instant::now()`, so the driver reads that clock for the table,
+/// not the daemon's [`clock::now`]: a rule must expire on the clock it is
+/// checked against, and the table's API is outside the driver.
+fn partition_clock() -> Instant {
+    Instant::now()
+}
+
 fn busy() -> Reply {
     Reply::error(
         ErrorKind::Busy,
@@ -227,12 +236,13 @@ impl Driver {
                     .forward_or_propose(ForwardedRequest::StepDown { to }, Caller::Local(reply))
                     .await;
             }
-            Request::PartitionList => {
-                Reply::Rules(self.transport.with_partitions(|t| t.list(Instant::now())))
-            }
+            Request::PartitionList => Reply::Rules(
+                self.transport
+                    .with_partitions(|t| t.list(partition_clock())),
+            ),
             Request::PartitionAdd(rule) => match self
                 .transport
-                .with_partitions(|t| t.add(rule, Instant::now()))
+                .with_partitions(|t| t.add(rule, partition_clock()))
             {
                 Ok(number) => Reply::Ok(format!("rule {number} added")),
                 Err(error) => Reply::error(ErrorKind::InvalidRequest, error.to_string()),
@@ -241,7 +251,7 @@ impl Driver {
                 let number = usize::try_from(number).unwrap_or(usize::MAX);
                 match self
                     .transport
-                    .with_partitions(|t| t.delete(number, Instant::now()))
+                    .with_partitions(|t| t.delete(number, partition_clock()))
                 {
                     Ok(_) => Reply::Ok(format!("rule {number} deleted")),
                     Err(error) => Reply::error(ErrorKind::InvalidRequest, error.to_string()),
@@ -550,7 +560,7 @@ impl Driver {
                 } else {
                     return Outcome::Done(format!("node {me}: on neither side, no rules"));
                 };
-                let now = Instant::now();
+                let now = partition_clock();
                 let result = self.transport.with_partitions(|table| {
                     others
                         .iter()
