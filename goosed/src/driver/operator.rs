@@ -703,3 +703,79 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Goal: the driver's waiting callers are bounded per kind by
+    //! `WAITERS_MAX` (one full kind leaves the others room), share one
+    //! counter of ids, and wake the loop at the earliest deadline of any kind.
+    use super::*;
+    use crate::driver::waiters::Refused;
+    use crate::driver::SHUTDOWN_PROPOSAL_ID;
+
+    fn reply() -> oneshot::Sender<Reply> {
+        oneshot::channel().0
+    }
+
+    fn drill() -> Drill {
+        Drill {
+            reply: reply(),
+            expected: vec![NodeId(1)],
+            answers: BTreeMap::new(),
+        }
+    }
+
+    /// Each kind takes `WAITERS_MAX` callers and refuses the next (the
+    /// caller is told Busy); the other kinds still have room.
+    #[test]
+    fn each_kind_is_bounded_on_its_own() {
+        let mut waiting = Waiting::default();
+        let deadline = Timestamp(1);
+        for _ in 0..WAITERS_MAX {
+            assert!(waiting.forwards.has_room());
+            let nonce = waiting.ids.fresh();
+            assert!(waiting.forwards.insert(nonce, reply(), deadline).is_ok());
+        }
+        assert!(!waiting.forwards.has_room());
+        let nonce = waiting.ids.fresh();
+        let refused = waiting.forwards.insert(nonce, reply(), deadline);
+        assert!(matches!(refused, Err(Refused::Full(_))));
+        assert!(waiting.proposals.has_room());
+        assert!(waiting.probes.has_room());
+        assert!(waiting.drills.has_room());
+    }
+
+    /// The loop wakes for the earliest deadline whatever kind holds it;
+    /// with nobody waiting there is none (the core's deadline alone rules).
+    #[test]
+    fn the_next_deadline_is_the_earliest_of_any_kind() {
+        let mut waiting = Waiting::default();
+        assert_eq!(waiting.next_deadline(), None);
+        let now = Timestamp(1_000_000_000);
+        let forward = waiting.ids.fresh();
+        let change = now.add(CHANGE_TIMEOUT);
+        assert!(waiting.forwards.insert(forward, reply(), change).is_ok());
+        assert_eq!(waiting.next_deadline(), Some(change));
+        let nonce = waiting.ids.fresh();
+        let drill_deadline = now.add(DRILL_TIMEOUT);
+        assert!(waiting
+            .drills
+            .insert(nonce, drill(), drill_deadline)
+            .is_ok());
+        assert_eq!(waiting.next_deadline(), Some(drill_deadline));
+        assert!(waiting.drills.take(&nonce).is_some());
+        assert_eq!(waiting.next_deadline(), Some(change));
+    }
+
+    /// Proposal ids and nonces come from one counter: no two callers of any
+    /// kind get the same one, and none gets the shutdown handoff's.
+    #[test]
+    fn ids_are_shared_by_every_kind() {
+        let mut waiting = Waiting::default();
+        let proposal = waiting.ids.fresh();
+        let nonce = waiting.ids.fresh();
+        assert_ne!(proposal, nonce);
+        assert_ne!(proposal, SHUTDOWN_PROPOSAL_ID);
+        assert_ne!(nonce, SHUTDOWN_PROPOSAL_ID);
+    }
+}
