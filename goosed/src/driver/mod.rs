@@ -7,6 +7,7 @@
 //! to it only through bounded channels or cancel-safe futures.
 
 mod operator;
+mod waiters;
 
 use crate::clock;
 use crate::control::ControlRequest;
@@ -18,7 +19,7 @@ use goose_common::control::{NodeRole, NodeStatus, Reply, WatchEvent, WatchEventK
 use goose_common::datagram::DropReason;
 use goose_common::peer::PeerDatagram;
 use goose_common::{wire, Message, NodeId, Timestamp};
-use operator::Waiters;
+use operator::Waiting;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,7 +58,7 @@ pub struct Driver {
     hooks: Hooks,
     state_file: Option<PathBuf>,
     peer_addresses: BTreeMap<NodeId, SocketAddr>,
-    waiters: Waiters,
+    waiting: Waiting,
     watchers: Vec<mpsc::Sender<Reply>>,
     deadline: Timestamp,
     goose: bool,
@@ -84,7 +85,7 @@ impl Driver {
             hooks,
             state_file,
             peer_addresses: BTreeMap::new(),
-            waiters: Waiters::default(),
+            waiting: Waiting::default(),
             watchers: Vec::new(),
             goose: false,
             notify_systemd,
@@ -100,7 +101,9 @@ impl Driver {
     ) -> Exit {
         self.report_role(false);
         let watchdog = sd_watchdog_interval();
-        let mut next_watchdog = tokio::time::Instant::now();
+        // Every deadline the loop keeps (the core's, the waiters', the
+        // watchdog's, the shutdown handoff's) is on the daemon's clock.
+        let mut next_watchdog = clock::now();
         let mut stopping_until: Option<Timestamp> = None;
         loop {
             if clock::now() >= self.deadline {
@@ -110,12 +113,17 @@ impl Driver {
             }
             let wake = self
                 .deadline
-                .min(self.waiters.next_deadline().unwrap_or(self.deadline));
+                .min(self.waiting.next_deadline().unwrap_or(self.deadline));
+            // Tokio's timer only sleeps for the time left; the deadline
+            // itself is a daemon-clock reading.
             let sleep = wake.since(clock::now()).max(Duration::from_micros(50));
             if let Some(interval) = watchdog {
-                if tokio::time::Instant::now() >= next_watchdog {
+                // CLOCK_BOOTTIME runs at least as fast as the monotonic
+                // clock systemd's watchdog counts on (it also counts a
+                // suspend), so a ping is never due later than on that clock.
+                if clock::now() >= next_watchdog {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                    next_watchdog = tokio::time::Instant::now() + interval / 2;
+                    next_watchdog = clock::now().add(interval / 2);
                 }
             }
             if let Some(until) = stopping_until {

@@ -1,8 +1,9 @@
 //! Operator requests: the control socket's calls and watches, status
 //! gathered from every member, requests forwarded to the leader, and drills
 //! carried out on every member. Each waiting caller is kept with a deadline
-//! in a bounded map, and answered exactly once.
+//! in a bounded map ([`Waiters`]), and answered exactly once.
 
+use super::waiters::{Ids, Waiters};
 use super::Driver;
 use crate::clock;
 use crate::control::ControlRequest;
@@ -46,11 +47,6 @@ pub(crate) enum Caller {
     },
 }
 
-struct Waiting<T> {
-    value: T,
-    deadline: Timestamp,
-}
-
 struct Probe {
     reply: oneshot::Sender<Reply>,
     /// When the first probe was sent (local clock): no member decided its
@@ -60,46 +56,73 @@ struct Probe {
     answers: BTreeMap<NodeId, NodeStatus>,
 }
 
+impl Probe {
+    /// Whether every member asked has answered.
+    fn is_complete(&self) -> bool {
+        self.expected
+            .iter()
+            .all(|(id, _)| self.answers.contains_key(id))
+    }
+}
+
 struct Drill {
     reply: oneshot::Sender<Reply>,
     expected: Vec<NodeId>,
     answers: BTreeMap<NodeId, Outcome>,
 }
 
-/// Callers waiting for something, each with a deadline.
-#[derive(Default)]
-pub(crate) struct Waiters {
-    next_id: u64,
-    proposals: BTreeMap<ProposalId, Waiting<(Caller, &'static str)>>,
-    forwards: BTreeMap<u64, Waiting<oneshot::Sender<Reply>>>,
-    probes: BTreeMap<u64, Waiting<Probe>>,
-    drills: BTreeMap<u64, Waiting<Drill>>,
+impl Drill {
+    /// Whether every member (this one included) has answered.
+    fn is_complete(&self) -> bool {
+        self.expected.iter().all(|id| self.answers.contains_key(id))
+    }
 }
 
-impl Waiters {
-    /// A fresh id for a proposal or a nonce (0 is the shutdown handoff's).
-    fn next_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
+/// Every caller waiting for something, by kind, each kind at most
+/// [`WAITERS_MAX`] at once; their proposal ids and nonces come from one
+/// counter, so no two callers of any kind share one.
+pub(crate) struct Waiting {
+    ids: Ids,
+    proposals: Waiters<ProposalId, (Caller, &'static str)>,
+    forwards: Waiters<u64, oneshot::Sender<Reply>>,
+    probes: Waiters<u64, Probe>,
+    drills: Waiters<u64, Drill>,
+}
 
+impl Default for Waiting {
+    fn default() -> Waiting {
+        Waiting {
+            ids: Ids::default(),
+            proposals: Waiters::new(WAITERS_MAX),
+            forwards: Waiters::new(WAITERS_MAX),
+            probes: Waiters::new(WAITERS_MAX),
+            drills: Waiters::new(WAITERS_MAX),
+        }
+    }
+}
+
+impl Waiting {
     /// The earliest deadline of anyone waiting.
     pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
-        let proposals = self.proposals.values().map(|w| w.deadline);
-        let forwards = self.forwards.values().map(|w| w.deadline);
-        let probes = self.probes.values().map(|w| w.deadline);
-        let drills = self.drills.values().map(|w| w.deadline);
-        proposals.chain(forwards).chain(probes).chain(drills).min()
+        [
+            self.proposals.next_deadline(),
+            self.forwards.next_deadline(),
+            self.probes.next_deadline(),
+            self.drills.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
-/// The keys whose deadline has passed.
-fn expired<T>(waiting: &BTreeMap<u64, Waiting<T>>, now: Timestamp) -> Vec<u64> {
-    waiting
-        .iter()
-        .filter(|(_, w)| w.deadline <= now)
-        .map(|(&key, _)| key)
-        .collect()
+/// The partition table's clock. The table (`net::rules`) times a rule's
+/// expiry with `std::time::Instant`, and the transport checks every datagram
+/// against `Instant::now()`, so the driver reads that clock for the table,
+/// not the daemon's [`clock::now`]: a rule must expire on the clock it is
+/// checked against, and the table's API is outside the driver.
+fn partition_clock() -> Instant {
+    Instant::now()
 }
 
 fn busy() -> Reply {
@@ -107,6 +130,13 @@ fn busy() -> Reply {
         ErrorKind::Busy,
         "too many requests in flight; try again shortly",
     )
+}
+
+fn too_many_changes() -> Outcome {
+    Outcome::Failed {
+        kind: ErrorKind::Busy,
+        message: "too many changes in flight".into(),
+    }
 }
 
 fn reject_kind(reason: &RejectReason) -> ErrorKind {
@@ -206,12 +236,13 @@ impl Driver {
                     .forward_or_propose(ForwardedRequest::StepDown { to }, Caller::Local(reply))
                     .await;
             }
-            Request::PartitionList => {
-                Reply::Rules(self.transport.with_partitions(|t| t.list(Instant::now())))
-            }
+            Request::PartitionList => Reply::Rules(
+                self.transport
+                    .with_partitions(|t| t.list(partition_clock())),
+            ),
             Request::PartitionAdd(rule) => match self
                 .transport
-                .with_partitions(|t| t.add(rule, Instant::now()))
+                .with_partitions(|t| t.add(rule, partition_clock()))
             {
                 Ok(number) => Reply::Ok(format!("rule {number} added")),
                 Err(error) => Reply::error(ErrorKind::InvalidRequest, error.to_string()),
@@ -220,7 +251,7 @@ impl Driver {
                 let number = usize::try_from(number).unwrap_or(usize::MAX);
                 match self
                     .transport
-                    .with_partitions(|t| t.delete(number, Instant::now()))
+                    .with_partitions(|t| t.delete(number, partition_clock()))
                 {
                     Ok(_) => Reply::Ok(format!("rule {number} deleted")),
                     Err(error) => Reply::error(ErrorKind::InvalidRequest, error.to_string()),
@@ -287,19 +318,17 @@ impl Driver {
             let _ = reply.send(Reply::error(ErrorKind::NoGoose, message));
             return Ok(());
         };
-        if self.waiters.forwards.len() >= WAITERS_MAX {
+        if !self.waiting.forwards.has_room() {
             let _ = reply.send(busy());
             return Ok(());
         }
-        let nonce = self.waiters.next_id();
+        let nonce = self.waiting.ids.fresh();
         let deadline = clock::now().add(CHANGE_TIMEOUT);
-        self.waiters.forwards.insert(
-            nonce,
-            Waiting {
-                value: reply,
-                deadline,
-            },
-        );
+        if let Err(refused) = self.waiting.forwards.insert(nonce, reply, deadline) {
+            // Not after `has_room` with a fresh nonce; answered all the same.
+            let _ = refused.into_value().send(busy());
+            return Ok(());
+        }
         self.send_datagram(leader, &PeerDatagram::Forward { nonce, request })
             .await;
         Ok(())
@@ -310,15 +339,11 @@ impl Driver {
         request: ForwardedRequest,
         caller: Caller,
     ) -> Result<(), super::Exit> {
-        if self.waiters.proposals.len() >= WAITERS_MAX {
-            let outcome = Outcome::Failed {
-                kind: ErrorKind::Busy,
-                message: "too many changes in flight".into(),
-            };
-            self.answer(caller, outcome).await;
+        if !self.waiting.proposals.has_room() {
+            self.answer(caller, too_many_changes()).await;
             return Ok(());
         }
-        let id = self.waiters.next_id();
+        let id = self.waiting.ids.fresh();
         let (input, what) = match request {
             ForwardedRequest::MemberAdd { id: node, addr } => (
                 Input::Propose {
@@ -339,13 +364,13 @@ impl Driver {
             }
         };
         let deadline = clock::now().add(CHANGE_TIMEOUT);
-        self.waiters.proposals.insert(
-            id,
-            Waiting {
-                value: (caller, what),
-                deadline,
-            },
-        );
+        if let Err(refused) = self.waiting.proposals.insert(id, (caller, what), deadline) {
+            // Not after `has_room` with a fresh id; answered all the same,
+            // and nothing is proposed.
+            let (caller, _) = refused.into_value();
+            self.answer(caller, too_many_changes()).await;
+            return Ok(());
+        }
         self.step(input).await
     }
 
@@ -361,10 +386,9 @@ impl Driver {
             }
             return;
         }
-        let Some(waiting) = self.waiters.proposals.remove(&id) else {
+        let Some((caller, what)) = self.waiting.proposals.take(&id) else {
             return;
         };
-        let (caller, what) = waiting.value;
         let outcome = match result {
             Ok(()) => Outcome::Done(format!("{what} (leader {})", self.node.id())),
             Err(reason) => Outcome::Failed {
@@ -401,12 +425,12 @@ impl Driver {
 
     /// Asks every other member for its own answer.
     async fn start_probe(&mut self, reply: oneshot::Sender<Reply>) {
-        if self.waiters.probes.len() >= WAITERS_MAX {
+        if !self.waiting.probes.has_room() {
             let _ = reply.send(busy());
             return;
         }
         let expected = self.other_members();
-        let nonce = self.waiters.next_id();
+        let nonce = self.waiting.ids.fresh();
         let asked = clock::now();
         for &(id, addr) in &expected {
             self.send_datagram_to(id, addr, &PeerDatagram::StatusProbe { nonce })
@@ -419,39 +443,31 @@ impl Driver {
             answers: BTreeMap::new(),
         };
         let deadline = clock::now().add(STATUS_PROBE_TIMEOUT);
-        self.waiters.probes.insert(
-            nonce,
-            Waiting {
-                value: probe,
-                deadline,
-            },
-        );
+        if let Err(refused) = self.waiting.probes.insert(nonce, probe, deadline) {
+            // Not after `has_room` with a fresh nonce; answered at once
+            // with the members shown unreachable.
+            self.finish_probe(refused.into_value());
+            return;
+        }
         self.finish_probe_if_complete(nonce);
     }
 
+    /// Answers a probe once every member asked has answered.
     fn finish_probe_if_complete(&mut self, nonce: u64) {
-        let complete = self.waiters.probes.get(&nonce).is_some_and(|waiting| {
-            waiting
-                .value
-                .expected
-                .iter()
-                .all(|(id, _)| waiting.value.answers.contains_key(id))
-        });
-        if complete {
-            self.finish_probe(nonce);
+        if let Some(probe) = self.waiting.probes.take_if(&nonce, Probe::is_complete) {
+            self.finish_probe(probe);
         }
     }
 
-    fn finish_probe(&mut self, nonce: u64) {
-        let Some(waiting) = self.waiters.probes.remove(&nonce) else {
-            return;
-        };
+    /// Answers a probe's caller with what it gathered; the silent members
+    /// are shown unreachable.
+    fn finish_probe(&mut self, probe: Probe) {
         let Probe {
             reply,
             asked,
             expected,
             mut answers,
-        } = waiting.value;
+        } = probe;
         // Every answer is decided now, when the reply goes out: this node's
         // from a fresh clock read, the members' goose answers by whether
         // their promises, carried onto this clock from when they were asked,
@@ -494,13 +510,13 @@ impl Driver {
 
     /// Sends a drill to every member and applies it here.
     async fn start_drill(&mut self, action: DrillAction, reply: oneshot::Sender<Reply>) {
-        if self.waiters.drills.len() >= WAITERS_MAX {
+        if !self.waiting.drills.has_room() {
             let _ = reply.send(busy());
             return;
         }
         let me = self.node.id();
         let targets = self.other_members();
-        let nonce = self.waiters.next_id();
+        let nonce = self.waiting.ids.fresh();
         for &(id, addr) in &targets {
             let datagram = PeerDatagram::Drill {
                 nonce,
@@ -518,13 +534,12 @@ impl Driver {
             answers,
         };
         let deadline = clock::now().add(DRILL_TIMEOUT);
-        self.waiters.drills.insert(
-            nonce,
-            Waiting {
-                value: drill,
-                deadline,
-            },
-        );
+        if let Err(refused) = self.waiting.drills.insert(nonce, drill, deadline) {
+            // Not after `has_room` with a fresh nonce; answered at once
+            // with what is known (the others shown unreachable).
+            self.finish_drill(refused.into_value());
+            return;
+        }
         self.finish_drill_if_complete(nonce);
     }
 
@@ -545,7 +560,7 @@ impl Driver {
                 } else {
                     return Outcome::Done(format!("node {me}: on neither side, no rules"));
                 };
-                let now = Instant::now();
+                let now = partition_clock();
                 let result = self.transport.with_partitions(|table| {
                     others
                         .iter()
@@ -571,28 +586,21 @@ impl Driver {
         }
     }
 
+    /// Answers a drill once every member has answered.
     fn finish_drill_if_complete(&mut self, nonce: u64) {
-        let complete = self.waiters.drills.get(&nonce).is_some_and(|waiting| {
-            waiting
-                .value
-                .expected
-                .iter()
-                .all(|id| waiting.value.answers.contains_key(id))
-        });
-        if complete {
-            self.finish_drill(nonce);
+        if let Some(drill) = self.waiting.drills.take_if(&nonce, Drill::is_complete) {
+            self.finish_drill(drill);
         }
     }
 
-    fn finish_drill(&mut self, nonce: u64) {
-        let Some(waiting) = self.waiters.drills.remove(&nonce) else {
-            return;
-        };
+    /// Answers a drill's caller with every member's outcome; the silent
+    /// members are reported unreachable.
+    fn finish_drill(&mut self, drill: Drill) {
         let Drill {
             reply,
             expected,
             answers,
-        } = waiting.value;
+        } = drill;
         let mut lines = Vec::new();
         let mut failed = false;
         for id in expected {
@@ -635,11 +643,9 @@ impl Driver {
                     .await;
             }
             PeerDatagram::StatusReply { nonce, status } => {
-                if let Some(waiting) = self.waiters.probes.get_mut(&nonce) {
-                    if waiting.value.expected.iter().any(|(id, _)| *id == sender)
-                        && status.id == sender
-                    {
-                        waiting.value.answers.insert(sender, status);
+                if let Some(probe) = self.waiting.probes.get_mut(&nonce) {
+                    if probe.expected.iter().any(|(id, _)| *id == sender) && status.id == sender {
+                        probe.answers.insert(sender, status);
                     }
                 }
                 self.finish_probe_if_complete(nonce);
@@ -654,8 +660,8 @@ impl Driver {
                 return self.forward_or_propose(request, caller).await;
             }
             PeerDatagram::ForwardReply { nonce, outcome } => {
-                if let Some(waiting) = self.waiters.forwards.remove(&nonce) {
-                    let _ = waiting.value.send(outcome_reply(outcome));
+                if let Some(reply) = self.waiting.forwards.take(&nonce) {
+                    let _ = reply.send(outcome_reply(outcome));
                 }
             }
             PeerDatagram::Drill { nonce, action } => {
@@ -664,9 +670,9 @@ impl Driver {
                     .await;
             }
             PeerDatagram::DrillReply { nonce, outcome } => {
-                if let Some(waiting) = self.waiters.drills.get_mut(&nonce) {
-                    if waiting.value.expected.contains(&sender) {
-                        waiting.value.answers.insert(sender, outcome);
+                if let Some(drill) = self.waiting.drills.get_mut(&nonce) {
+                    if drill.expected.contains(&sender) {
+                        drill.answers.insert(sender, outcome);
                     }
                 }
                 self.finish_drill_if_complete(nonce);
@@ -678,32 +684,98 @@ impl Driver {
     /// Answers everyone whose deadline has passed.
     pub(crate) async fn expire_waiters(&mut self) {
         let now = clock::now();
-        let probes = expired(&self.waiters.probes, now);
-        for nonce in probes {
-            self.finish_probe(nonce);
+        for (_, probe) in self.waiting.probes.take_expired(now) {
+            self.finish_probe(probe);
         }
-        let drills = expired(&self.waiters.drills, now);
-        for nonce in drills {
-            self.finish_drill(nonce);
+        for (_, drill) in self.waiting.drills.take_expired(now) {
+            self.finish_drill(drill);
         }
-        let forwards = expired(&self.waiters.forwards, now);
-        for nonce in forwards {
-            if let Some(waiting) = self.waiters.forwards.remove(&nonce) {
-                let message = "no answer from the leader in time; the change may still happen";
-                let _ = waiting
-                    .value
-                    .send(Reply::error(ErrorKind::Timeout, message));
-            }
+        for (_, reply) in self.waiting.forwards.take_expired(now) {
+            let message = "no answer from the leader in time; the change may still happen";
+            let _ = reply.send(Reply::error(ErrorKind::Timeout, message));
         }
-        let proposals = expired(&self.waiters.proposals, now);
-        for id in proposals {
-            if let Some(waiting) = self.waiters.proposals.remove(&id) {
-                let outcome = Outcome::Failed {
-                    kind: ErrorKind::Timeout,
-                    message: "the change did not settle in time; it may still happen".into(),
-                };
-                self.answer(waiting.value.0, outcome).await;
-            }
+        for (_, (caller, _)) in self.waiting.proposals.take_expired(now) {
+            let outcome = Outcome::Failed {
+                kind: ErrorKind::Timeout,
+                message: "the change did not settle in time; it may still happen".into(),
+            };
+            self.answer(caller, outcome).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Goal: the driver's waiting callers are bounded per kind by
+    //! `WAITERS_MAX` (one full kind leaves the others room), share one
+    //! counter of ids, and wake the loop at the earliest deadline of any kind.
+    use super::*;
+    use crate::driver::waiters::Refused;
+    use crate::driver::SHUTDOWN_PROPOSAL_ID;
+
+    fn reply() -> oneshot::Sender<Reply> {
+        oneshot::channel().0
+    }
+
+    fn drill() -> Drill {
+        Drill {
+            reply: reply(),
+            expected: vec![NodeId(1)],
+            answers: BTreeMap::new(),
+        }
+    }
+
+    /// Each kind takes `WAITERS_MAX` callers and refuses the next (the
+    /// caller is told Busy); the other kinds still have room.
+    #[test]
+    fn each_kind_is_bounded_on_its_own() {
+        let mut waiting = Waiting::default();
+        let deadline = Timestamp(1);
+        for _ in 0..WAITERS_MAX {
+            assert!(waiting.forwards.has_room());
+            let nonce = waiting.ids.fresh();
+            assert!(waiting.forwards.insert(nonce, reply(), deadline).is_ok());
+        }
+        assert!(!waiting.forwards.has_room());
+        let nonce = waiting.ids.fresh();
+        let refused = waiting.forwards.insert(nonce, reply(), deadline);
+        assert!(matches!(refused, Err(Refused::Full(_))));
+        assert!(waiting.proposals.has_room());
+        assert!(waiting.probes.has_room());
+        assert!(waiting.drills.has_room());
+    }
+
+    /// The loop wakes for the earliest deadline whatever kind holds it;
+    /// with nobody waiting there is none (the core's deadline alone rules).
+    #[test]
+    fn the_next_deadline_is_the_earliest_of_any_kind() {
+        let mut waiting = Waiting::default();
+        assert_eq!(waiting.next_deadline(), None);
+        let now = Timestamp(1_000_000_000);
+        let forward = waiting.ids.fresh();
+        let change = now.add(CHANGE_TIMEOUT);
+        assert!(waiting.forwards.insert(forward, reply(), change).is_ok());
+        assert_eq!(waiting.next_deadline(), Some(change));
+        let nonce = waiting.ids.fresh();
+        let drill_deadline = now.add(DRILL_TIMEOUT);
+        assert!(waiting
+            .drills
+            .insert(nonce, drill(), drill_deadline)
+            .is_ok());
+        assert_eq!(waiting.next_deadline(), Some(drill_deadline));
+        assert!(waiting.drills.take(&nonce).is_some());
+        assert_eq!(waiting.next_deadline(), Some(change));
+    }
+
+    /// Proposal ids and nonces come from one counter: no two callers of any
+    /// kind get the same one, and none gets the shutdown handoff's.
+    #[test]
+    fn ids_are_shared_by_every_kind() {
+        let mut waiting = Waiting::default();
+        let proposal = waiting.ids.fresh();
+        let nonce = waiting.ids.fresh();
+        assert_ne!(proposal, nonce);
+        assert_ne!(proposal, SHUTDOWN_PROPOSAL_ID);
+        assert_ne!(nonce, SHUTDOWN_PROPOSAL_ID);
     }
 }
