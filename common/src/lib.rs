@@ -19,7 +19,8 @@ pub mod wire;
 
 pub use ids::{Identity, LogIndex, NodeId, Term, Timestamp};
 pub use messages::{
-    Entry, EntryPayload, HardState, Member, MemberRole, Membership, Message, MessageBody, Snapshot,
+    Append, AppendReply, Entry, EntryPayload, HardState, InstallSnapshot, Member, MemberRole,
+    Membership, Message, MessageBody, PreVote, RequestVote, Snapshot, VoteReply,
 };
 /// A member's UDP address (a plain value type, re-exported so the sans-IO core
 /// need not name `std::net`).

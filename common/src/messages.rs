@@ -156,73 +156,97 @@ pub struct Message {
     pub body: MessageBody,
 }
 
-/// The kinds of Raft message.
+/// The kinds of Raft message. Each carries a struct of its own, so that a
+/// handler takes the message, not its fields (etcd's `stepFollower(r, m)`).
+/// The encoding is that of the fields in order, after the variant's number.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageBody {
     /// "Would you vote for me?" sent before bumping the term (PreVote).
-    PreVote {
-        /// The index of the candidate's last entry.
-        last_log_index: LogIndex,
-        /// The term of the candidate's last entry.
-        last_log_term: Term,
-    },
+    PreVote(PreVote),
     /// The answer to a pre-vote request.
-    PreVoteReply {
-        /// Whether the pre-vote was granted.
-        granted: bool,
-    },
+    PreVoteReply(VoteReply),
     /// A real vote request (Raft's RequestVote RPC).
-    RequestVote {
-        /// The index of the candidate's last entry.
-        last_log_index: LogIndex,
-        /// The term of the candidate's last entry.
-        last_log_term: Term,
-        /// True when the campaign follows a `TimeoutNow` from the old leader,
-        /// which has already stopped answering goose and waited out its promises.
-        handoff: bool,
-    },
+    RequestVote(RequestVote),
     /// The answer to a vote request.
-    RequestVoteReply {
-        /// Whether the vote was granted.
-        granted: bool,
-    },
+    RequestVoteReply(VoteReply),
     /// Log replication and heartbeat (Raft's AppendEntries RPC).
-    Append {
-        /// The leader's heartbeat round, echoed in the reply so the leader
-        /// can tell which round a reply acknowledges (the lease).
-        round: u64,
-        /// The index just before the first entry.
-        prev_index: LogIndex,
-        /// The term of the entry at `prev_index`.
-        prev_term: Term,
-        /// The entries to append (possibly none: a heartbeat).
-        entries: Vec<Entry>,
-        /// The leader's commit index.
-        commit: LogIndex,
-        /// The leader's `election_timeout_min`: the receiver grants no vote
-        /// for at least this long after hearing it (the leader's lease is
-        /// computed from it), whatever the receiver's own settings.
-        lease_guard: Duration,
-    },
+    Append(Append),
     /// The answer to `Append` or `InstallSnapshot`.
-    AppendReply {
-        /// The round being acknowledged.
-        round: u64,
-        /// Whether the follower's log now matches the leader's up to `match_index`.
-        success: bool,
-        /// On success, the last index known to match; on failure, the
-        /// follower's last index, a hint for where to probe next.
-        match_index: LogIndex,
-    },
+    AppendReply(AppendReply),
     /// The leader's compacted prefix, sent to a follower that lags behind it.
-    InstallSnapshot {
-        /// The leader's heartbeat round, as in `Append`.
-        round: u64,
-        /// The snapshot.
-        snapshot: Snapshot,
-        /// As in `Append`.
-        lease_guard: Duration,
-    },
+    InstallSnapshot(InstallSnapshot),
     /// "Campaign now": the last step of a leadership handoff (dissertation §3.10).
     TimeoutNow,
+}
+
+/// A pre-vote request: the candidate's last entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreVote {
+    /// The index of the candidate's last entry.
+    pub last_log_index: LogIndex,
+    /// The term of the candidate's last entry.
+    pub last_log_term: Term,
+}
+
+/// A vote request: the candidate's last entry, and whether it campaigns
+/// because the old leader handed over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestVote {
+    /// The index of the candidate's last entry.
+    pub last_log_index: LogIndex,
+    /// The term of the candidate's last entry.
+    pub last_log_term: Term,
+    /// True when the campaign follows a `TimeoutNow` from the old leader,
+    /// which has already stopped answering goose and waited out its promises.
+    pub handoff: bool,
+}
+
+/// The answer to a pre-vote or a vote request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteReply {
+    /// Whether the (pre-)vote was granted.
+    pub granted: bool,
+}
+
+/// Log replication and heartbeat (Raft's AppendEntries RPC).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Append {
+    /// The leader's heartbeat round, echoed in the reply so the leader
+    /// can tell which round a reply acknowledges (the lease).
+    pub round: u64,
+    /// The index just before the first entry.
+    pub prev_index: LogIndex,
+    /// The term of the entry at `prev_index`.
+    pub prev_term: Term,
+    /// The entries to append (possibly none: a heartbeat).
+    pub entries: Vec<Entry>,
+    /// The leader's commit index.
+    pub commit: LogIndex,
+    /// The leader's `election_timeout_min`: the receiver grants no vote
+    /// for at least this long after hearing it (the leader's lease is
+    /// computed from it), whatever the receiver's own settings.
+    pub lease_guard: Duration,
+}
+
+/// The answer to `Append` or `InstallSnapshot`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendReply {
+    /// The round being acknowledged.
+    pub round: u64,
+    /// Whether the follower's log now matches the leader's up to `match_index`.
+    pub success: bool,
+    /// On success, the last index known to match; on failure, the
+    /// follower's last index, a hint for where to probe next.
+    pub match_index: LogIndex,
+}
+
+/// The leader's compacted prefix, sent to a follower that lags behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    /// The leader's heartbeat round, as in `Append`.
+    pub round: u64,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// As in `Append`.
+    pub lease_guard: Duration,
 }

@@ -66,7 +66,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
 mod tests {
     use super::*;
     use crate::ids::{LogIndex, NodeId, Term};
-    use crate::messages::{Entry, EntryPayload, Membership, Message, MessageBody, Snapshot};
+    use crate::messages::{
+        Append, AppendReply, Entry, EntryPayload, InstallSnapshot, Membership, Message,
+        MessageBody, PreVote, RequestVote, Snapshot, VoteReply,
+    };
     use proptest::prelude::*;
 
     fn sample_messages() -> Vec<Message> {
@@ -77,18 +80,18 @@ mod tests {
             )
         }));
         let bodies = vec![
-            MessageBody::PreVote {
+            MessageBody::PreVote(PreVote {
                 last_log_index: LogIndex(3),
                 last_log_term: Term(2),
-            },
-            MessageBody::PreVoteReply { granted: true },
-            MessageBody::RequestVote {
+            }),
+            MessageBody::PreVoteReply(VoteReply { granted: true }),
+            MessageBody::RequestVote(RequestVote {
                 last_log_index: LogIndex(3),
                 last_log_term: Term(2),
                 handoff: true,
-            },
-            MessageBody::RequestVoteReply { granted: false },
-            MessageBody::Append {
+            }),
+            MessageBody::RequestVoteReply(VoteReply { granted: false }),
+            MessageBody::Append(Append {
                 round: 9,
                 prev_index: LogIndex(1),
                 prev_term: Term(1),
@@ -106,13 +109,13 @@ mod tests {
                 ],
                 commit: LogIndex(2),
                 lease_guard: std::time::Duration::from_millis(300),
-            },
-            MessageBody::AppendReply {
+            }),
+            MessageBody::AppendReply(AppendReply {
                 round: 9,
                 success: true,
                 match_index: LogIndex(3),
-            },
-            MessageBody::InstallSnapshot {
+            }),
+            MessageBody::InstallSnapshot(InstallSnapshot {
                 round: 3,
                 snapshot: Snapshot {
                     index: LogIndex(7),
@@ -120,7 +123,7 @@ mod tests {
                     config,
                 },
                 lease_guard: std::time::Duration::from_millis(50),
-            },
+            }),
             MessageBody::TimeoutNow,
         ];
         bodies

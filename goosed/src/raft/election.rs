@@ -1,105 +1,33 @@
 //! Elections: PreVote, RequestVote, leader stickiness and TimeoutNow
 //! (Raft §5.2, dissertation §9.6 and §3.10, design.md §2).
 
-use super::node::{Node, RaftRole};
-use goose_common::{LogIndex, Message, MessageBody, NodeId, Term, Timestamp};
+use super::node::{Campaign, Node, RaftRole};
+use goose_common::{MessageBody, NodeId, PreVote, RequestVote, Term, Timestamp, VoteReply};
 
 impl Node {
-    /// Routes a received message to its handler.
-    pub(crate) fn on_message(&mut self, now: Timestamp, message: Message) {
-        if message.to != self.config.id || message.from == self.config.id {
-            return; // Misaddressed: the transport should have dropped it.
-        }
-        // A member is its id plus its identity (design.md §2): a message from
-        // another data directory under a member's id, or meant for another
-        // incarnation of this one, is dropped and counted.
-        let sender_known_as = self.identity_of(message.from);
-        if !message.from_identity.matches(sender_known_as)
-            || !message.to_identity.matches(self.identity)
-        {
-            self.peer_faults.wrong_identity += 1;
-            return;
-        }
-        let Message {
-            from,
-            from_identity,
-            term,
-            body,
-            ..
-        } = message;
-        match body {
-            MessageBody::PreVote {
-                last_log_index,
-                last_log_term,
-            } => {
-                self.on_pre_vote(now, from, term, last_log_index, last_log_term);
-            }
-            MessageBody::PreVoteReply { granted } => {
-                self.on_pre_vote_reply(now, from, term, granted)
-            }
-            MessageBody::RequestVote {
-                last_log_index,
-                last_log_term,
-                handoff,
-            } => {
-                self.on_request_vote(now, from, term, last_log_index, last_log_term, handoff);
-            }
-            MessageBody::RequestVoteReply { granted } => {
-                self.on_vote_reply(now, from, term, granted)
-            }
-            MessageBody::Append {
-                round,
-                prev_index,
-                prev_term,
-                entries,
-                commit,
-                lease_guard,
-            } => {
-                self.on_append(
-                    now,
-                    from,
-                    term,
-                    (round, lease_guard),
-                    (prev_index, prev_term),
-                    entries,
-                    commit,
-                );
-            }
-            MessageBody::AppendReply {
-                round,
-                success,
-                match_index,
-            } => {
-                let from = (from, from_identity);
-                self.on_append_reply(now, from, term, round, success, match_index);
-            }
-            MessageBody::InstallSnapshot {
-                round,
-                snapshot,
-                lease_guard,
-            } => {
-                self.on_install_snapshot(now, from, term, (round, lease_guard), snapshot);
-            }
-            MessageBody::TimeoutNow => self.on_timeout_now(now, from, term),
-        }
-    }
-
     /// A pre-vote is granted only when this node would also grant the real
     /// vote and has not heard from a leader recently. It never changes state.
-    fn on_pre_vote(
+    pub(crate) fn on_pre_vote(
         &mut self,
         now: Timestamp,
         from: NodeId,
         term: Term,
-        last_log_index: LogIndex,
-        last_log_term: Term,
+        request: PreVote,
     ) {
+        let PreVote {
+            last_log_index,
+            last_log_term,
+        } = request;
         let granted = term > self.term
             && self.may_vote()
             && !self.heard_from_leader_recently(now)
             && self.log.is_up_to_date(last_log_index, last_log_term);
         let reply_term = if granted { term } else { self.term };
-        self.send_in_term(from, reply_term, MessageBody::PreVoteReply { granted });
+        self.send_in_term(
+            from,
+            reply_term,
+            MessageBody::PreVoteReply(VoteReply { granted }),
+        );
     }
 
     /// Whether this node may grant votes and pre-votes: it is a member of
@@ -115,7 +43,14 @@ impl Node {
         !self.id_taken() && self.in_live_configs(|member| member.is_some())
     }
 
-    fn on_pre_vote_reply(&mut self, now: Timestamp, from: NodeId, term: Term, granted: bool) {
+    pub(crate) fn on_pre_vote_reply(
+        &mut self,
+        now: Timestamp,
+        from: NodeId,
+        term: Term,
+        reply: VoteReply,
+    ) {
+        let VoteReply { granted } = reply;
         if !granted && term > self.term {
             self.become_follower(now, term, None);
             return;
@@ -129,7 +64,7 @@ impl Node {
 
     pub(crate) fn maybe_win_pre_vote(&mut self, now: Timestamp) {
         if self.role == RaftRole::PreCandidate && self.has_majority_of_votes() {
-            self.become_candidate(now, false);
+            self.become_candidate(now, Campaign::Election);
         }
     }
 
@@ -148,15 +83,18 @@ impl Node {
     /// from a leader less than its lease guard ago ignores the request
     /// entirely, unless it is the campaign of a handoff. Only a member of its
     /// own latest configuration grants a vote (see `may_vote`).
-    fn on_request_vote(
+    pub(crate) fn on_request_vote(
         &mut self,
         now: Timestamp,
         from: NodeId,
         term: Term,
-        last_log_index: LogIndex,
-        last_log_term: Term,
-        handoff: bool,
+        request: RequestVote,
     ) {
+        let RequestVote {
+            last_log_index,
+            last_log_term,
+            handoff,
+        } = request;
         if term > self.term {
             let leader_lease_active =
                 self.role == RaftRole::Leader || (!handoff && self.heard_from_leader_recently(now));
@@ -172,10 +110,17 @@ impl Node {
             self.vote = Some(from);
             self.reset_election_deadline(now);
         }
-        self.send(from, MessageBody::RequestVoteReply { granted });
+        self.send(from, MessageBody::RequestVoteReply(VoteReply { granted }));
     }
 
-    fn on_vote_reply(&mut self, now: Timestamp, from: NodeId, term: Term, granted: bool) {
+    pub(crate) fn on_vote_reply(
+        &mut self,
+        now: Timestamp,
+        from: NodeId,
+        term: Term,
+        reply: VoteReply,
+    ) {
+        let VoteReply { granted } = reply;
         if term > self.term {
             self.become_follower(now, term, None);
             return;
@@ -195,13 +140,13 @@ impl Node {
 
     /// The old leader has stopped answering goose and waited out its
     /// promises: campaign at once, and voters will not hold stickiness against it.
-    fn on_timeout_now(&mut self, now: Timestamp, from: NodeId, term: Term) {
+    pub(crate) fn on_timeout_now(&mut self, now: Timestamp, from: NodeId, term: Term) {
         if term != self.term || self.role == RaftRole::Leader || !self.can_campaign() {
             return;
         }
         if self.leader.is_some_and(|leader| leader != from) {
             return; // Only the leader of this term may hand over.
         }
-        self.become_candidate(now, true);
+        self.become_candidate(now, Campaign::Transfer);
     }
 }

@@ -12,7 +12,7 @@ use super::types::{
 use goose_common::limits::ELECTION_TIMEOUT_MS_MAX;
 use goose_common::{
     Entry, EntryPayload, HardState, Identity, LogIndex, Member, MemberRole, Membership, Message,
-    MessageBody, NodeId, Snapshot, Term, Timestamp,
+    MessageBody, NodeId, PreVote, RequestVote, Snapshot, Term, Timestamp,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,6 +28,17 @@ pub enum RaftRole {
     Candidate,
     /// Leads its term.
     Leader,
+}
+
+/// Why a node campaigns (etcd's `CampaignType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Campaign {
+    /// Its election timer ran out and a majority granted its pre-vote.
+    Election,
+    /// The old leader handed over with `TimeoutNow`: it has stopped
+    /// answering goose and waited out its promises, so voters hold no
+    /// stickiness against this campaign.
+    Transfer,
 }
 
 /// Replication progress of one peer, kept by the leader.
@@ -230,6 +241,45 @@ impl Node {
         }
         self.on_tick(now);
         self.finish_step(now)
+    }
+
+    /// Routes a received message to its handler, which takes the message's
+    /// own struct (design.md §2 for the identity check).
+    fn on_message(&mut self, now: Timestamp, message: Message) {
+        if message.to != self.config.id || message.from == self.config.id {
+            return; // Misaddressed: the transport should have dropped it.
+        }
+        // A member is its id plus its identity (design.md §2): a message from
+        // another data directory under a member's id, or meant for another
+        // incarnation of this one, is dropped and counted.
+        let sender_known_as = self.identity_of(message.from);
+        if !message.from_identity.matches(sender_known_as)
+            || !message.to_identity.matches(self.identity)
+        {
+            self.peer_faults.wrong_identity += 1;
+            return;
+        }
+        let Message {
+            from,
+            from_identity,
+            term,
+            body,
+            ..
+        } = message;
+        match body {
+            MessageBody::PreVote(request) => self.on_pre_vote(now, from, term, request),
+            MessageBody::PreVoteReply(reply) => self.on_pre_vote_reply(now, from, term, reply),
+            MessageBody::RequestVote(request) => self.on_request_vote(now, from, term, request),
+            MessageBody::RequestVoteReply(reply) => self.on_vote_reply(now, from, term, reply),
+            MessageBody::Append(append) => self.on_append(now, from, term, append),
+            MessageBody::AppendReply(reply) => {
+                self.on_append_reply(now, (from, from_identity), term, reply)
+            }
+            MessageBody::InstallSnapshot(install) => {
+                self.on_install_snapshot(now, from, term, install)
+            }
+            MessageBody::TimeoutNow => self.on_timeout_now(now, from, term),
+        }
     }
 
     /// "Am I the goose?" at local time `now`, per the goose rule of
@@ -585,17 +635,17 @@ impl Node {
         let jitter_ns = u64::try_from(self.config.election_jitter_max.as_nanos()).unwrap_or(0);
         self.election_deadline = now.add(retry + Duration::from_nanos(self.rng.u64(0..=jitter_ns)));
         let peers: Vec<NodeId> = self.other_voters();
-        let body = MessageBody::PreVote {
+        let body = MessageBody::PreVote(PreVote {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
-        };
+        });
         for peer in peers {
             self.send_in_term(peer, self.term.next(), body.clone());
         }
         self.maybe_win_pre_vote(now);
     }
 
-    pub(crate) fn become_candidate(&mut self, now: Timestamp, handoff: bool) {
+    pub(crate) fn become_candidate(&mut self, now: Timestamp, campaign: Campaign) {
         debug_assert!(self.can_campaign());
         let term = self.term.next();
         self.set_term(term);
@@ -609,11 +659,11 @@ impl Node {
         // rarely collide again, short enough not to double the failover.
         let half_ns = u64::try_from(self.config.election_timeout_min.as_nanos() / 2).unwrap_or(0);
         self.election_deadline = now.add(Duration::from_nanos(half_ns + self.rng.u64(0..=half_ns)));
-        let body = MessageBody::RequestVote {
+        let body = MessageBody::RequestVote(RequestVote {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
-            handoff,
-        };
+            handoff: campaign == Campaign::Transfer,
+        });
         for peer in self.other_voters() {
             self.send(peer, body.clone());
         }

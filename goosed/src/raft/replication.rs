@@ -6,7 +6,8 @@ use super::quorum::majority_reached;
 use super::types::Event;
 use goose_common::limits::{APPEND_ENTRIES_MAX, MESSAGE_BYTES_MAX};
 use goose_common::{
-    wire, Entry, EntryPayload, Identity, LogIndex, MessageBody, NodeId, Snapshot, Term, Timestamp,
+    wire, Append, AppendReply, Entry, EntryPayload, Identity, InstallSnapshot, LogIndex,
+    MessageBody, NodeId, Snapshot, Term, Timestamp,
 };
 use std::time::Duration;
 
@@ -24,23 +25,21 @@ impl Node {
         self.reset_election_deadline(now);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn on_append(
-        &mut self,
-        now: Timestamp,
-        from: NodeId,
-        term: Term,
-        (round, lease_guard): (u64, Duration),
-        (prev_index, prev_term): (LogIndex, Term),
-        entries: Vec<Entry>,
-        commit: LogIndex,
-    ) {
+    pub(crate) fn on_append(&mut self, now: Timestamp, from: NodeId, term: Term, append: Append) {
+        let Append {
+            round,
+            prev_index,
+            prev_term,
+            entries,
+            commit,
+            lease_guard,
+        } = append;
         if term < self.term {
-            let body = MessageBody::AppendReply {
+            let body = MessageBody::AppendReply(AppendReply {
                 round,
                 success: false,
                 match_index: self.log.last_index(),
-            };
+            });
             self.send(from, body);
             return;
         }
@@ -62,11 +61,11 @@ impl Node {
             let hint = self.log.last_index().min(prev_index.prev());
             self.send(
                 from,
-                MessageBody::AppendReply {
+                MessageBody::AppendReply(AppendReply {
                     round,
                     success: false,
                     match_index: hint,
-                },
+                }),
             );
             return;
         }
@@ -91,11 +90,11 @@ impl Node {
         self.advance_commit(now, commit.min(last_new));
         self.send(
             from,
-            MessageBody::AppendReply {
+            MessageBody::AppendReply(AppendReply {
                 round,
                 success: true,
                 match_index: last_new,
-            },
+            }),
         );
     }
 
@@ -118,15 +117,19 @@ impl Node {
         now: Timestamp,
         from: NodeId,
         term: Term,
-        (round, lease_guard): (u64, Duration),
-        snapshot: Snapshot,
+        install: InstallSnapshot,
     ) {
+        let InstallSnapshot {
+            round,
+            snapshot,
+            lease_guard,
+        } = install;
         if term < self.term {
-            let body = MessageBody::AppendReply {
+            let body = MessageBody::AppendReply(AppendReply {
                 round,
                 success: false,
                 match_index: self.log.last_index(),
-            };
+            });
             self.send(from, body);
             return;
         }
@@ -150,11 +153,11 @@ impl Node {
         }
         self.send(
             from,
-            MessageBody::AppendReply {
+            MessageBody::AppendReply(AppendReply {
                 round,
                 success: true,
                 match_index: index,
-            },
+            }),
         );
     }
 
@@ -163,10 +166,13 @@ impl Node {
         now: Timestamp,
         (from, from_identity): (NodeId, Identity),
         term: Term,
-        round: u64,
-        success: bool,
-        match_index: LogIndex,
+        reply: AppendReply,
     ) {
+        let AppendReply {
+            round,
+            success,
+            match_index,
+        } = reply;
         if term > self.term {
             self.become_follower(now, term, None);
             return;
@@ -268,11 +274,11 @@ impl Node {
         else {
             let snapshot = self.log.snapshot.clone();
             let lease_guard = self.config.election_timeout_min;
-            let body = MessageBody::InstallSnapshot {
+            let body = MessageBody::InstallSnapshot(InstallSnapshot {
                 round,
                 snapshot,
                 lease_guard,
-            };
+            });
             self.send(peer, body);
             return;
         };
@@ -285,14 +291,14 @@ impl Node {
             }
             entries.push(entry.clone());
         }
-        let body = MessageBody::Append {
+        let body = MessageBody::Append(Append {
             round,
             prev_index,
             prev_term,
             entries,
             commit: self.commit_index,
             lease_guard: self.config.election_timeout_min,
-        };
+        });
         self.send(peer, body);
     }
 

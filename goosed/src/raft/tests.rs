@@ -5,8 +5,8 @@
 
 use super::*;
 use goose_common::{
-    Entry, EntryPayload, HardState, Identity, LogIndex, Membership, Message, MessageBody, NodeId,
-    Term, Timestamp,
+    Append, AppendReply, Entry, EntryPayload, HardState, Identity, LogIndex, Membership, Message,
+    MessageBody, NodeId, RequestVote, Term, Timestamp, VoteReply,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -188,11 +188,11 @@ fn a_restarted_node_grants_no_vote_for_an_election_timeout() {
         to: NodeId(1),
         to_identity: Identity::UNKNOWN,
         term: Term(term),
-        body: MessageBody::RequestVote {
+        body: MessageBody::RequestVote(RequestVote {
             last_log_index: LogIndex(0),
             last_log_term: Term(0),
             handoff: false,
-        },
+        }),
     };
     let early = node.step(
         start.add(Duration::from_millis(100)),
@@ -207,7 +207,7 @@ fn a_restarted_node_grants_no_vote_for_an_election_timeout() {
     let granted = later
         .messages
         .iter()
-        .any(|m| m.body == MessageBody::RequestVoteReply { granted: true });
+        .any(|m| m.body == MessageBody::RequestVoteReply(VoteReply { granted: true }));
     assert!(granted, "granted once the timeout passed: {later:?}");
     assert_eq!(
         later.persist.hard_state.unwrap().vote,
@@ -448,11 +448,11 @@ fn a_leader_that_steps_down_grants_no_vote_while_its_promise_may_run() {
         to: goose,
         to_identity: Identity::UNKNOWN,
         term: term.next(),
-        body: MessageBody::AppendReply {
+        body: MessageBody::AppendReply(AppendReply {
             round: 1,
             success: false,
             match_index: LogIndex(0),
-        },
+        }),
     };
     node.step(now, Input::Receive(higher));
     assert_eq!(node.raft_role(), RaftRole::Follower, "it stepped down");
@@ -462,11 +462,11 @@ fn a_leader_that_steps_down_grants_no_vote_while_its_promise_may_run() {
         to: goose,
         to_identity: Identity::UNKNOWN,
         term,
-        body: MessageBody::RequestVote {
+        body: MessageBody::RequestVote(RequestVote {
             last_log_index: LogIndex(100),
             last_log_term: term,
             handoff: false,
-        },
+        }),
     };
     let soon = node.step(
         now.add(Duration::from_millis(50)),
@@ -483,7 +483,7 @@ fn a_leader_that_steps_down_grants_no_vote_while_its_promise_may_run() {
     let granted = later
         .messages
         .iter()
-        .any(|m| m.body == MessageBody::RequestVoteReply { granted: true });
+        .any(|m| m.body == MessageBody::RequestVoteReply(VoteReply { granted: true }));
     assert!(
         granted,
         "it votes once an election timeout has passed: {later:?}"
@@ -503,22 +503,22 @@ fn to_node_2(from: u64, term: u64, body: MessageBody) -> Message {
 }
 
 fn append(entries: Vec<Entry>, commit: u64, lease_guard: Duration) -> MessageBody {
-    MessageBody::Append {
+    MessageBody::Append(Append {
         round: 1,
         prev_index: LogIndex(0),
         prev_term: Term(0),
         entries,
         commit: LogIndex(commit),
         lease_guard,
-    }
+    })
 }
 
 fn vote_request(term: u64) -> Message {
-    let body = MessageBody::RequestVote {
+    let body = MessageBody::RequestVote(RequestVote {
         last_log_index: LogIndex(9),
         last_log_term: Term(9),
         handoff: false,
-    };
+    });
     to_node_2(3, term, body)
 }
 
@@ -526,7 +526,7 @@ fn granted(ready: &Ready) -> bool {
     ready
         .messages
         .iter()
-        .any(|m| m.body == MessageBody::RequestVoteReply { granted: true })
+        .any(|m| m.body == MessageBody::RequestVoteReply(VoteReply { granted: true }))
 }
 
 fn fast_node_2(start: Timestamp) -> Node {

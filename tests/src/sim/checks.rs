@@ -605,8 +605,8 @@ impl Checker {
         let term_ok = match message.body {
             // A pre-vote asks in the term the sender would campaign in, and
             // its answer may echo that term: neither is persisted.
-            MessageBody::PreVote { .. } => message.term <= disk.term.next(),
-            MessageBody::PreVoteReply { .. } => true,
+            MessageBody::PreVote(_) => message.term <= disk.term.next(),
+            MessageBody::PreVoteReply(_) => true,
             _ => message.term == disk.term,
         };
         if !term_ok {
@@ -619,7 +619,9 @@ impl Checker {
             );
         }
         match message.body {
-            MessageBody::RequestVoteReply { granted: true } if disk.vote != Some(message.to) => {
+            MessageBody::RequestVoteReply(goose_common::VoteReply { granted: true })
+                if disk.vote != Some(message.to) =>
+            {
                 violation(
                     "persist before send",
                     format!(
@@ -628,7 +630,7 @@ impl Checker {
                     ),
                 )
             }
-            MessageBody::RequestVote { .. } if disk.vote != Some(node_id) => violation(
+            MessageBody::RequestVote(_) if disk.vote != Some(node_id) => violation(
                 "persist before send",
                 format!(
                     "{id} asked for votes before its disk recorded its own vote ({:?})",

@@ -46,33 +46,37 @@ impl MessageSummary {
     /// Summarises `message`.
     pub fn of(message: &Message) -> MessageSummary {
         let body = match &message.body {
-            MessageBody::PreVote {
+            MessageBody::PreVote(goose_common::PreVote {
                 last_log_index,
                 last_log_term,
-            } => BodySummary::PreVote(*last_log_index, *last_log_term),
-            MessageBody::PreVoteReply { granted } => BodySummary::PreVoteReply(*granted),
-            MessageBody::RequestVote {
+            }) => BodySummary::PreVote(*last_log_index, *last_log_term),
+            MessageBody::PreVoteReply(goose_common::VoteReply { granted }) => {
+                BodySummary::PreVoteReply(*granted)
+            }
+            MessageBody::RequestVote(goose_common::RequestVote {
                 last_log_index,
                 last_log_term,
                 handoff,
-            } => BodySummary::RequestVote(*last_log_index, *last_log_term, *handoff),
-            MessageBody::RequestVoteReply { granted } => BodySummary::RequestVoteReply(*granted),
-            MessageBody::Append {
+            }) => BodySummary::RequestVote(*last_log_index, *last_log_term, *handoff),
+            MessageBody::RequestVoteReply(goose_common::VoteReply { granted }) => {
+                BodySummary::RequestVoteReply(*granted)
+            }
+            MessageBody::Append(goose_common::Append {
                 round,
                 prev_index,
                 prev_term,
                 entries,
                 commit,
                 ..
-            } => BodySummary::Append(*round, *prev_index, *prev_term, entries.len(), *commit),
-            MessageBody::AppendReply {
+            }) => BodySummary::Append(*round, *prev_index, *prev_term, entries.len(), *commit),
+            MessageBody::AppendReply(goose_common::AppendReply {
                 round,
                 success,
                 match_index,
-            } => BodySummary::AppendReply(*round, *success, *match_index),
-            MessageBody::InstallSnapshot {
+            }) => BodySummary::AppendReply(*round, *success, *match_index),
+            MessageBody::InstallSnapshot(goose_common::InstallSnapshot {
                 round, snapshot, ..
-            } => BodySummary::InstallSnapshot(*round, snapshot.index, snapshot.term),
+            }) => BodySummary::InstallSnapshot(*round, snapshot.index, snapshot.term),
             MessageBody::TimeoutNow => BodySummary::TimeoutNow,
         };
         MessageSummary {
