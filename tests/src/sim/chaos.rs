@@ -541,6 +541,16 @@ impl Sim {
             );
             return Ok(());
         }
+        // Before removing a member (to rebuild it, or to bring it back
+        // later), the operator stops any stray process under its id: were
+        // the stray still running when the id is added back, the leader
+        // could bind the stray's identity instead of the member's (README,
+        // "A second goosed under a member's id"; simulator seed 77044).
+        if let Some(impostor) = self.running_impostor() {
+            if self.nodes[impostor].id == id {
+                self.retire(impostor);
+            }
+        }
         if let Some(leader) = self.leader_index().filter(|&leader| leader != index) {
             self.propose_at(leader, MembershipChange::Remove { id })?;
         }
