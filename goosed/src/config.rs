@@ -249,19 +249,33 @@ impl Settings {
             .collect::<Result<Vec<_>, _>>()?;
         peers.sort();
         Self::check_peers(NodeId(id), listen, join, &peers)?;
-        let ms = |flag: Option<u64>, file: Option<u64>, default: u64| {
-            Duration::from_millis(flag.or(file).unwrap_or(default))
+        // The defaults are written once, in `raft::Config::new`.
+        let defaults = raft::Config::new(NodeId(id));
+        let ms = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+            flag.or(file).map_or(default, Duration::from_millis)
         };
-        let mut raft = raft::Config::new(NodeId(id));
-        raft.heartbeat_interval = ms(flags.heartbeat_ms, file.heartbeat_ms, 50);
-        raft.election_timeout_min = ms(flags.election_timeout_ms, file.election_timeout_ms, 300);
+        let mut raft = defaults.clone();
+        raft.heartbeat_interval = ms(
+            flags.heartbeat_ms,
+            file.heartbeat_ms,
+            defaults.heartbeat_interval,
+        );
+        raft.election_timeout_min = ms(
+            flags.election_timeout_ms,
+            file.election_timeout_ms,
+            defaults.election_timeout_min,
+        );
         raft.election_jitter_max = raft.election_timeout_min / 10;
-        raft.promise_max = ms(flags.promise_ms, file.promise_ms, 10);
-        raft.lease_margin = ms(flags.lease_margin_ms, file.lease_margin_ms, 5);
+        raft.promise_max = ms(flags.promise_ms, file.promise_ms, defaults.promise_max);
+        raft.lease_margin = ms(
+            flags.lease_margin_ms,
+            file.lease_margin_ms,
+            defaults.lease_margin,
+        );
         raft.clock_drift_ppm = flags
             .clock_drift_ppm
             .or(file.clock_drift_ppm)
-            .unwrap_or(1000);
+            .unwrap_or(defaults.clock_drift_ppm);
         if let Err(e) = raft.validate() {
             return error(format!("invalid timing settings: {e}"));
         }
@@ -299,7 +313,7 @@ impl Settings {
             hook_timeout: ms(
                 flags.hook_timeout_ms,
                 file.hook_timeout_ms,
-                HOOK_TIMEOUT_DEFAULT.as_millis() as u64,
+                HOOK_TIMEOUT_DEFAULT,
             ),
             log_dir: flags.log_dir.clone().or(file.log_dir),
         })
@@ -478,6 +492,44 @@ mod tests {
 mod example_tests {
     use super::*;
 
+    /// Checks that every timing flag's help names the default the daemon
+    /// really uses (written once, in `raft::Config::new`).
+    #[test]
+    fn the_flags_help_states_the_defaults_the_daemon_uses() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            run: RunFlags,
+        }
+        let defaults = raft::Config::new(NodeId(1));
+        let ms = |d: Duration| d.as_millis().to_string();
+        let expected = [
+            ("heartbeat_ms", ms(defaults.heartbeat_interval)),
+            ("election_timeout_ms", ms(defaults.election_timeout_min)),
+            ("promise_ms", ms(defaults.promise_max)),
+            ("lease_margin_ms", ms(defaults.lease_margin)),
+            ("clock_drift_ppm", defaults.clock_drift_ppm.to_string()),
+            ("hook_timeout_ms", ms(HOOK_TIMEOUT_DEFAULT)),
+        ];
+        let command = Wrapper::command();
+        for (id, value) in expected {
+            let argument = command
+                .get_arguments()
+                .find(|argument| argument.get_id() == id)
+                .unwrap_or_else(|| panic!("a flag {id}"));
+            let help = argument
+                .get_help()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(
+                help.ends_with(&format!("[default: {value}]")),
+                "--{id}: {help:?} does not say [default: {value}]"
+            );
+        }
+    }
+
+    /// Checks that the example configuration file parses and mentions every key.
     #[test]
     fn the_example_config_file_parses_and_documents_every_key() {
         // systemd/goosed.toml is what operators copy: it must stay valid and complete.

@@ -43,10 +43,6 @@ const STATUS_TIMEOUT: Duration = Duration::from_millis(200);
 /// hands over first, which takes about one election timeout.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
-/// The demo's election timeout and heartbeat: the daemon's defaults.
-const HEARTBEAT_MS: u64 = 50;
-const ELECTION_TIMEOUT_MS: u64 = 300;
-
 /// One child daemon.
 struct DemoNode {
     id: u64,
@@ -197,9 +193,9 @@ impl Demo {
                 .arg("--socket")
                 .arg(&node.socket)
                 .arg("--key-file")
-                .arg(&key_file)
-                .args(["--heartbeat-ms", &HEARTBEAT_MS.to_string()])
-                .args(["--election-timeout-ms", &ELECTION_TIMEOUT_MS.to_string()]);
+                .arg(&key_file);
+            // No timing flags: with the empty configuration file, the
+            // children run on the daemon's own defaults.
             if spare {
                 command.arg("--join");
             } else {
