@@ -55,7 +55,7 @@ impl Node {
             self.become_follower(now, term, None);
             return;
         }
-        if self.role != RaftRole::PreCandidate || term != self.term.next() {
+        if self.raft_role() != RaftRole::PreCandidate || term != self.term.next() {
             return;
         }
         self.votes.insert(from, granted);
@@ -63,7 +63,7 @@ impl Node {
     }
 
     pub(crate) fn maybe_win_pre_vote(&mut self, now: Timestamp) {
-        if self.role == RaftRole::PreCandidate && self.has_majority_of_votes() {
+        if self.raft_role() == RaftRole::PreCandidate && self.has_majority_of_votes() {
             self.become_candidate(now, Campaign::Election);
         }
     }
@@ -97,7 +97,7 @@ impl Node {
         } = request;
         if term > self.term {
             let leader_lease_active =
-                self.role == RaftRole::Leader || (!handoff && self.heard_from_leader_recently(now));
+                self.is_leader() || (!handoff && self.heard_from_leader_recently(now));
             if leader_lease_active {
                 return;
             }
@@ -125,7 +125,7 @@ impl Node {
             self.become_follower(now, term, None);
             return;
         }
-        if self.role != RaftRole::Candidate || term != self.term {
+        if self.raft_role() != RaftRole::Candidate || term != self.term {
             return;
         }
         self.votes.insert(from, granted);
@@ -133,7 +133,7 @@ impl Node {
     }
 
     pub(crate) fn maybe_win_election(&mut self, now: Timestamp) {
-        if self.role == RaftRole::Candidate && self.has_majority_of_votes() {
+        if self.raft_role() == RaftRole::Candidate && self.has_majority_of_votes() {
             self.become_leader(now);
         }
     }
@@ -141,7 +141,7 @@ impl Node {
     /// The old leader has stopped answering goose and waited out its
     /// promises: campaign at once, and voters will not hold stickiness against it.
     pub(crate) fn on_timeout_now(&mut self, now: Timestamp, from: NodeId, term: Term) {
-        if term != self.term || self.role == RaftRole::Leader || !self.can_campaign() {
+        if term != self.term || self.is_leader() || !self.can_campaign() {
             return;
         }
         if self.leader.is_some_and(|leader| leader != from) {

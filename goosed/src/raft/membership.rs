@@ -3,7 +3,7 @@
 //! term, and one change at a time), learner promotion, and handoffs
 //! (dissertation §3.10 with the promise wait of design.md §2).
 
-use super::node::{Handoff, Node, PendingChange, RaftRole};
+use super::node::{Handoff, Node, PendingChange};
 use super::types::{Event, MembershipChange, ProposalId, RejectReason};
 use goose_common::limits::{LEARNERS_MAX, VOTERS_MAX};
 use goose_common::{
@@ -32,9 +32,7 @@ impl Node {
                     MembershipChange::AddLearner { .. } | MembershipChange::Remove { .. } => None,
                 };
                 let index = self.append_config(config);
-                if let Some(state) = self.leader_state.as_mut() {
-                    state.pending = Some(PendingChange { id, index, promote });
-                }
+                self.leading_mut().pending = Some(PendingChange { id, index, promote });
                 self.maybe_commit(now);
                 self.broadcast_appends();
             }
@@ -44,13 +42,10 @@ impl Node {
 
     /// Checks a proposal against the rules and returns the new configuration.
     fn check_proposal(&self, change: &MembershipChange) -> Result<Membership, RejectReason> {
-        let state = match (&self.leader_state, self.role) {
-            (Some(state), RaftRole::Leader) => state,
-            _ => {
-                return Err(RejectReason::NotLeader {
-                    leader: self.leader,
-                })
-            }
+        let Some(state) = self.leader_state() else {
+            return Err(RejectReason::NotLeader {
+                leader: self.leader,
+            });
         };
         if self.commit_index < state.noop_index {
             return Err(RejectReason::NotReady);
@@ -146,12 +141,13 @@ impl Node {
     }
 
     /// Sends every member what it lacks right away (not waiting for the heartbeat).
+    /// Does nothing once leadership has ended (committing a removal may
+    /// have handed over).
     fn broadcast_appends(&mut self) {
-        let peers: Vec<NodeId> = self
-            .leader_state
-            .as_ref()
-            .map(|state| state.progress.keys().copied().collect())
-            .unwrap_or_default();
+        let Some(state) = self.leader_state() else {
+            return;
+        };
+        let peers: Vec<NodeId> = state.progress.keys().copied().collect();
         for peer in peers {
             self.send_append(peer);
         }
@@ -173,12 +169,11 @@ impl Node {
     /// under their ids from any other data directory (design.md §2).
     pub(crate) fn maybe_bind_identities(&mut self, now: Timestamp) {
         let (config_index, config) = self.log.latest_config();
-        let Some(state) = self.leader_state.as_ref() else {
-            return;
+        let Some(state) = self.leader_state() else {
+            return; // Not (or no longer) leading.
         };
         let idle = state.pending.is_none() && state.handoff.is_none();
-        let ready = self.role == RaftRole::Leader
-            && self.commit_index >= state.noop_index
+        let ready = self.commit_index >= state.noop_index
             && config_index <= self.commit_index;
         if !idle || !ready || config.members.iter().all(|m| m.identity.is_known()) {
             return;
@@ -212,11 +207,8 @@ impl Node {
     pub(crate) fn hand_over_if_removed(&mut self, now: Timestamp) {
         let config_committed = self.log.latest_config().0 <= self.commit_index;
         let removed = !self.is_voter();
-        let idle = self
-            .leader_state
-            .as_ref()
-            .is_some_and(|s| s.handoff.is_none());
-        if self.role == RaftRole::Leader && config_committed && removed && idle {
+        let idle = self.leader_state().is_some_and(|s| s.handoff.is_none());
+        if config_committed && removed && idle {
             self.start_handoff(now, None, None);
         }
     }
@@ -224,9 +216,7 @@ impl Node {
     fn settle_pending(&mut self) {
         let commit_index = self.commit_index;
         let committed_config = self.log.config_at(commit_index).1.clone();
-        let Some(state) = self.leader_state.as_mut() else {
-            return;
-        };
+        let state = self.leading_mut();
         let Some(pending) = state.pending.clone() else {
             return;
         };
@@ -258,8 +248,8 @@ impl Node {
         if config_index > self.commit_index {
             return;
         }
-        let Some(state) = self.leader_state.as_ref() else {
-            return;
+        let Some(state) = self.leader_state() else {
+            return; // Not (or no longer) leading.
         };
         if self.commit_index < state.noop_index || state.handoff.is_some() {
             return;
@@ -297,11 +287,7 @@ impl Node {
         target: Option<NodeId>,
     ) {
         let reject = |reason| Event::Rejected { id, reason };
-        let Some(state) = self
-            .leader_state
-            .as_ref()
-            .filter(|_| self.role == RaftRole::Leader)
-        else {
+        let Some(state) = self.leader_state() else {
             let event = reject(RejectReason::NotLeader {
                 leader: self.leader,
             });
@@ -327,27 +313,22 @@ impl Node {
     /// once every promise has run out and the target has caught up.
     fn start_handoff(&mut self, now: Timestamp, id: Option<ProposalId>, target: Option<NodeId>) {
         let deadline = now.add(self.config.election_timeout_min);
-        if let Some(state) = self.leader_state.as_mut() {
-            state.handoff = Some(Handoff {
-                id,
-                target,
-                deadline,
-            });
-        }
+        self.leading_mut().handoff = Some(Handoff {
+            id,
+            target,
+            deadline,
+        });
         self.broadcast_appends();
         self.continue_handoff(now);
     }
 
     /// Moves a handoff forward: time out, or send TimeoutNow and step down.
     pub(crate) fn continue_handoff(&mut self, now: Timestamp) {
-        let Some(state) = self.leader_state.as_ref() else {
-            return;
+        let Some(handoff) = self.leader_state().and_then(|state| state.handoff) else {
+            return; // Not leading, or no handoff under way.
         };
-        let Some(handoff) = state.handoff else { return };
         if now >= handoff.deadline {
-            if let Some(state) = self.leader_state.as_mut() {
-                state.handoff = None;
-            }
+            self.leading_mut().handoff = None;
             if let Some(id) = handoff.id {
                 self.emit(Event::Rejected {
                     id,
@@ -363,9 +344,7 @@ impl Node {
             return;
         };
         self.send(target, MessageBody::TimeoutNow);
-        if let Some(state) = self.leader_state.as_mut() {
-            state.handoff = None;
-        }
+        self.leading_mut().handoff = None;
         if let Some(id) = handoff.id {
             self.emit(Event::Done { id });
         }
@@ -379,7 +358,7 @@ impl Node {
     /// A caught-up voter to hand to: the requested one, or the one that
     /// acknowledged the most recent heartbeat round.
     fn handoff_target(&self, requested: Option<NodeId>) -> Option<NodeId> {
-        let state = self.leader_state.as_ref()?;
+        let state = self.leading();
         let last_index = self.log.last_index();
         let caught_up = |id: &NodeId| {
             state

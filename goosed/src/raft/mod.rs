@@ -35,7 +35,7 @@ mod types;
 pub use node::{Node, PeerFaults, RaftRole};
 pub use types::{
     Config, ConfigError, Event, GooseAnswer, Input, MembershipChange, Persist, PersistedState,
-    ProposalId, Ready, RejectReason, Role,
+    ProposalId, Ready, RejectReason,
 };
 
 #[cfg(test)]

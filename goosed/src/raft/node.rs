@@ -7,7 +7,7 @@ use super::lease::LeaseTracker;
 use super::log::RaftLog;
 use super::types::{
     Config, ConfigError, Event, GooseAnswer, Input, PersistedState, ProposalId, Ready,
-    RejectReason, Role,
+    RejectReason,
 };
 use goose_common::limits::ELECTION_TIMEOUT_MS_MAX;
 use goose_common::{
@@ -28,6 +28,16 @@ pub enum RaftRole {
     Candidate,
     /// Leads its term.
     Leader,
+}
+
+/// The role with what only that role keeps: a leader's state exists
+/// exactly while it leads, so the two cannot disagree.
+#[derive(Debug)]
+pub(crate) enum RoleState {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader(Box<LeaderState>),
 }
 
 /// Why a node campaigns (etcd's `CampaignType`).
@@ -147,7 +157,7 @@ pub struct Node {
     pub(crate) vote: Option<NodeId>,
     pub(crate) log: RaftLog,
     pub(crate) commit_index: LogIndex,
-    pub(crate) role: RaftRole,
+    pub(crate) role: RoleState,
     pub(crate) leader: Option<NodeId>,
     /// Until when this node grants no vote and starts no election: the
     /// latest `heard_at + lease_guard` over the leaders it has heard (itself
@@ -160,7 +170,6 @@ pub struct Node {
     pub(crate) election_deadline: Timestamp,
     /// Grants received in the current (pre-)campaign.
     pub(crate) votes: BTreeMap<NodeId, bool>,
-    pub(crate) leader_state: Option<LeaderState>,
     /// The furthest promise this node has given (its own clock).
     pub(crate) promise_until: Timestamp,
     /// Whether this node was ever a member (so leaving the config means removal).
@@ -209,14 +218,13 @@ impl Node {
             persisted_hard_state: state.hard_state,
             log,
             commit_index,
-            role: RaftRole::Follower,
+            role: RoleState::Follower,
             leader: None,
             vote_guard_until: now.add(config.election_timeout_min.max(lease_guard)),
             lease_guard,
             peer_faults: PeerFaults::default(),
             election_deadline: now,
             votes: BTreeMap::new(),
-            leader_state: None,
             promise_until: Timestamp(0),
             was_member,
             leader_commit_seen: commit_index,
@@ -233,6 +241,7 @@ impl Node {
     /// The one entry point: feeds `input` at local time `now` and returns
     /// what the driver must do, in order.
     pub fn step(&mut self, now: Timestamp, input: Input) -> Ready {
+        let commit_before = self.commit_index;
         match input {
             Input::Receive(message) => self.on_message(now, message),
             Input::Tick => {}
@@ -240,6 +249,11 @@ impl Node {
             Input::Handoff { id, target } => self.on_handoff_request(now, id, target),
         }
         self.on_tick(now);
+        assert!(
+            self.commit_index >= commit_before,
+            "the commit index went back from {commit_before:?} to {:?}",
+            self.commit_index
+        );
         self.finish_step(now)
     }
 
@@ -283,8 +297,10 @@ impl Node {
     }
 
     /// "Am I the goose?" at local time `now`, per the goose rule of
-    /// design.md §2. A goose answer carries the promise `lease_until`,
-    /// which this node remembers so that a handoff can wait it out.
+    /// design.md §2. Asking records a promise: a goose answer carries
+    /// `lease_until`, and this node remembers the furthest promise it gave
+    /// (`promise_until`) so that a handoff waits it out before another node
+    /// may take over. That is why it takes `&mut self`.
     pub fn goose(&mut self, now: Timestamp) -> GooseAnswer {
         let promise = self.lease_until(now).map(|lease_until| {
             let promise = now.add(self.config.promise_max).min(lease_until);
@@ -292,11 +308,6 @@ impl Node {
             promise
         });
         GooseAnswer {
-            role: if promise.is_some() {
-                Role::Goose
-            } else {
-                Role::Duck
-            },
             term: self.term,
             leader: self.leader,
             decided_at: now,
@@ -336,7 +347,56 @@ impl Node {
 
     /// The Raft role.
     pub fn raft_role(&self) -> RaftRole {
-        self.role
+        match self.role {
+            RoleState::Follower => RaftRole::Follower,
+            RoleState::PreCandidate => RaftRole::PreCandidate,
+            RoleState::Candidate => RaftRole::Candidate,
+            RoleState::Leader(_) => RaftRole::Leader,
+        }
+    }
+
+    /// Whether this node leads its term.
+    pub(crate) fn is_leader(&self) -> bool {
+        matches!(self.role, RoleState::Leader(_))
+    }
+
+    /// What this node keeps as leader, if it leads (for paths that run on
+    /// any role, or after a step that may have ended leadership).
+    pub(crate) fn leader_state(&self) -> Option<&LeaderState> {
+        match &self.role {
+            RoleState::Leader(state) => Some(state),
+            _ => None,
+        }
+    }
+
+    /// [`Node::leader_state`], mutably.
+    pub(crate) fn leader_state_mut(&mut self) -> Option<&mut LeaderState> {
+        match &mut self.role {
+            RoleState::Leader(state) => Some(state),
+            _ => None,
+        }
+    }
+
+    /// What this node keeps as leader, on a leader-only path.
+    ///
+    /// # Panics
+    /// If this node does not lead: the caller broke its precondition.
+    pub(crate) fn leading(&self) -> &LeaderState {
+        match &self.role {
+            RoleState::Leader(state) => state,
+            other => panic!("a leader-only path ran on a {other:?}"),
+        }
+    }
+
+    /// [`Node::leading`], mutably.
+    ///
+    /// # Panics
+    /// If this node does not lead: the caller broke its precondition.
+    pub(crate) fn leading_mut(&mut self) -> &mut LeaderState {
+        match &mut self.role {
+            RoleState::Leader(state) => state,
+            other => panic!("a leader-only path ran on a {other:?}"),
+        }
     }
 
     /// The leader this node knows of in its term.
@@ -399,12 +459,11 @@ impl Node {
     /// The goose rule of design.md §2, without giving a promise: the lease
     /// end if this node may answer goose at `now`.
     fn lease_until(&self, now: Timestamp) -> Option<Timestamp> {
-        let leader = self.leader_state.as_ref()?;
-        let is_leader = self.role == RaftRole::Leader;
+        let leader = self.leader_state()?;
         let own_entry_committed = self.commit_index >= leader.noop_index;
         // A leader removed from the configuration is handing over (condition 4).
         let handing_over = leader.handoff.is_some() || !self.is_voter();
-        if !is_leader || !own_entry_committed || handing_over {
+        if !own_entry_committed || handing_over {
             return None;
         }
         let sent_at = leader.lease_start?;
@@ -415,15 +474,16 @@ impl Node {
     /// Recomputes the lease start after an acknowledgement, a new round or
     /// a configuration change.
     pub(crate) fn refresh_lease(&mut self) {
-        let config = self.log.latest_config().1;
-        if let Some(state) = self.leader_state.as_mut() {
-            state.lease_start = state.lease.quorum_sent_at(config, self.config.id);
+        let id = self.config.id;
+        let membership = self.log.latest_config().1;
+        if let RoleState::Leader(state) = &mut self.role {
+            state.lease_start = state.lease.quorum_sent_at(membership, id);
         }
     }
 
     /// Time-driven work: elections, heartbeats, CheckQuorum, handoffs.
     fn on_tick(&mut self, now: Timestamp) {
-        match self.role {
+        match self.raft_role() {
             RaftRole::Leader => self.tick_leader(now),
             RaftRole::Follower | RaftRole::PreCandidate | RaftRole::Candidate => {
                 if now >= self.election_deadline && self.can_campaign() {
@@ -472,7 +532,7 @@ impl Node {
     /// Whether the vote guard still runs: a leader was heard from less than
     /// its lease guard ago (a leader hears from itself).
     pub(crate) fn heard_from_leader_recently(&self, now: Timestamp) -> bool {
-        self.role == RaftRole::Leader || now < self.vote_guard_until
+        self.is_leader() || now < self.vote_guard_until
     }
 
     /// This node heard a leader (itself included) whose lease is computed
@@ -589,7 +649,7 @@ impl Node {
 
     /// Steps down (or stays) as a follower of `term`, following `leader` if known.
     pub(crate) fn become_follower(&mut self, now: Timestamp, term: Term, leader: Option<NodeId>) {
-        if self.role == RaftRole::Leader {
+        if self.is_leader() {
             self.abandon_leadership();
             // A leader counts as hearing from itself (design.md §2): its
             // lease and promises may still run, so however it steps down (a
@@ -598,7 +658,7 @@ impl Node {
             self.hear_leader(now, self.config.election_timeout_min);
         }
         self.set_term(term);
-        self.role = RaftRole::Follower;
+        self.role = RoleState::Follower;
         self.leader = leader;
         self.votes.clear();
         self.reset_election_deadline(now);
@@ -606,7 +666,8 @@ impl Node {
 
     /// Settles every caller waiting on this leader as leadership ends.
     fn abandon_leadership(&mut self) {
-        let Some(state) = self.leader_state.take() else {
+        let RoleState::Leader(state) = std::mem::replace(&mut self.role, RoleState::Follower)
+        else {
             return;
         };
         if let Some(pending) = state.pending {
@@ -625,7 +686,7 @@ impl Node {
 
     pub(crate) fn become_pre_candidate(&mut self, now: Timestamp) {
         debug_assert!(self.can_campaign());
-        self.role = RaftRole::PreCandidate;
+        self.role = RoleState::PreCandidate;
         self.leader = None;
         self.votes.clear();
         self.votes.insert(self.config.id, true);
@@ -650,7 +711,7 @@ impl Node {
         let term = self.term.next();
         self.set_term(term);
         self.vote = Some(self.config.id);
-        self.role = RaftRole::Candidate;
+        self.role = RoleState::Candidate;
         self.leader = None;
         self.votes.clear();
         self.votes.insert(self.config.id, true);
@@ -671,15 +732,14 @@ impl Node {
     }
 
     pub(crate) fn become_leader(&mut self, now: Timestamp) {
-        debug_assert_eq!(self.role, RaftRole::Candidate);
-        self.role = RaftRole::Leader;
+        assert_eq!(self.raft_role(), RaftRole::Candidate, "only a candidate wins");
         self.leader = Some(self.config.id);
         self.votes.clear();
         // Its own lease is computed from its timeout: a restart of this node
         // must wait that long too, whatever timings it restarts with.
         self.hear_leader(now, self.config.election_timeout_min);
         let noop_index = self.log.last_index().next();
-        self.leader_state = Some(LeaderState {
+        self.role = RoleState::Leader(Box::new(LeaderState {
             progress: BTreeMap::new(),
             progress_config: LogIndex(0),
             lease: LeaseTracker::default(),
@@ -690,7 +750,7 @@ impl Node {
             pending: None,
             farewell: None,
             handoff: None,
-        });
+        }));
         self.sync_progress();
         self.append_entry(Entry {
             index: noop_index,
@@ -698,7 +758,11 @@ impl Node {
             payload: EntryPayload::NoOp,
         });
         self.maybe_commit(now);
-        self.broadcast_heartbeat(now);
+        // Committing the no-op may already have handed over (a leader whose
+        // removal its log holds committed).
+        if self.is_leader() {
+            self.broadcast_heartbeat(now);
+        }
     }
 
     /// The voters of the latest configuration other than this node.
@@ -748,7 +812,7 @@ impl Node {
         // Judged on the state at the end of the step (a catching-up node may
         // pass through old configurations without it), and a removed leader
         // says so only once it has handed over.
-        let removed = self.is_removed() && self.role != RaftRole::Leader;
+        let removed = self.is_removed() && !self.is_leader();
         if removed != self.reported_removed {
             self.reported_removed = removed;
             if removed {
@@ -760,7 +824,7 @@ impl Node {
     /// The latest instant at which the driver must call `step` again.
     fn next_deadline(&self, now: Timestamp) -> Timestamp {
         let idle = now.add(self.config.election_timeout_min);
-        let Some(leader) = self.leader_state.as_ref() else {
+        let Some(leader) = self.leader_state() else {
             return if self.can_campaign() {
                 self.election_deadline.max(now)
             } else {
@@ -800,12 +864,8 @@ impl Node {
             self.log.latest_config().1.is_well_formed(),
             "malformed configuration"
         );
-        match self.role {
-            RaftRole::Leader => {
-                let state = self
-                    .leader_state
-                    .as_ref()
-                    .expect("a leader has leader state");
+        match &self.role {
+            RoleState::Leader(state) => {
                 assert_eq!(self.vote, Some(self.config.id), "a leader voted for itself");
                 assert_eq!(self.leader, Some(self.config.id));
                 assert!(state.noop_index <= self.log.last_index());
@@ -819,20 +879,25 @@ impl Node {
                 if state.noop_index > self.log.snapshot.index {
                     assert_eq!(self.log.term_at(state.noop_index), Some(self.term));
                 }
-            }
-            RaftRole::Candidate | RaftRole::Follower | RaftRole::PreCandidate => {
-                if self.role == RaftRole::Candidate {
-                    assert_eq!(
-                        self.vote,
-                        Some(self.config.id),
-                        "a candidate voted for itself"
+                for (id, progress) in &state.progress {
+                    assert!(
+                        progress.match_index <= self.log.last_index(),
+                        "node {id} is known to match past the leader's log"
+                    );
+                    assert!(
+                        progress.next_index > progress.match_index,
+                        "node {id} would be sent what it already has"
                     );
                 }
-                assert!(
-                    self.leader_state.is_none(),
-                    "only a leader keeps leader state"
+            }
+            RoleState::Candidate => {
+                assert_eq!(
+                    self.vote,
+                    Some(self.config.id),
+                    "a candidate voted for itself"
                 );
             }
+            RoleState::Follower | RoleState::PreCandidate => {}
         }
         let limit = goose_common::limits::MESSAGES_PER_STEP_MAX;
         assert!(

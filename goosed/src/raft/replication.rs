@@ -18,7 +18,7 @@ impl Node {
     /// A message from the leader of `term` (or later): step down if needed,
     /// follow it, and restart the vote guard with the leader's lease guard.
     fn accept_leader(&mut self, now: Timestamp, from: NodeId, term: Term, lease_guard: Duration) {
-        if term > self.term || self.role != RaftRole::Follower || self.leader != Some(from) {
+        if term > self.term || self.raft_role() != RaftRole::Follower || self.leader != Some(from) {
             self.become_follower(now, term, Some(from));
         }
         self.hear_leader(now, lease_guard);
@@ -177,20 +177,14 @@ impl Node {
             self.become_follower(now, term, None);
             return;
         }
-        if term < self.term || self.role != RaftRole::Leader {
+        if term < self.term || !self.is_leader() {
             return;
         }
         let last_index = self.log.last_index();
-        let Some(state) = self.leader_state.as_mut() else {
-            return;
-        };
-        state.lease.acknowledge(from, round);
+        self.leading_mut().lease.acknowledge(from, round);
         self.refresh_lease();
-        let Some(state) = self.leader_state.as_mut() else {
-            return;
-        };
-        let Some(progress) = state.progress.get_mut(&from) else {
-            return;
+        let Some(progress) = self.leading_mut().progress.get_mut(&from) else {
+            return; // Not (or no longer) a member this leader replicates to.
         };
         if !progress.identity.is_known() {
             progress.identity = from_identity;
@@ -204,7 +198,8 @@ impl Node {
             progress.back_off(match_index)
         };
         self.maybe_commit(now);
-        if resend && self.role == RaftRole::Leader {
+        // Committing may have ended leadership (a removed leader handed over).
+        if resend && self.is_leader() {
             self.send_append(from);
         }
         self.maybe_promote(now);
@@ -214,9 +209,7 @@ impl Node {
 
     /// Leader timers: heartbeat rounds and CheckQuorum.
     pub(crate) fn tick_leader(&mut self, now: Timestamp) {
-        let Some(state) = self.leader_state.as_ref() else {
-            return;
-        };
+        let state = self.leading();
         let lease_start = state
             .lease_start
             .unwrap_or(state.elected_at)
@@ -238,17 +231,12 @@ impl Node {
     /// if it lags), and the round's send time is remembered for the lease.
     pub(crate) fn broadcast_heartbeat(&mut self, now: Timestamp) {
         let interval = self.config.heartbeat_interval;
-        let Some(state) = self.leader_state.as_mut() else {
-            return;
-        };
+        let state = self.leading_mut();
         state.lease.start_round(now);
         state.next_heartbeat = now.add(interval);
         self.refresh_lease();
         self.say_farewell();
-        let Some(state) = self.leader_state.as_ref() else {
-            return;
-        };
-        let peers: Vec<NodeId> = state.progress.keys().copied().collect();
+        let peers: Vec<NodeId> = self.leading().progress.keys().copied().collect();
         for peer in peers {
             self.send_append(peer);
         }
@@ -258,11 +246,9 @@ impl Node {
 
     /// Sends `peer` the entries it lacks, or the snapshot if they are compacted.
     pub(crate) fn send_append(&mut self, peer: NodeId) {
-        let Some(state) = self.leader_state.as_ref() else {
-            return;
-        };
+        let state = self.leading();
         let Some(progress) = state.progress.get(&peer) else {
-            return;
+            return; // Not a member this leader replicates to.
         };
         let round = state.lease.current_round();
         let next = progress.next_index;
@@ -305,9 +291,7 @@ impl Node {
     /// Advances the leader's commit index to what a majority has replicated,
     /// counting only entries of its own term (Raft §5.4.2).
     pub(crate) fn maybe_commit(&mut self, now: Timestamp) {
-        let Some(state) = self.leader_state.as_ref() else {
-            return;
-        };
+        let state = self.leading();
         let reached = majority_reached(self.membership(), |id| {
             if id == self.config.id {
                 self.log.last_index()
@@ -347,7 +331,7 @@ impl Node {
             })
             .collect();
         self.ready.events.extend(committed_configs);
-        if self.role == RaftRole::Leader {
+        if self.is_leader() {
             self.on_leader_commit(now);
         }
         self.maybe_compact();
@@ -405,8 +389,8 @@ impl Node {
             .map(|member| member.id)
             .filter(|&id| id != self.config.id && config.get(id).is_none())
             .collect();
-        let Some(state) = self.leader_state.as_mut() else {
-            return;
+        let Some(state) = self.leader_state_mut() else {
+            return; // Only a leader keeps progress.
         };
         let changed = state.progress_config != config_index;
         state.progress.retain(|id, _| {
@@ -434,15 +418,14 @@ impl Node {
     fn say_farewell(&mut self) {
         let (config_index, config) = self.log.latest_config();
         let committed = config_index <= self.commit_index;
-        let Some(state) = self.leader_state.as_mut() else {
-            return;
-        };
-        let leaving: Vec<NodeId> = state
+        let leaving: Vec<NodeId> = self
+            .leading()
             .progress
             .keys()
             .copied()
             .filter(|&id| config.get(id).is_none())
             .collect();
+        let state = self.leading_mut();
         if leaving.is_empty() || !committed {
             state.farewell = None;
             return;

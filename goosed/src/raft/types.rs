@@ -310,20 +310,9 @@ pub enum RejectReason {
     Invalid(String),
 }
 
-/// A role as seen by the outside world.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// This node is the goose.
-    Goose,
-    /// This node is a duck.
-    Duck,
-}
-
 /// A node's answer to "am I the goose?" at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GooseAnswer {
-    /// Goose or duck.
-    pub role: Role,
     /// The node's current term: the fencing token.
     pub term: Term,
     /// The leader this node knows of.
@@ -336,9 +325,9 @@ pub struct GooseAnswer {
 }
 
 impl GooseAnswer {
-    /// Whether the answer is goose.
+    /// Whether the answer is goose: it carries a promise.
     pub fn is_goose(&self) -> bool {
-        self.role == Role::Goose
+        self.lease_until.is_some()
     }
 }
 
