@@ -98,8 +98,8 @@ impl Membership {
 pub enum EntryPayload {
     /// A leader's first entry of its term; committing it is part of the goose rule.
     NoOp,
-    /// A new membership configuration, effective as soon as it is appended.
-    Config(Membership),
+    /// A new membership, effective as soon as it is appended.
+    Membership(Membership),
 }
 
 /// One log entry.
@@ -114,15 +114,15 @@ pub struct Entry {
 }
 
 /// A compacted log prefix: everything up to `index` (of `term`) is replaced
-/// by the configuration in force at that index.
+/// by the membership in force at that index.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The last index the snapshot covers.
     pub index: LogIndex,
     /// The term of the entry at `index`.
     pub term: Term,
-    /// The configuration in force at `index`.
-    pub config: Membership,
+    /// The membership in force at `index`.
+    pub membership: Membership,
 }
 
 /// The state a node must make durable before sending anything that depends

@@ -73,7 +73,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn sample_messages() -> Vec<Message> {
-        let config = Membership::with_voters((1..=5).map(|i| {
+        let membership = Membership::with_voters((1..=5).map(|i| {
             (
                 NodeId(i),
                 format!("127.0.0.1:{}", 7700 + i).parse().unwrap(),
@@ -104,7 +104,7 @@ mod tests {
                     Entry {
                         index: LogIndex(3),
                         term: Term(2),
-                        payload: EntryPayload::Config(config.clone()),
+                        payload: EntryPayload::Membership(membership.clone()),
                     },
                 ],
                 commit: LogIndex(2),
@@ -120,7 +120,7 @@ mod tests {
                 snapshot: Snapshot {
                     index: LogIndex(7),
                     term: Term(3),
-                    config,
+                    membership,
                 },
                 lease_guard: std::time::Duration::from_millis(50),
             }),

@@ -249,7 +249,7 @@ fn add_node() {
         .events(goose)
         .iter()
         .filter_map(|(_, event)| match event {
-            Event::MembershipCommitted { config, .. } => config.get(new).map(|m| m.role),
+            Event::MembershipCommitted { membership, .. } => membership.get(new).map(|m| m.role),
             _ => None,
         })
         .collect();

@@ -296,8 +296,8 @@ impl Driver {
                 self.report_role(false);
                 self.notify_watchers(WatchEventKind::LeaderChanged);
             }
-            Event::MembershipCommitted { index, config } => {
-                let members: Vec<String> = config
+            Event::MembershipCommitted { index, membership } => {
+                let members: Vec<String> = membership
                     .members
                     .iter()
                     .map(|m| format!("{}={}({:?})", m.id, m.addr, m.role))

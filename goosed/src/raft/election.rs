@@ -31,8 +31,8 @@ impl Node {
     }
 
     /// Whether this node may grant votes and pre-votes: it is a member of
-    /// a configuration that may still be in force in its own log (design.md
-    /// §2). A `--join` node (no configuration) or one whose removal it knows
+    /// a membership that may still be in force in its own log (design.md
+    /// §2). A `--join` node (no membership) or one whose removal it knows
     /// is committed knows nothing it could vouch for and votes for nobody.
     /// A learner being promoted votes too (the candidate counting it has the
     /// promotion, which the learner may not have received yet: simulator
@@ -40,7 +40,7 @@ impl Node {
     /// (the removal may be truncated away: seed 9107); refusing either would
     /// deadlock the election.
     fn may_vote(&self) -> bool {
-        !self.id_taken() && self.in_live_configs(|member| member.is_some())
+        !self.id_taken() && self.in_live_memberships(|member| member.is_some())
     }
 
     pub(crate) fn on_pre_vote_reply(
@@ -68,21 +68,21 @@ impl Node {
         }
     }
 
-    /// Counts granted votes of voters of the latest configuration.
+    /// Counts granted votes of voters of the latest membership.
     fn has_majority_of_votes(&self) -> bool {
-        let config = self.membership();
+        let membership = self.membership();
         let granted = self
             .votes
             .iter()
-            .filter(|&(&id, &granted)| granted && config.is_voter(id))
+            .filter(|&(&id, &granted)| granted && membership.is_voter(id))
             .count();
-        granted >= config.majority()
+        granted >= membership.majority()
     }
 
     /// Raft's RequestVote handler with leader stickiness: a node that heard
     /// from a leader less than its lease guard ago ignores the request
     /// entirely, unless it is the campaign of a handoff. Only a member of its
-    /// own latest configuration grants a vote (see `may_vote`).
+    /// own latest membership grants a vote (see `may_vote`).
     pub(crate) fn on_request_vote(
         &mut self,
         now: Timestamp,

@@ -40,11 +40,15 @@ impl LeaseTracker {
         *acked = (*acked).max(round);
     }
 
-    /// When the latest round acknowledged by a majority of `config`'s voters
+    /// When the latest round acknowledged by a majority of `membership`'s voters
     /// was sent (`self_id` counts as acknowledging every round it sent if it
     /// is a voter). `None` if no such round is remembered.
-    pub(crate) fn quorum_sent_at(&self, config: &Membership, self_id: NodeId) -> Option<Timestamp> {
-        let quorum_round = majority_reached(config, |id| {
+    pub(crate) fn quorum_sent_at(
+        &self,
+        membership: &Membership,
+        self_id: NodeId,
+    ) -> Option<Timestamp> {
+        let quorum_round = majority_reached(membership, |id| {
             if id == self_id {
                 self.current_round()
             } else {
@@ -67,7 +71,7 @@ impl LeaseTracker {
 mod tests {
     use super::*;
 
-    fn config(ids: &[u64]) -> Membership {
+    fn membership(ids: &[u64]) -> Membership {
         Membership::with_voters(ids.iter().map(|&i| {
             (
                 NodeId(i),
@@ -79,7 +83,7 @@ mod tests {
     #[test]
     fn the_lease_starts_at_the_round_a_majority_acknowledged() {
         let mut lease = LeaseTracker::default();
-        let five = config(&[1, 2, 3, 4, 5]);
+        let five = membership(&[1, 2, 3, 4, 5]);
         lease.start_round(Timestamp(100));
         lease.start_round(Timestamp(200));
         assert_eq!(
@@ -104,7 +108,7 @@ mod tests {
     #[test]
     fn forgotten_rounds_give_no_lease() {
         let mut lease = LeaseTracker::default();
-        let three = config(&[1, 2, 3]);
+        let three = membership(&[1, 2, 3]);
         for i in 0..(LEASE_ROUNDS_REMEMBERED as u64 + 5) {
             lease.start_round(Timestamp(i));
         }
@@ -117,9 +121,9 @@ mod tests {
         let mut lease = LeaseTracker::default();
         lease.start_round(Timestamp(7));
         assert_eq!(
-            lease.quorum_sent_at(&config(&[1]), NodeId(1)),
+            lease.quorum_sent_at(&membership(&[1]), NodeId(1)),
             Some(Timestamp(7))
         );
-        assert_eq!(lease.quorum_sent_at(&config(&[2]), NodeId(1)), None);
+        assert_eq!(lease.quorum_sent_at(&membership(&[2]), NodeId(1)), None);
     }
 }

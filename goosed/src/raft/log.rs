@@ -11,9 +11,9 @@ pub(crate) struct RaftLog {
     pub(crate) snapshot: Snapshot,
     /// Entries `snapshot.index + 1 ..= last_index()`.
     pub(crate) entries: Vec<Entry>,
-    /// The index of the latest configuration entry, `None` when the
-    /// snapshot's configuration is the latest (a cache: asked on every goose answer).
-    latest_config_index: Option<LogIndex>,
+    /// The index of the latest membership entry, `None` when the
+    /// snapshot's membership is the latest (a cache: asked on every goose answer).
+    latest_membership_index: Option<LogIndex>,
 }
 
 impl RaftLog {
@@ -21,9 +21,9 @@ impl RaftLog {
         let mut log = RaftLog {
             snapshot,
             entries,
-            latest_config_index: None,
+            latest_membership_index: None,
         };
-        log.find_latest_config();
+        log.find_latest_membership();
         log.check();
         log
     }
@@ -86,8 +86,8 @@ impl RaftLog {
             entry.term >= self.last_term(),
             "log terms must not decrease"
         );
-        if matches!(entry.payload, EntryPayload::Config(_)) {
-            self.latest_config_index = Some(entry.index);
+        if matches!(entry.payload, EntryPayload::Membership(_)) {
+            self.latest_membership_index = Some(entry.index);
         }
         self.entries.push(entry);
     }
@@ -99,7 +99,7 @@ impl RaftLog {
             "cannot truncate into the snapshot"
         );
         self.entries.retain(|entry| entry.index < from);
-        self.find_latest_config();
+        self.find_latest_membership();
     }
 
     /// Replaces the prefix up to `snapshot.index` by `snapshot`.
@@ -110,49 +110,49 @@ impl RaftLog {
         );
         self.entries.retain(|entry| entry.index > snapshot.index);
         self.snapshot = snapshot;
-        self.find_latest_config();
+        self.find_latest_membership();
         self.check();
     }
 
-    /// The latest configuration at or below `index` and the index it came from.
-    pub(crate) fn config_at(&self, index: LogIndex) -> (LogIndex, &Membership) {
+    /// The latest membership at or below `index` and the index it came from.
+    pub(crate) fn membership_at(&self, index: LogIndex) -> (LogIndex, &Membership) {
         self.entries
             .iter()
             .rev()
             .filter(|entry| entry.index <= index)
             .find_map(|entry| match &entry.payload {
-                EntryPayload::Config(config) => Some((entry.index, config)),
+                EntryPayload::Membership(membership) => Some((entry.index, membership)),
                 EntryPayload::NoOp => None,
             })
-            .unwrap_or((self.snapshot.index, &self.snapshot.config))
+            .unwrap_or((self.snapshot.index, &self.snapshot.membership))
     }
 
-    /// The latest configuration in the log, committed or not.
-    pub(crate) fn latest_config(&self) -> (LogIndex, &Membership) {
-        let cached = self
-            .latest_config_index
-            .and_then(|index| match &self.entry(index)?.payload {
-                EntryPayload::Config(config) => Some((index, config)),
-                EntryPayload::NoOp => None,
-            });
-        cached.unwrap_or((self.snapshot.index, &self.snapshot.config))
+    /// The latest membership in the log, committed or not.
+    pub(crate) fn latest_membership(&self) -> (LogIndex, &Membership) {
+        let cached =
+            self.latest_membership_index
+                .and_then(|index| match &self.entry(index)?.payload {
+                    EntryPayload::Membership(membership) => Some((index, membership)),
+                    EntryPayload::NoOp => None,
+                });
+        cached.unwrap_or((self.snapshot.index, &self.snapshot.membership))
     }
 
-    /// Recomputes the cached index of the latest configuration entry.
-    fn find_latest_config(&mut self) {
-        self.latest_config_index = self
+    /// Recomputes the cached index of the latest membership entry.
+    fn find_latest_membership(&mut self) {
+        self.latest_membership_index = self
             .entries
             .iter()
             .rev()
-            .find(|entry| matches!(entry.payload, EntryPayload::Config(_)))
+            .find(|entry| matches!(entry.payload, EntryPayload::Membership(_)))
             .map(|entry| entry.index);
     }
 
     /// Panics if the log's structure is broken (a bug in the core).
     pub(crate) fn check(&self) {
         debug_assert_eq!(
-            self.latest_config(),
-            self.config_at(self.last_index()),
+            self.latest_membership(),
+            self.membership_at(self.last_index()),
             "the cached latest configuration is current"
         );
         if let Some(first) = self.entries.first() {
@@ -187,7 +187,7 @@ mod tests {
         }
     }
 
-    fn config(ids: &[u64]) -> Membership {
+    fn membership(ids: &[u64]) -> Membership {
         Membership::with_voters(ids.iter().map(|&i| {
             (
                 NodeId(i),
@@ -201,7 +201,7 @@ mod tests {
         let snapshot = Snapshot {
             index: LogIndex(3),
             term: Term(2),
-            config: config(&[1]),
+            membership: membership(&[1]),
         };
         let log = RaftLog::new(snapshot, vec![entry(4, 2), entry(5, 3)]);
         assert_eq!(
@@ -224,7 +224,7 @@ mod tests {
             Snapshot {
                 index: LogIndex(0),
                 term: Term(0),
-                config: config(&[1]),
+                membership: membership(&[1]),
             },
             vec![],
         );
@@ -232,16 +232,16 @@ mod tests {
         log.append(Entry {
             index: LogIndex(2),
             term: Term(1),
-            payload: EntryPayload::Config(config(&[1, 2])),
+            payload: EntryPayload::Membership(membership(&[1, 2])),
         });
-        assert_eq!(log.config_at(LogIndex(1)).1, &config(&[1]));
-        assert_eq!(log.latest_config(), (LogIndex(2), &config(&[1, 2])));
+        assert_eq!(log.membership_at(LogIndex(1)).1, &membership(&[1]));
+        assert_eq!(log.latest_membership(), (LogIndex(2), &membership(&[1, 2])));
         log.truncate_from(LogIndex(2));
-        assert_eq!(log.latest_config().1, &config(&[1]));
+        assert_eq!(log.latest_membership().1, &membership(&[1]));
         log.compact(Snapshot {
             index: LogIndex(1),
             term: Term(1),
-            config: config(&[1]),
+            membership: membership(&[1]),
         });
         assert_eq!(log.first_index(), LogIndex(2));
         assert!(log.entries.is_empty());

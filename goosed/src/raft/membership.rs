@@ -11,10 +11,10 @@ use goose_common::{
     Timestamp,
 };
 
-/// Bytes a configuration entry may take, so that it fits in one datagram.
-const CONFIG_ENTRY_BYTES_MAX: usize = goose_common::limits::MESSAGE_BYTES_MAX - 64;
+/// Bytes a membership entry may take, so that it fits in one datagram.
+const MEMBERSHIP_ENTRY_BYTES_MAX: usize = goose_common::limits::MESSAGE_BYTES_MAX - 64;
 
-/// Whether two configurations differ at most in the identities they know.
+/// Whether two memberships differ at most in the identities they know.
 fn same_but_identities(a: &Membership, b: &Membership) -> bool {
     a.members.len() == b.members.len()
         && a.members.iter().zip(&b.members).all(|(x, y)| {
@@ -26,12 +26,12 @@ fn same_but_identities(a: &Membership, b: &Membership) -> bool {
 impl Node {
     pub(crate) fn on_propose(&mut self, now: Timestamp, id: ProposalId, change: MembershipChange) {
         match self.check_proposal(&change) {
-            Ok(config) => {
+            Ok(membership) => {
                 let promote = match change {
                     MembershipChange::AddVoter { id, .. } => Some(id),
                     MembershipChange::AddLearner { .. } | MembershipChange::Remove { .. } => None,
                 };
-                let index = self.append_config(config);
+                let index = self.append_membership(membership);
                 self.leading_mut().pending = Some(PendingChange { id, index, promote });
                 self.maybe_commit(now);
                 self.broadcast_appends();
@@ -40,7 +40,7 @@ impl Node {
         }
     }
 
-    /// Checks a proposal against the rules and returns the new configuration.
+    /// Checks a proposal against the rules and returns the new membership.
     fn check_proposal(&self, change: &MembershipChange) -> Result<Membership, RejectReason> {
         let Some(state) = self.leader_state() else {
             return Err(RejectReason::NotLeader {
@@ -50,7 +50,7 @@ impl Node {
         if self.commit_index < state.noop_index {
             return Err(RejectReason::NotReady);
         }
-        let (config_index, current) = self.log.latest_config();
+        let (membership_index, current) = self.log.latest_membership();
         let joining = current
             .members
             .iter()
@@ -60,16 +60,16 @@ impl Node {
         // An entry that only binds identities changes no majority, so it does
         // not count as a change in flight (one change at a time is about
         // majorities overlapping, dissertation §4.1).
-        let committed = self.log.config_at(self.commit_index).1;
+        let committed = self.log.membership_at(self.commit_index).1;
         let in_flight =
-            config_index > self.commit_index && !same_but_identities(current, committed);
+            membership_index > self.commit_index && !same_but_identities(current, committed);
         if in_flight || state.pending.is_some() || (joining && !cancels_join) {
             return Err(RejectReason::ChangeInProgress);
         }
         if state.handoff.is_some() {
             return Err(RejectReason::HandoffInProgress);
         }
-        let mut config = current.clone();
+        let mut membership = current.clone();
         match *change {
             MembershipChange::AddVoter { id, addr } | MembershipChange::AddLearner { id, addr } => {
                 if !id.is_valid() {
@@ -77,13 +77,13 @@ impl Node {
                         "node id must be greater than 0".into(),
                     ));
                 }
-                if config.get(id).is_some() {
+                if membership.get(id).is_some() {
                     return Err(RejectReason::AlreadyMember(id));
                 }
-                if config.members.iter().any(|m| m.addr == addr) {
+                if membership.members.iter().any(|m| m.addr == addr) {
                     return Err(RejectReason::DuplicateAddress(addr));
                 }
-                let learners = config
+                let learners = membership
                     .members
                     .iter()
                     .filter(|m| m.role != MemberRole::Voter)
@@ -97,45 +97,45 @@ impl Node {
                     MembershipChange::AddVoter { .. } => MemberRole::Joining,
                     _ => MemberRole::Learner,
                 };
-                if role == MemberRole::Joining && config.voters().count() >= VOTERS_MAX {
+                if role == MemberRole::Joining && membership.voters().count() >= VOTERS_MAX {
                     return Err(RejectReason::Limit(format!("at most {VOTERS_MAX} voters")));
                 }
                 // Its identity is learnt from its first reply and bound when
                 // it is promoted (or by `maybe_bind_identities`).
-                config.members.push(Member {
+                membership.members.push(Member {
                     id,
                     addr,
                     role,
                     identity: Identity::UNKNOWN,
                 });
-                config.members.sort_by_key(|m| m.id);
+                membership.members.sort_by_key(|m| m.id);
             }
             MembershipChange::Remove { id } => {
-                let Some(member) = config.get(id) else {
+                let Some(member) = membership.get(id) else {
                     return Err(RejectReason::UnknownMember(id));
                 };
-                if member.role == MemberRole::Voter && config.voters().count() == 1 {
+                if member.role == MemberRole::Voter && membership.voters().count() == 1 {
                     return Err(RejectReason::Limit("cannot remove the last voter".into()));
                 }
-                config.members.retain(|m| m.id != id);
+                membership.members.retain(|m| m.id != id);
             }
         }
-        let entry_bytes = wire::encoded_len(&EntryPayload::Config(config.clone())) + 24;
-        if entry_bytes > CONFIG_ENTRY_BYTES_MAX {
+        let entry_bytes = wire::encoded_len(&EntryPayload::Membership(membership.clone())) + 24;
+        if entry_bytes > MEMBERSHIP_ENTRY_BYTES_MAX {
             return Err(RejectReason::Limit(
                 "the configuration would not fit in a datagram".into(),
             ));
         }
-        Ok(config)
+        Ok(membership)
     }
 
-    /// Appends a configuration entry of the current term; it takes effect now.
-    fn append_config(&mut self, config: Membership) -> goose_common::LogIndex {
+    /// Appends a membership entry of the current term; it takes effect now.
+    fn append_membership(&mut self, membership: Membership) -> goose_common::LogIndex {
         let index = self.log.last_index().next();
         self.append_entry(Entry {
             index,
             term: self.term,
-            payload: EntryPayload::Config(config),
+            payload: EntryPayload::Membership(membership),
         });
         index
     }
@@ -162,20 +162,19 @@ impl Node {
         self.hand_over_if_removed(now);
     }
 
-    /// Binds the identities of members the configuration does not know yet
+    /// Binds the identities of members the membership does not know yet
     /// (the initial voters, and members added before they answered) to the
-    /// identity their replies carry, in one configuration entry, once no
+    /// identity their replies carry, in one membership entry, once no
     /// other change is in flight. From then on every node drops messages
     /// under their ids from any other data directory (design.md §2).
     pub(crate) fn maybe_bind_identities(&mut self, now: Timestamp) {
-        let (config_index, config) = self.log.latest_config();
+        let (membership_index, membership) = self.log.latest_membership();
         let Some(state) = self.leader_state() else {
             return; // Not (or no longer) leading.
         };
         let idle = state.pending.is_none() && state.handoff.is_none();
-        let ready = self.commit_index >= state.noop_index
-            && config_index <= self.commit_index;
-        if !idle || !ready || config.members.iter().all(|m| m.identity.is_known()) {
+        let ready = self.commit_index >= state.noop_index && membership_index <= self.commit_index;
+        if !idle || !ready || membership.members.iter().all(|m| m.identity.is_known()) {
             return;
         }
         let learnt = |member: &Member| {
@@ -188,7 +187,7 @@ impl Node {
                     .map_or(Identity::UNKNOWN, |p| p.identity)
             }
         };
-        let mut bound = config.clone();
+        let mut bound = membership.clone();
         let mut changed = false;
         for member in &mut bound.members {
             if !member.identity.is_known() && learnt(member).is_known() {
@@ -197,7 +196,7 @@ impl Node {
             }
         }
         if changed {
-            self.append_config(bound);
+            self.append_membership(bound);
             self.maybe_commit(now);
             self.broadcast_appends();
         }
@@ -205,28 +204,28 @@ impl Node {
 
     /// A leader whose removal has committed hands over (and retries until it has).
     pub(crate) fn hand_over_if_removed(&mut self, now: Timestamp) {
-        let config_committed = self.log.latest_config().0 <= self.commit_index;
+        let membership_committed = self.log.latest_membership().0 <= self.commit_index;
         let removed = !self.is_voter();
         let idle = self.leader_state().is_some_and(|s| s.handoff.is_none());
-        if config_committed && removed && idle {
+        if membership_committed && removed && idle {
             self.start_handoff(now, None, None);
         }
     }
 
     fn settle_pending(&mut self) {
         let commit_index = self.commit_index;
-        let committed_config = self.log.config_at(commit_index).1.clone();
+        let committed_membership = self.log.membership_at(commit_index).1.clone();
         let state = self.leading_mut();
         let Some(pending) = state.pending.clone() else {
             return;
         };
         let settled = match pending.promote {
             None => commit_index >= pending.index,
-            Some(id) => committed_config.is_voter(id),
+            Some(id) => committed_membership.is_voter(id),
         };
         let cancelled = pending
             .promote
-            .is_some_and(|id| committed_config.get(id).is_none())
+            .is_some_and(|id| committed_membership.get(id).is_none())
             && commit_index >= pending.index;
         if settled {
             state.pending = None;
@@ -241,11 +240,11 @@ impl Node {
         }
     }
 
-    /// Promotes a joining learner once its configuration is committed and it
+    /// Promotes a joining learner once its membership is committed and it
     /// has replicated everything committed (dissertation §4.2.1).
     pub(crate) fn maybe_promote(&mut self, now: Timestamp) {
-        let (config_index, config) = self.log.latest_config();
-        if config_index > self.commit_index {
+        let (membership_index, membership) = self.log.latest_membership();
+        if membership_index > self.commit_index {
             return;
         }
         let Some(state) = self.leader_state() else {
@@ -254,7 +253,7 @@ impl Node {
         if self.commit_index < state.noop_index || state.handoff.is_some() {
             return;
         }
-        let caught_up = config.members.iter().find(|m| {
+        let caught_up = membership.members.iter().find(|m| {
             m.role == MemberRole::Joining
                 && state
                     .progress
@@ -268,14 +267,14 @@ impl Node {
             .progress
             .get(&joining)
             .map_or(Identity::UNKNOWN, |p| p.identity);
-        let mut promoted = config.clone();
+        let mut promoted = membership.clone();
         for member in &mut promoted.members {
             if member.id == joining {
                 member.role = MemberRole::Voter;
                 member.identity = identity;
             }
         }
-        self.append_config(promoted);
+        self.append_membership(promoted);
         self.maybe_commit(now);
         self.broadcast_appends();
     }

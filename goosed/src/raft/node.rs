@@ -6,8 +6,7 @@
 use super::lease::LeaseTracker;
 use super::log::RaftLog;
 use super::types::{
-    Config, ConfigError, Event, GooseAnswer, Input, PersistedState, ProposalId, Ready,
-    RejectReason,
+    Config, ConfigError, Event, GooseAnswer, Input, PersistedState, ProposalId, Ready, RejectReason,
 };
 use goose_common::limits::ELECTION_TIMEOUT_MS_MAX;
 use goose_common::{
@@ -59,7 +58,7 @@ pub(crate) struct Progress {
     /// The highest index known to be replicated on the peer.
     pub(crate) match_index: LogIndex,
     /// The identity the peer's replies carry (unknown until the first one);
-    /// the leader binds it in the configuration (`maybe_bind_identities`).
+    /// the leader binds it in the membership (`maybe_bind_identities`).
     pub(crate) identity: Identity,
 }
 
@@ -108,7 +107,7 @@ pub struct PeerFaults {
 #[derive(Clone, Debug)]
 pub(crate) struct PendingChange {
     pub(crate) id: ProposalId,
-    /// The index of the configuration entry that carries the change.
+    /// The index of the membership entry that carries the change.
     pub(crate) index: LogIndex,
     /// For an added voter: settled only when it is a committed voter.
     pub(crate) promote: Option<NodeId>,
@@ -129,8 +128,8 @@ pub(crate) struct Handoff {
 #[derive(Clone, Debug)]
 pub(crate) struct LeaderState {
     pub(crate) progress: BTreeMap<NodeId, Progress>,
-    /// The index of the configuration `progress` was last kept in step with.
-    pub(crate) progress_config: LogIndex,
+    /// The index of the membership `progress` was last kept in step with.
+    pub(crate) progress_membership: LogIndex,
     pub(crate) lease: LeaseTracker,
     /// When the latest round a majority acknowledged was sent (kept current
     /// by `refresh_lease`, so a goose answer costs no work).
@@ -140,7 +139,7 @@ pub(crate) struct LeaderState {
     pub(crate) elected_at: Timestamp,
     pub(crate) next_heartbeat: Timestamp,
     pub(crate) pending: Option<PendingChange>,
-    /// The latest configuration's index and the first round started after
+    /// The latest membership's index and the first round started after
     /// it committed: removed members are told until they acknowledge it.
     pub(crate) farewell: Option<(LogIndex, u64)>,
     pub(crate) handoff: Option<Handoff>,
@@ -172,7 +171,7 @@ pub struct Node {
     pub(crate) votes: BTreeMap<NodeId, bool>,
     /// The furthest promise this node has given (its own clock).
     pub(crate) promise_until: Timestamp,
-    /// Whether this node was ever a member (so leaving the config means removal).
+    /// Whether this node was ever a member (so leaving the membership means removal).
     pub(crate) was_member: bool,
     /// The highest commit index a leader has told us (to prefer up-to-date candidates).
     pub(crate) leader_commit_seen: LogIndex,
@@ -197,15 +196,15 @@ impl Node {
     ) -> Result<Node, ConfigError> {
         config.validate()?;
         let log = RaftLog::new(state.snapshot, state.entries);
-        // A node that finds itself in any configuration it holds has been a
+        // A node that finds itself in any membership it holds has been a
         // member, so its absence from the latest one means removal.
         let own = |index: LogIndex, membership: &Membership| {
             counts_as_membership(index, membership, config.id, state.identity)
         };
-        let in_snapshot = own(log.snapshot.index, &log.snapshot.config);
+        let in_snapshot = own(log.snapshot.index, &log.snapshot.membership);
         let was_member = in_snapshot
             || log.entries.iter().any(|entry| match &entry.payload {
-                EntryPayload::Config(membership) => own(entry.index, membership),
+                EntryPayload::Membership(membership) => own(entry.index, membership),
                 EntryPayload::NoOp => false,
             });
         let commit_index = log.snapshot.index;
@@ -320,7 +319,7 @@ impl Node {
         self.config.id
     }
 
-    /// The node's configuration.
+    /// The node's timing settings and id.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -424,24 +423,24 @@ impl Node {
         &self.log.entries
     }
 
-    /// The latest configuration (effective as soon as appended).
+    /// The latest membership (effective as soon as appended).
     pub fn membership(&self) -> &Membership {
-        self.log.latest_config().1
+        self.log.latest_membership().1
     }
 
-    /// The configuration in force at the commit index.
+    /// The membership in force at the commit index.
     pub fn committed_membership(&self) -> &Membership {
-        self.log.config_at(self.commit_index).1
+        self.log.membership_at(self.commit_index).1
     }
 
     /// Whether this node was a member and has been removed.
     pub fn is_removed(&self) -> bool {
         // Only a removal known to be committed counts: an uncommitted one may
         // still be truncated away by a new leader.
-        self.was_member && !self.in_live_configs(|member| member.is_some())
+        self.was_member && !self.in_live_memberships(|member| member.is_some())
     }
 
-    /// Whether this node is a voter in its latest configuration.
+    /// Whether this node is a voter in its latest membership.
     pub fn is_voter(&self) -> bool {
         self.me_in(self.membership())
             .is_some_and(|member| member.role == MemberRole::Voter)
@@ -461,7 +460,7 @@ impl Node {
     fn lease_until(&self, now: Timestamp) -> Option<Timestamp> {
         let leader = self.leader_state()?;
         let own_entry_committed = self.commit_index >= leader.noop_index;
-        // A leader removed from the configuration is handing over (condition 4).
+        // A leader removed from the membership is handing over (condition 4).
         let handing_over = leader.handoff.is_some() || !self.is_voter();
         if !own_entry_committed || handing_over {
             return None;
@@ -472,10 +471,10 @@ impl Node {
     }
 
     /// Recomputes the lease start after an acknowledgement, a new round or
-    /// a configuration change.
+    /// a membership change.
     pub(crate) fn refresh_lease(&mut self) {
         let id = self.config.id;
-        let membership = self.log.latest_config().1;
+        let membership = self.log.latest_membership().1;
         if let RoleState::Leader(state) = &mut self.role {
             state.lease_start = state.lease.quorum_sent_at(membership, id);
         }
@@ -493,18 +492,19 @@ impl Node {
         }
     }
 
-    /// A voter of its latest configuration campaigns; so does a voter whose
+    /// A voter of its latest membership campaigns; so does a voter whose
     /// removal is not yet known to be committed, since the cluster may still
     /// need it until then (dissertation §4.2.2).
     pub(crate) fn can_campaign(&self) -> bool {
         !self.id_taken()
-            && self.in_live_configs(|member| member.is_some_and(|m| m.role == MemberRole::Voter))
+            && self
+                .in_live_memberships(|member| member.is_some_and(|m| m.role == MemberRole::Voter))
     }
 
-    /// Whether the latest configuration gives this node's id to another data
+    /// Whether the latest membership gives this node's id to another data
     /// directory: this node is then a rebuilt member catching up through its
     /// predecessor's history (or an impostor), not that member, and it
-    /// neither campaigns nor votes until a configuration names it (found by
+    /// neither campaigns nor votes until a membership names it (found by
     /// simulator seed 34533: a rebuilt node, restarted mid catch-up, took
     /// its predecessor's place as sole voter and elected itself).
     pub(crate) fn id_taken(&self) -> bool {
@@ -513,18 +513,18 @@ impl Node {
             .is_some_and(|member| member.identity.is_known() && member.identity != self.identity)
     }
 
-    /// Whether `holds` is true of this node's entry in any configuration
+    /// Whether `holds` is true of this node's entry in any membership
     /// that may still be in force: the one committed (as far as this node
     /// knows) and every later one in its log.
-    pub(crate) fn in_live_configs(&self, holds: impl Fn(Option<&Member>) -> bool) -> bool {
-        let (committed_index, committed) = self.log.config_at(self.commit_index);
+    pub(crate) fn in_live_memberships(&self, holds: impl Fn(Option<&Member>) -> bool) -> bool {
+        let (committed_index, committed) = self.log.membership_at(self.commit_index);
         holds(self.me_in(committed))
             || self
                 .log
                 .entries_from(committed_index.next(), usize::MAX)
                 .iter()
                 .any(|entry| match &entry.payload {
-                    EntryPayload::Config(config) => holds(self.me_in(config)),
+                    EntryPayload::Membership(membership) => holds(self.me_in(membership)),
                     EntryPayload::NoOp => false,
                 })
     }
@@ -585,13 +585,13 @@ impl Node {
         self.ready.messages.push(message);
     }
 
-    /// The identity this node knows `id` by: in its latest configuration,
+    /// The identity this node knows `id` by: in its latest membership,
     /// else in the one before (a member being told of its removal).
     pub(crate) fn identity_of(&self, id: NodeId) -> Identity {
-        let (index, latest) = self.log.latest_config();
+        let (index, latest) = self.log.latest_membership();
         latest
             .get(id)
-            .or_else(|| self.log.config_at(index.prev()).1.get(id))
+            .or_else(|| self.log.membership_at(index.prev()).1.get(id))
             .map_or(Identity::UNKNOWN, |member| member.identity)
     }
 
@@ -603,7 +603,7 @@ impl Node {
     pub(crate) fn append_entry(&mut self, entry: Entry) {
         self.ready.persist.entries.push(entry.clone());
         self.log.append(entry);
-        self.on_config_maybe_changed();
+        self.on_membership_maybe_changed();
     }
 
     /// Drops a conflicting suffix from the log and from this step's persist.
@@ -626,12 +626,12 @@ impl Node {
             .truncate_from
             .map_or(from, |t| t.min(from));
         self.ready.persist.truncate_from = Some(earliest);
-        self.on_config_maybe_changed();
+        self.on_membership_maybe_changed();
     }
 
-    /// Keeps removal status and leader progress in step with the configuration.
-    pub(crate) fn on_config_maybe_changed(&mut self) {
-        let (index, latest) = self.log.latest_config();
+    /// Keeps removal status and leader progress in step with the membership.
+    pub(crate) fn on_membership_maybe_changed(&mut self) {
+        let (index, latest) = self.log.latest_membership();
         if counts_as_membership(index, latest, self.config.id, self.identity) {
             self.was_member = true;
         }
@@ -732,7 +732,11 @@ impl Node {
     }
 
     pub(crate) fn become_leader(&mut self, now: Timestamp) {
-        assert_eq!(self.raft_role(), RaftRole::Candidate, "only a candidate wins");
+        assert_eq!(
+            self.raft_role(),
+            RaftRole::Candidate,
+            "only a candidate wins"
+        );
         self.leader = Some(self.config.id);
         self.votes.clear();
         // Its own lease is computed from its timeout: a restart of this node
@@ -741,7 +745,7 @@ impl Node {
         let noop_index = self.log.last_index().next();
         self.role = RoleState::Leader(Box::new(LeaderState {
             progress: BTreeMap::new(),
-            progress_config: LogIndex(0),
+            progress_membership: LogIndex(0),
             lease: LeaseTracker::default(),
             lease_start: None,
             noop_index,
@@ -765,7 +769,7 @@ impl Node {
         }
     }
 
-    /// The voters of the latest configuration other than this node.
+    /// The voters of the latest membership other than this node.
     pub(crate) fn other_voters(&self) -> Vec<NodeId> {
         self.membership()
             .voters()
@@ -810,7 +814,7 @@ impl Node {
             });
         }
         // Judged on the state at the end of the step (a catching-up node may
-        // pass through old configurations without it), and a removed leader
+        // pass through old memberships without it), and a removed leader
         // says so only once it has handed over.
         let removed = self.is_removed() && !self.is_leader();
         if removed != self.reported_removed {
@@ -861,7 +865,7 @@ impl Node {
             assert!(last.term <= self.term, "an entry from a future term");
         }
         assert!(
-            self.log.latest_config().1.is_well_formed(),
+            self.log.latest_membership().1.is_well_formed(),
             "malformed configuration"
         );
         match &self.role {
@@ -914,7 +918,7 @@ pub(crate) fn lease_guard_max() -> Duration {
 
 /// Whether `membership` (at `index`) shows node `id` of data directory
 /// `identity` as a member, for telling removal: its entry bound to that
-/// identity, or any entry in the bootstrap configuration (index 0), whose
+/// identity, or any entry in the bootstrap membership (index 0), whose
 /// identities are bound later. A rebuilt node catching up through the log
 /// of an earlier member under its id does not take that history as its own.
 fn counts_as_membership(

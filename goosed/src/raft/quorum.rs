@@ -3,7 +3,7 @@
 //! voters has reached. The commit index (each voter's match index) and the
 //! lease start (each voter's latest acknowledged heartbeat round) are both
 //! this question. Learners are never counted. There are no joint
-//! configurations: membership changes add or remove one server at a time,
+//! memberships: membership changes add or remove one server at a time,
 //! so the majorities of two consecutive memberships always overlap.
 
 use goose_common::{Membership, NodeId};

@@ -149,7 +149,7 @@ impl Node {
             self.log.compact(snapshot.clone());
             self.ready.persist.snapshot = Some(snapshot);
             self.commit_index = index;
-            self.on_config_maybe_changed();
+            self.on_membership_maybe_changed();
         }
         self.send(
             from,
@@ -310,27 +310,27 @@ impl Node {
         }
     }
 
-    /// Moves the commit index forward, reporting committed configurations.
+    /// Moves the commit index forward, reporting committed memberships.
     pub(crate) fn advance_commit(&mut self, now: Timestamp, index: LogIndex) {
         if index <= self.commit_index {
             return;
         }
         let previous = self.commit_index;
         self.commit_index = index;
-        let committed_configs: Vec<Event> = self
+        let committed_memberships: Vec<Event> = self
             .log
             .entries_from(previous.next(), usize::MAX)
             .iter()
             .take_while(|entry| entry.index <= index)
             .filter_map(|entry| match &entry.payload {
-                EntryPayload::Config(config) => Some(Event::MembershipCommitted {
+                EntryPayload::Membership(membership) => Some(Event::MembershipCommitted {
                     index: entry.index,
-                    config: config.clone(),
+                    membership: membership.clone(),
                 }),
                 EntryPayload::NoOp => None,
             })
             .collect();
-        self.ready.events.extend(committed_configs);
+        self.ready.events.extend(committed_memberships);
         if self.is_leader() {
             self.on_leader_commit(now);
         }
@@ -347,11 +347,11 @@ impl Node {
         let Some(term) = self.log.term_at(index) else {
             return;
         };
-        let config = self.log.config_at(index).1.clone();
+        let membership = self.log.membership_at(index).1.clone();
         let snapshot = Snapshot {
             index,
             term,
-            config,
+            membership,
         };
         self.log.compact(snapshot.clone());
         // Entries appended in this step and now covered by the snapshot must
@@ -364,14 +364,14 @@ impl Node {
     }
 
     /// Keeps the leader's progress map equal to the members of the latest
-    /// config, plus any member that config removes: the leader keeps
+    /// membership, plus any member that membership removes: the leader keeps
     /// replicating to it until it has seen the removal committed, so that it
     /// learns of its removal and says so (see `say_farewell`).
     pub(crate) fn sync_progress(&mut self) {
         let next = self.log.last_index().next();
-        let (config_index, config) = self.log.latest_config();
-        let previous = self.log.config_at(config_index.prev()).1;
-        let members: Vec<(NodeId, Identity, bool)> = config
+        let (membership_index, membership) = self.log.latest_membership();
+        let previous = self.log.membership_at(membership_index.prev()).1;
+        let members: Vec<(NodeId, Identity, bool)> = membership
             .members
             .iter()
             .filter(|member| member.id != self.config.id)
@@ -387,17 +387,17 @@ impl Node {
             .members
             .iter()
             .map(|member| member.id)
-            .filter(|&id| id != self.config.id && config.get(id).is_none())
+            .filter(|&id| id != self.config.id && membership.get(id).is_none())
             .collect();
         let Some(state) = self.leader_state_mut() else {
             return; // Only a leader keeps progress.
         };
-        let changed = state.progress_config != config_index;
+        let changed = state.progress_membership != membership_index;
         state.progress.retain(|id, _| {
             members.iter().any(|&(member, ..)| member == *id) || leaving.contains(id)
         });
         for (id, identity, is_new) in members {
-            // A member that was not in the previous configuration, or is
+            // A member that was not in the previous membership, or is
             // another data directory now, starts from scratch: what the
             // leader knew of an earlier member under that id is void.
             let progress = state.progress.entry(id).or_insert(Progress::fresh(next));
@@ -408,7 +408,7 @@ impl Node {
                 *progress = Progress::fresh(next);
             }
         }
-        state.progress_config = config_index;
+        state.progress_membership = membership_index;
         self.refresh_lease();
     }
 
@@ -416,14 +416,14 @@ impl Node {
     /// round started after their removal committed (that round's appends
     /// carried the commit index, so they know).
     fn say_farewell(&mut self) {
-        let (config_index, config) = self.log.latest_config();
-        let committed = config_index <= self.commit_index;
+        let (membership_index, membership) = self.log.latest_membership();
+        let committed = membership_index <= self.commit_index;
         let leaving: Vec<NodeId> = self
             .leading()
             .progress
             .keys()
             .copied()
-            .filter(|&id| config.get(id).is_none())
+            .filter(|&id| membership.get(id).is_none())
             .collect();
         let state = self.leading_mut();
         if leaving.is_empty() || !committed {
@@ -432,9 +432,9 @@ impl Node {
         }
         let current_round = state.lease.current_round();
         let farewell_round = match state.farewell {
-            Some((index, round)) if index == config_index => round,
+            Some((index, round)) if index == membership_index => round,
             _ => {
-                state.farewell = Some((config_index, current_round));
+                state.farewell = Some((membership_index, current_round));
                 current_round
             }
         };

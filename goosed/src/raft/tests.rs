@@ -676,7 +676,7 @@ fn messages_of_another_identity_are_dropped() {
     assert_eq!(ready.messages.len(), 1);
 }
 
-/// A `--join` node (no configuration) votes for nobody (design.md §2).
+/// A `--join` node (no membership) votes for nobody (design.md §2).
 #[test]
 fn a_join_node_grants_no_vote() {
     let start = Timestamp(5_000_000_000);
@@ -711,13 +711,13 @@ fn back_off_resends_only_when_the_probe_moved() {
     );
 }
 
-/// A rebuilt node whose log still ends in its predecessor's configuration
+/// A rebuilt node whose log still ends in its predecessor's membership
 /// (its id bound to another identity) neither campaigns nor votes, however
 /// long it waits: it is not that member (simulator seed 34533).
 #[test]
 fn a_node_whose_id_is_bound_to_another_identity_neither_campaigns_nor_votes() {
     let start = Timestamp(5_000_000_000);
-    // The bootstrap configuration names node 2 with no identity bound yet;
+    // The bootstrap membership names node 2 with no identity bound yet;
     // the entry after it binds node 2 to its predecessor's identity.
     let mut bound = voters(&[2]);
     bound.members[0].identity = Identity(5);
@@ -725,7 +725,7 @@ fn a_node_whose_id_is_bound_to_another_identity_neither_campaigns_nor_votes() {
         entries: vec![Entry {
             index: LogIndex(1),
             term: Term(1),
-            payload: EntryPayload::Config(bound),
+            payload: EntryPayload::Membership(bound),
         }],
         hard_state: HardState {
             term: Term(1),

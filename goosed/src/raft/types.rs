@@ -1,4 +1,4 @@
-//! The values that cross the boundary of the core: configuration, inputs,
+//! The values that cross the boundary of the core: settings, inputs,
 //! the `Ready` output and its parts, goose answers and events.
 
 use goose_common::SocketAddr;
@@ -29,7 +29,7 @@ pub struct Config {
     pub compaction_threshold: usize,
 }
 
-/// Why a configuration was refused.
+/// Why a node's settings were refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     /// The node id is 0.
@@ -121,7 +121,7 @@ pub struct PersistedState {
     pub identity: Identity,
     /// The durable term and vote.
     pub hard_state: HardState,
-    /// The compacted prefix (index 0 and an empty configuration when none).
+    /// The compacted prefix (index 0 and an empty membership when none).
     pub snapshot: Snapshot,
     /// The entries after the snapshot, contiguous from `snapshot.index + 1`.
     pub entries: Vec<Entry>,
@@ -129,15 +129,15 @@ pub struct PersistedState {
 
 impl PersistedState {
     /// The state of a brand-new cluster member given its initial voters:
-    /// a snapshot at index 0 holding that configuration.
-    pub fn bootstrap(identity: Identity, config: Membership) -> PersistedState {
+    /// a snapshot at index 0 holding that membership.
+    pub fn bootstrap(identity: Identity, membership: Membership) -> PersistedState {
         PersistedState {
             identity,
             hard_state: HardState::default(),
             snapshot: Snapshot {
                 index: LogIndex(0),
                 term: Term(0),
-                config,
+                membership,
             },
             entries: Vec::new(),
         }
@@ -353,12 +353,12 @@ pub enum Event {
         /// The new leader, if known.
         leader: Option<NodeId>,
     },
-    /// A configuration entry committed.
+    /// A membership entry committed.
     MembershipCommitted {
         /// Its index.
         index: LogIndex,
-        /// The configuration.
-        config: Membership,
+        /// The membership.
+        membership: Membership,
     },
     /// A proposal or handoff settled successfully.
     Done {

@@ -1,4 +1,4 @@
-//! The snapshot file: the compacted log prefix `(index, term, config)`.
+//! The snapshot file: the compacted log prefix `(index, term, membership)`.
 //!
 //! Layout (little-endian): `magic "GSNP" | payload length u32 | crc32c u32 |
 //! postcard(Snapshot)`, the checksum covering the magic, the length and the
@@ -107,7 +107,7 @@ mod tests {
         let snapshot = Snapshot {
             index: LogIndex(9),
             term: Term(4),
-            config: Membership::with_voters([(NodeId(1), address)]),
+            membership: Membership::with_voters([(NodeId(1), address)]),
         };
         let bytes = encode(&snapshot);
         assert_eq!(decode(&bytes), Ok(snapshot));

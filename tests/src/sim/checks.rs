@@ -161,11 +161,11 @@ fn previous_config(snapshot: &Snapshot, entries: &[Entry]) -> Option<Membership>
         .iter()
         .rev()
         .filter_map(|entry| match &entry.payload {
-            EntryPayload::Config(config) => Some(config),
+            EntryPayload::Membership(config) => Some(config),
             EntryPayload::NoOp => None,
         });
     configs.next()?;
-    Some(configs.next().unwrap_or(&snapshot.config).clone())
+    Some(configs.next().unwrap_or(&snapshot.membership).clone())
 }
 
 fn role_name(role: RaftRole) -> &'static str {
@@ -895,7 +895,7 @@ mod tests {
         let snapshot = Snapshot {
             index: LogIndex(4),
             term: Term(2),
-            config: first.clone(),
+            membership: first.clone(),
         };
         let second = Membership::default();
         let entries = vec![
@@ -907,7 +907,7 @@ mod tests {
             Entry {
                 index: LogIndex(6),
                 term: Term(3),
-                payload: EntryPayload::Config(second),
+                payload: EntryPayload::Membership(second),
             },
         ];
         assert_eq!(term_at(&snapshot, &entries, LogIndex(4)), Some(Term(2)));

@@ -257,17 +257,17 @@ fn compound_persists() -> Vec<(&'static str, Persist)> {
     let leader_snapshot = Snapshot {
         index: LogIndex(15),
         term: Term(2),
-        config: config(3),
+        membership: membership(3),
     };
     let compaction = Snapshot {
         index: LogIndex(8),
         term: Term(1),
-        config: config(2),
+        membership: membership(2),
     };
     let conflicting_snapshot = Snapshot {
         index: LogIndex(5),
         term: Term(2),
-        config: config(1),
+        membership: membership(1),
     };
     vec![
         (

@@ -19,7 +19,7 @@ fn persists_of_every_kind() -> Vec<Persist> {
     let compaction = Snapshot {
         index: LogIndex(2),
         term: Term(1),
-        config: config(3),
+        membership: membership(3),
     };
     vec![
         Persist {

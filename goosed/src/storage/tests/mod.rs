@@ -40,7 +40,7 @@ pub(super) fn open(dir: &Path, segment_bytes: u64) -> (DiskStorage, PersistedSta
 }
 
 /// A configuration of voters `1..=count`.
-pub(super) fn config(count: u64) -> Membership {
+pub(super) fn membership(count: u64) -> Membership {
     let voters = (1..=count).map(|id| {
         let address = format!("127.0.0.1:{}", 7700 + id).parse().unwrap();
         (NodeId(id), address)
@@ -51,7 +51,7 @@ pub(super) fn config(count: u64) -> Membership {
 /// An entry; every third one carries a configuration so payloads vary in size.
 pub(super) fn entry(index: u64, term: u64) -> Entry {
     let payload = match index % 3 {
-        0 => EntryPayload::Config(config(index % 4 + 1)),
+        0 => EntryPayload::Membership(membership(index % 4 + 1)),
         _ => EntryPayload::NoOp,
     };
     Entry {

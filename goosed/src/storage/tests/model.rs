@@ -69,7 +69,7 @@ impl Generator {
         let snapshot = Snapshot {
             index: LogIndex(index),
             term,
-            config: config(self.rng.u64(1..=5)),
+            membership: membership(self.rng.u64(1..=5)),
         };
         Persist {
             snapshot: Some(snapshot),
@@ -86,7 +86,7 @@ impl Generator {
         let snapshot = Snapshot {
             index: LogIndex(index),
             term: hard_state.term,
-            config: config(self.rng.u64(1..=5)),
+            membership: membership(self.rng.u64(1..=5)),
         };
         let entries = (1..=self.rng.u64(0..=2))
             .map(|k| entry(index + k, hard_state.term.0))
