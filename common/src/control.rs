@@ -420,7 +420,9 @@ fn validate_split(left: &[NodeId], right: &[NodeId]) -> Result<(), String> {
     Ok(())
 }
 
-/// A node's role as status shows it.
+/// A node's answer as status shows it: goose, duck, or no answer in time.
+/// The outside view (not the Raft role, `RaftRole` in goosed's core, nor a
+/// member's part in the membership, `MemberRole`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeRole {
@@ -507,39 +509,7 @@ pub struct ClusterStatus {
     pub expired: Vec<NodeId>,
 }
 
-/// A member of the configuration, as `member list` shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MemberKind {
-    /// Votes and may become the goose.
-    Voter,
-    /// Receives the log, never votes.
-    Learner,
-    /// A learner about to be promoted to voter.
-    Joining,
-}
-
-impl From<MemberRole> for MemberKind {
-    fn from(role: MemberRole) -> MemberKind {
-        match role {
-            MemberRole::Voter => MemberKind::Voter,
-            MemberRole::Learner => MemberKind::Learner,
-            MemberRole::Joining => MemberKind::Joining,
-        }
-    }
-}
-
-impl fmt::Display for MemberKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MemberKind::Voter => "voter",
-            MemberKind::Learner => "learner",
-            MemberKind::Joining => "joining",
-        })
-    }
-}
-
-/// One member of the configuration.
+/// One member of the membership, as `member list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
     /// Its id.
@@ -547,7 +517,7 @@ pub struct MemberInfo {
     /// Its UDP address.
     pub addr: SocketAddr,
     /// Voter, learner or joining.
-    pub role: MemberKind,
+    pub role: MemberRole,
 }
 
 /// What a watch event reports.
@@ -778,7 +748,7 @@ mod tests {
             Reply::Members(vec![MemberInfo {
                 id: NodeId(1),
                 addr: "127.0.0.1:7701".parse().unwrap(),
-                role: MemberKind::Learner,
+                role: MemberRole::Learner,
             }]),
             Reply::Rules(vec![
                 ListedRule {

@@ -8,8 +8,12 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// What a member does in the cluster.
+/// What a member does in the cluster: its part in the replicated
+/// membership (not a node's Raft role, `RaftRole`, nor the goose or duck
+/// answer, `NodeRole`). The names are the ones `member list` prints and its
+/// JSON carries; the wire encodes the variant's position, not its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MemberRole {
     /// Votes, counts towards majorities and may become the goose.
     Voter,
@@ -18,6 +22,16 @@ pub enum MemberRole {
     /// A learner that any leader promotes to voter once it has caught up
     /// (the first half of `goosectl member add`).
     Joining,
+}
+
+impl std::fmt::Display for MemberRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MemberRole::Voter => "voter",
+            MemberRole::Learner => "learner",
+            MemberRole::Joining => "joining",
+        })
+    }
 }
 
 /// One member of the cluster.

@@ -10,12 +10,12 @@ use crate::control::ControlRequest;
 use crate::raft::{Input, MembershipChange, ProposalId, RejectReason};
 use goose_common::answer;
 use goose_common::control::{
-    ClusterStatus, ErrorKind, MemberInfo, MemberKind, NodeRole, NodeStatus, Reply, Request,
-    WatchEvent, WatchEventKind,
+    ClusterStatus, ErrorKind, MemberInfo, NodeRole, NodeStatus, Reply, Request, WatchEvent,
+    WatchEventKind,
 };
 use goose_common::partition::{Chain, Matcher, Rule};
 use goose_common::peer::{DrillAction, ForwardedRequest, Outcome, PeerDatagram};
-use goose_common::{LogIndex, MemberRole, NodeId, Term, Timestamp};
+use goose_common::{LogIndex, NodeId, Term, Timestamp};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -286,11 +286,7 @@ impl Driver {
             .map(|member| MemberInfo {
                 id: member.id,
                 addr: member.addr,
-                role: match member.role {
-                    MemberRole::Voter => MemberKind::Voter,
-                    MemberRole::Learner => MemberKind::Learner,
-                    MemberRole::Joining => MemberKind::Joining,
-                },
+                role: member.role,
             })
             .collect()
     }

@@ -153,7 +153,7 @@ impl RaftLog {
         debug_assert_eq!(
             self.latest_membership(),
             self.membership_at(self.last_index()),
-            "the cached latest configuration is current"
+            "the cached latest membership is current"
         );
         if let Some(first) = self.entries.first() {
             assert_eq!(
@@ -219,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn config_at_finds_the_latest_configuration_entry() {
+    fn membership_at_finds_the_latest_membership_entry() {
         let mut log = RaftLog::new(
             Snapshot {
                 index: LogIndex(0),

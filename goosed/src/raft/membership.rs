@@ -123,7 +123,7 @@ impl Node {
         let entry_bytes = wire::encoded_len(&EntryPayload::Membership(membership.clone())) + 24;
         if entry_bytes > MEMBERSHIP_ENTRY_BYTES_MAX {
             return Err(RejectReason::Limit(
-                "the configuration would not fit in a datagram".into(),
+                "the membership would not fit in a datagram".into(),
             ));
         }
         Ok(membership)

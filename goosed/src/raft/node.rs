@@ -16,7 +16,10 @@ use goose_common::{
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The Raft role of a node (only a leader can be the goose).
+/// The Raft role of a node (only a leader can be the goose). The inside
+/// view: a leader may still answer duck (its lease or no-op pending), so
+/// status shows `NodeRole`, and a member's part in the membership is
+/// `MemberRole`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RaftRole {
     /// Follows a leader (or waits for one).
@@ -866,7 +869,7 @@ impl Node {
         }
         assert!(
             self.log.latest_membership().1.is_well_formed(),
-            "malformed configuration"
+            "malformed membership"
         );
         match &self.role {
             RoleState::Leader(state) => {
