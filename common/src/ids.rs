@@ -1,4 +1,4 @@
-//! Newtypes for node ids, terms, log indexes and clock readings.
+//! Newtypes for node ids, terms, log indexes, heartbeat rounds and clock readings.
 //!
 //! Each is a plain `u64` underneath; the newtypes exist so that a term can
 //! never be passed where a log index is expected.
@@ -29,6 +29,15 @@ pub struct LogIndex(pub u64);
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 pub struct Timestamp(pub u64);
+
+/// A leader's heartbeat round, counted from 1 in each term: every append
+/// carries its round and every reply carries it back, so the leader knows
+/// which send time a majority has acknowledged (the lease, design.md §2).
+/// Round 0 is "none yet".
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Round(pub u64);
 
 /// The identity of a member's data directory: drawn at random once, when the
 /// directory is created, and never changed. A member is its id plus this
@@ -100,6 +109,14 @@ impl LogIndex {
     }
 }
 
+impl Round {
+    /// The following round.
+    #[must_use]
+    pub fn next(self) -> Round {
+        Round(self.0 + 1)
+    }
+}
+
 impl Timestamp {
     /// Nanoseconds since the clock's origin.
     pub fn as_nanos(self) -> u64 {
@@ -128,6 +145,12 @@ impl fmt::Display for NodeId {
 }
 
 impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for Round {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
     }

@@ -17,7 +17,7 @@ pub mod partition;
 pub mod peer;
 pub mod wire;
 
-pub use ids::{Identity, LogIndex, NodeId, Term, Timestamp};
+pub use ids::{Identity, LogIndex, NodeId, Round, Term, Timestamp};
 pub use messages::{
     Append, AppendReply, Entry, EntryPayload, HardState, InstallSnapshot, Member, MemberRole,
     Membership, Message, MessageBody, PreVote, RequestVote, Snapshot, VoteReply,

@@ -3,7 +3,7 @@
 //! The log holds only no-ops and membership configurations (design.md §3),
 //! so the replicated state is just the configuration.
 
-use crate::ids::{Identity, LogIndex, NodeId, Term};
+use crate::ids::{Identity, LogIndex, NodeId, Round, Term};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -227,7 +227,7 @@ pub struct VoteReply {
 pub struct Append {
     /// The leader's heartbeat round, echoed in the reply so the leader
     /// can tell which round a reply acknowledges (the lease).
-    pub round: u64,
+    pub round: Round,
     /// The index just before the first entry.
     pub prev_index: LogIndex,
     /// The term of the entry at `prev_index`.
@@ -246,7 +246,7 @@ pub struct Append {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppendReply {
     /// The round being acknowledged.
-    pub round: u64,
+    pub round: Round,
     /// Whether the follower's log now matches the leader's up to `match_index`.
     pub success: bool,
     /// On success, the last index known to match; on failure, the
@@ -258,7 +258,7 @@ pub struct AppendReply {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstallSnapshot {
     /// The leader's heartbeat round, as in `Append`.
-    pub round: u64,
+    pub round: Round,
     /// The snapshot.
     pub snapshot: Snapshot,
     /// As in `Append`.

@@ -65,7 +65,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{LogIndex, NodeId, Term};
+    use crate::ids::{LogIndex, NodeId, Round, Term};
     use crate::messages::{
         Append, AppendReply, Entry, EntryPayload, InstallSnapshot, Membership, Message,
         MessageBody, PreVote, RequestVote, Snapshot, VoteReply,
@@ -92,7 +92,7 @@ mod tests {
             }),
             MessageBody::RequestVoteReply(VoteReply { granted: false }),
             MessageBody::Append(Append {
-                round: 9,
+                round: Round(9),
                 prev_index: LogIndex(1),
                 prev_term: Term(1),
                 entries: vec![
@@ -111,12 +111,12 @@ mod tests {
                 lease_guard: std::time::Duration::from_millis(300),
             }),
             MessageBody::AppendReply(AppendReply {
-                round: 9,
+                round: Round(9),
                 success: true,
                 match_index: LogIndex(3),
             }),
             MessageBody::InstallSnapshot(InstallSnapshot {
-                round: 3,
+                round: Round(3),
                 snapshot: Snapshot {
                     index: LogIndex(7),
                     term: Term(3),

@@ -13,7 +13,7 @@ use crate::clock;
 use crate::control::ControlRequest;
 use crate::hooks::{self, Hooks, Transition};
 use crate::net::Transport;
-use crate::raft::{Event, Input, Node, PeerFaults, Ready};
+use crate::raft::{Event, Input, Node, PeerFaults, ProposalId, Ready};
 use crate::storage::{DiskStorage, Storage};
 use goose_common::control::{NodeRole, NodeStatus, Reply, WatchEvent, WatchEventKind};
 use goose_common::datagram::DropReason;
@@ -39,7 +39,7 @@ pub const WATCHERS_MAX: usize = 32;
 const SHUTDOWN_HANDOFF_TIMEOUTS: u32 = 2;
 
 /// The proposal id of the shutdown handoff (caller ids start above it).
-const SHUTDOWN_PROPOSAL_ID: u64 = 0;
+const SHUTDOWN_PROPOSAL_ID: ProposalId = ProposalId(0);
 
 /// Why the loop ended.
 #[derive(Debug)]

@@ -339,7 +339,7 @@ impl Driver {
             self.answer(caller, too_many_changes()).await;
             return Ok(());
         }
-        let id = self.waiting.ids.fresh();
+        let id = ProposalId(self.waiting.ids.fresh());
         let (input, what) = match request {
             ForwardedRequest::MemberAdd { id: node, addr } => (
                 Input::Propose {
@@ -771,7 +771,7 @@ mod tests {
         let proposal = waiting.ids.fresh();
         let nonce = waiting.ids.fresh();
         assert_ne!(proposal, nonce);
-        assert_ne!(proposal, SHUTDOWN_PROPOSAL_ID);
-        assert_ne!(nonce, SHUTDOWN_PROPOSAL_ID);
+        assert_ne!(ProposalId(proposal), SHUTDOWN_PROPOSAL_ID);
+        assert_ne!(ProposalId(nonce), SHUTDOWN_PROPOSAL_ID);
     }
 }

@@ -3,27 +3,27 @@
 
 use super::quorum::majority_reached;
 use goose_common::limits::LEASE_ROUNDS_REMEMBERED;
-use goose_common::{Membership, NodeId, Timestamp};
+use goose_common::{Membership, NodeId, Round, Timestamp};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Send times of recent heartbeat rounds and each peer's latest acknowledged round.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LeaseTracker {
     /// `(round, sent_at)`, oldest first, at most `LEASE_ROUNDS_REMEMBERED`.
-    rounds: VecDeque<(u64, Timestamp)>,
+    rounds: VecDeque<(Round, Timestamp)>,
     /// The highest round each peer has acknowledged in this term.
-    acked: BTreeMap<NodeId, u64>,
+    acked: BTreeMap<NodeId, Round>,
 }
 
 impl LeaseTracker {
     /// The current (latest started) round; 0 before the first.
-    pub(crate) fn current_round(&self) -> u64 {
-        self.rounds.back().map_or(0, |&(round, _)| round)
+    pub(crate) fn current_round(&self) -> Round {
+        self.rounds.back().map_or(Round(0), |&(round, _)| round)
     }
 
     /// Starts a new round sent at `now` and returns its number.
-    pub(crate) fn start_round(&mut self, now: Timestamp) -> u64 {
-        let round = self.current_round() + 1;
+    pub(crate) fn start_round(&mut self, now: Timestamp) -> Round {
+        let round = self.current_round().next();
         if self.rounds.len() == LEASE_ROUNDS_REMEMBERED {
             self.rounds.pop_front();
         }
@@ -32,11 +32,11 @@ impl LeaseTracker {
     }
 
     /// Records that `peer` acknowledged `round` (a reply of this term).
-    pub(crate) fn acknowledge(&mut self, peer: NodeId, round: u64) {
+    pub(crate) fn acknowledge(&mut self, peer: NodeId, round: Round) {
         if round > self.current_round() {
             return; // Not a round this leader sent; ignore rather than trust it.
         }
-        let acked = self.acked.entry(peer).or_insert(0);
+        let acked = self.acked.entry(peer).or_insert(Round(0));
         *acked = (*acked).max(round);
     }
 
@@ -62,8 +62,8 @@ impl LeaseTracker {
     }
 
     /// The latest round `peer` acknowledged.
-    pub(crate) fn acked_round(&self, peer: NodeId) -> u64 {
-        self.acked.get(&peer).copied().unwrap_or(0)
+    pub(crate) fn acked_round(&self, peer: NodeId) -> Round {
+        self.acked.get(&peer).copied().unwrap_or(Round(0))
     }
 }
 
@@ -91,16 +91,16 @@ mod tests {
             None,
             "only the leader has acked"
         );
-        lease.acknowledge(NodeId(2), 1);
+        lease.acknowledge(NodeId(2), Round(1));
         assert_eq!(lease.quorum_sent_at(&five, NodeId(1)), None);
-        lease.acknowledge(NodeId(3), 2);
+        lease.acknowledge(NodeId(3), Round(2));
         assert_eq!(lease.quorum_sent_at(&five, NodeId(1)), Some(Timestamp(100)));
-        lease.acknowledge(NodeId(2), 2);
+        lease.acknowledge(NodeId(2), Round(2));
         assert_eq!(lease.quorum_sent_at(&five, NodeId(1)), Some(Timestamp(200)));
-        lease.acknowledge(NodeId(4), 9);
+        lease.acknowledge(NodeId(4), Round(9));
         assert_eq!(
             lease.acked_round(NodeId(4)),
-            0,
+            Round(0),
             "future rounds are not trusted"
         );
     }
@@ -112,7 +112,7 @@ mod tests {
         for i in 0..(LEASE_ROUNDS_REMEMBERED as u64 + 5) {
             lease.start_round(Timestamp(i));
         }
-        lease.acknowledge(NodeId(2), 1);
+        lease.acknowledge(NodeId(2), Round(1));
         assert_eq!(lease.quorum_sent_at(&three, NodeId(1)), None);
     }
 

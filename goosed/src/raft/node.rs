@@ -11,7 +11,7 @@ use super::types::{
 use goose_common::limits::ELECTION_TIMEOUT_MS_MAX;
 use goose_common::{
     Entry, EntryPayload, HardState, Identity, LogIndex, Member, MemberRole, Membership, Message,
-    MessageBody, NodeId, PreVote, RequestVote, Snapshot, Term, Timestamp,
+    MessageBody, NodeId, PreVote, RequestVote, Round, Snapshot, Term, Timestamp,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -144,7 +144,7 @@ pub(crate) struct LeaderState {
     pub(crate) pending: Option<PendingChange>,
     /// The latest membership's index and the first round started after
     /// it committed: removed members are told until they acknowledge it.
-    pub(crate) farewell: Option<(LogIndex, u64)>,
+    pub(crate) farewell: Option<(LogIndex, Round)>,
     pub(crate) handoff: Option<Handoff>,
 }
 

@@ -6,7 +6,7 @@
 use super::*;
 use goose_common::{
     Append, AppendReply, Entry, EntryPayload, HardState, Identity, LogIndex, Membership, Message,
-    MessageBody, NodeId, RequestVote, Term, Timestamp, VoteReply,
+    MessageBody, NodeId, RequestVote, Round, Term, Timestamp, VoteReply,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -304,7 +304,7 @@ fn a_handoff_waits_out_promises_and_the_old_goose_never_returns_in_its_term() {
     cluster.step(
         old,
         Input::Handoff {
-            id: 7,
+            id: ProposalId(7),
             target: Some(target),
         },
     );
@@ -315,7 +315,9 @@ fn a_handoff_waits_out_promises_and_the_old_goose_never_returns_in_its_term() {
         .goose(cluster.now)
         .is_goose());
     cluster.run_for(Duration::from_millis(200));
-    assert!(cluster.events.contains(&(old, Event::Done { id: 7 })));
+    assert!(cluster
+        .events
+        .contains(&(old, Event::Done { id: ProposalId(7) })));
     assert_eq!(cluster.goose(), Some(target));
     assert!(cluster.now > promise);
     assert!(cluster.nodes[&target].hard_state().term > term);
@@ -331,7 +333,7 @@ fn a_change_before_the_leaders_own_entry_commits_is_refused() {
     cluster.step(
         goose,
         Input::Handoff {
-            id: 1,
+            id: ProposalId(1),
             target: None,
         },
     );
@@ -356,12 +358,12 @@ fn a_change_before_the_leaders_own_entry_commits_is_refused() {
     cluster.step(
         winner,
         Input::Propose {
-            id: 2,
+            id: ProposalId(2),
             change: MembershipChange::Remove { id: NodeId(2) },
         },
     );
     let refused = Event::Rejected {
-        id: 2,
+        id: ProposalId(2),
         reason: RejectReason::NotReady,
     };
     assert!(
@@ -381,7 +383,7 @@ fn adding_a_voter_goes_through_a_learner_and_a_second_change_waits() {
     cluster.step(
         goose,
         Input::Propose {
-            id: 1,
+            id: ProposalId(1),
             change: MembershipChange::AddVoter {
                 id: NodeId(4),
                 addr: addr(4),
@@ -391,18 +393,20 @@ fn adding_a_voter_goes_through_a_learner_and_a_second_change_waits() {
     cluster.step(
         goose,
         Input::Propose {
-            id: 2,
+            id: ProposalId(2),
             change: MembershipChange::Remove { id: NodeId(2) },
         },
     );
     let refused = Event::Rejected {
-        id: 2,
+        id: ProposalId(2),
         reason: RejectReason::ChangeInProgress,
     };
     assert!(cluster.events.contains(&(goose, refused)));
     cluster.run_for(Duration::from_secs(1));
     assert!(
-        cluster.events.contains(&(goose, Event::Done { id: 1 })),
+        cluster
+            .events
+            .contains(&(goose, Event::Done { id: ProposalId(1) })),
         "{:?}",
         cluster.events
     );
@@ -416,12 +420,14 @@ fn adding_a_voter_goes_through_a_learner_and_a_second_change_waits() {
     cluster.step(
         goose,
         Input::Propose {
-            id: 3,
+            id: ProposalId(3),
             change: MembershipChange::Remove { id: goose },
         },
     );
     cluster.run_for(Duration::from_secs(2));
-    assert!(cluster.events.contains(&(goose, Event::Done { id: 3 })));
+    assert!(cluster
+        .events
+        .contains(&(goose, Event::Done { id: ProposalId(3) })));
     assert!(cluster.events.contains(&(goose, Event::Removed)));
     let new = cluster
         .goose()
@@ -449,7 +455,7 @@ fn a_leader_that_steps_down_grants_no_vote_while_its_promise_may_run() {
         to_identity: Identity::UNKNOWN,
         term: term.next(),
         body: MessageBody::AppendReply(AppendReply {
-            round: 1,
+            round: Round(1),
             success: false,
             match_index: LogIndex(0),
         }),
@@ -504,7 +510,7 @@ fn to_node_2(from: u64, term: u64, body: MessageBody) -> Message {
 
 fn append(entries: Vec<Entry>, commit: u64, lease_guard: Duration) -> MessageBody {
     MessageBody::Append(Append {
-        round: 1,
+        round: Round(1),
         prev_index: LogIndex(0),
         prev_term: Term(0),
         entries,

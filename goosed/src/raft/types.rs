@@ -215,8 +215,16 @@ impl Persist {
     }
 }
 
-/// A caller-chosen number that ties a proposal to the event that settles it.
-pub type ProposalId = u64;
+/// A caller-chosen number that ties a proposal (or a handoff request) to
+/// the event that settles it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProposalId(pub u64);
+
+impl std::fmt::Display for ProposalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 /// A single-server membership change (dissertation ch. 4).
 #[derive(Clone, Debug, PartialEq, Eq)]

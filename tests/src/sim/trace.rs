@@ -2,7 +2,7 @@
 //! ring buffer, formatted only when a run fails (or all of them as they
 //! happen with `GOOSE_SIM_TRACE=1`).
 
-use goose_common::{LogIndex, Message, MessageBody, NodeId, Term};
+use goose_common::{LogIndex, Message, MessageBody, NodeId, Round, Term};
 use goosed::raft::Event;
 use std::collections::VecDeque;
 use std::fmt;
@@ -33,11 +33,11 @@ pub enum BodySummary {
     /// A vote answer.
     RequestVoteReply(bool),
     /// An append: round, prev index, prev term, entry count, commit.
-    Append(u64, LogIndex, Term, usize, LogIndex),
+    Append(Round, LogIndex, Term, usize, LogIndex),
     /// An append answer: round, success, match index.
-    AppendReply(u64, bool, LogIndex),
+    AppendReply(Round, bool, LogIndex),
     /// A snapshot: round, index, term.
-    InstallSnapshot(u64, LogIndex, Term),
+    InstallSnapshot(Round, LogIndex, Term),
     /// A handoff's last step.
     TimeoutNow,
 }

@@ -366,7 +366,7 @@ impl Sim {
             loss_epoch: 0,
             checker: Checker::new(config.goose_forbidden_after.map(duration_ns)),
             trace: Trace::new(config.trace_records, config.trace_to_stderr),
-            next_proposal_id: 1,
+            next_proposal_id: ProposalId(1),
             geese: Vec::new(),
             geese_scratch: Vec::new(),
             last_check_ns: 0,
@@ -847,8 +847,8 @@ impl Sim {
         let input_summary = match &input {
             Input::Receive(message) => InputSummary::Receive(MessageSummary::of(message)),
             Input::Tick => InputSummary::Tick,
-            Input::Propose { id, .. } => InputSummary::Propose(*id),
-            Input::Handoff { id, .. } => InputSummary::Handoff(*id),
+            Input::Propose { id, .. } => InputSummary::Propose(id.0),
+            Input::Handoff { id, .. } => InputSummary::Handoff(id.0),
         };
         let slot = &mut self.nodes[index];
         let local = slot.clock.local_at(now_ns);
@@ -1568,7 +1568,7 @@ impl Sim {
             }
         }
         let id = self.next_proposal_id;
-        self.next_proposal_id += 1;
+        self.next_proposal_id.0 += 1;
         self.stats.proposals += 1;
         let target = self.nodes[index].id;
         self.note(format!("propose #{id} to n{target}: {change:?}"));
@@ -1592,7 +1592,7 @@ impl Sim {
         target: Option<NodeId>,
     ) -> Result<ProposalId, Violation> {
         let id = self.next_proposal_id;
-        self.next_proposal_id += 1;
+        self.next_proposal_id.0 += 1;
         self.stats.handoffs += 1;
         let at = self.nodes[index].id;
         self.note(format!("handoff #{id} asked of n{at} (to {target:?})"));
