@@ -629,6 +629,10 @@ impl Node {
             .truncate_from
             .map_or(from, |t| t.min(from));
         self.ready.persist.truncate_from = Some(earliest);
+        debug_assert!(
+            self.log.last_index() < from && self.log.last_index() >= self.commit_index,
+            "truncation keeps exactly the prefix below {from}"
+        );
         self.on_membership_maybe_changed();
     }
 

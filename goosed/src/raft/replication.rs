@@ -87,6 +87,10 @@ impl Node {
             }
             self.append_entry(entry);
         }
+        debug_assert!(
+            self.log.last_index() >= last_new,
+            "an accepted append leaves its entries in the log"
+        );
         self.advance_commit(now, commit.min(last_new));
         self.send(
             from,
@@ -313,8 +317,13 @@ impl Node {
     /// Moves the commit index forward, reporting committed memberships.
     pub(crate) fn advance_commit(&mut self, now: Timestamp, index: LogIndex) {
         if index <= self.commit_index {
-            return;
+            return; // The commit index never decreases.
         }
+        assert!(
+            index <= self.log.last_index(),
+            "commit {index} past the log's last index {}",
+            self.log.last_index()
+        );
         let previous = self.commit_index;
         self.commit_index = index;
         let committed_memberships: Vec<Event> = self
