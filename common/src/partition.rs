@@ -31,7 +31,7 @@ const DURATION_TEXT_BYTES_MAX: usize = 32;
 pub enum RuleError {
     /// The address part of a CIDR is not an IPv4 or IPv6 address.
     #[error("{0:?} is not an IP address (expected e.g. 10.0.0.0/8, 10.0.0.3 or fd00::/8)")]
-    InvalidAddress(String),
+    InvalidAddr(String),
     /// The prefix length is not a number within the address family's width.
     #[error("{text:?} is not a prefix length for {family} (expected 0 to {max})")]
     InvalidPrefixLength {
@@ -170,16 +170,16 @@ impl Cidr {
     /// Whether `address` is in this network. An IPv4-mapped IPv6 address
     /// (`::ffff:10.0.0.1`, as a dual-stack socket reports IPv4 peers) counts
     /// as its IPv4 address.
-    pub fn contains(&self, address: IpAddr) -> bool {
-        let address = address.to_canonical();
-        let same_family = address.is_ipv4() == self.network.is_ipv4();
-        same_family && mask(address, self.prefix_len) == self.network
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = addr.to_canonical();
+        let same_family = addr.is_ipv4() == self.network.is_ipv4();
+        same_family && mask(addr, self.prefix_len) == self.network
     }
 }
 
 /// The family's name and its address width in bits.
-fn family_and_width(address: IpAddr) -> (&'static str, u8) {
-    match address {
+fn family_and_width(addr: IpAddr) -> (&'static str, u8) {
+    match addr {
         IpAddr::V4(_) => ("IPv4", 32),
         IpAddr::V6(_) => ("IPv6", 128),
     }
@@ -187,8 +187,8 @@ fn family_and_width(address: IpAddr) -> (&'static str, u8) {
 
 /// `address` with every bit past the first `prefix_len` cleared
 /// (`prefix_len` at most the family's width).
-fn mask(address: IpAddr, prefix_len: u8) -> IpAddr {
-    match address {
+fn mask(addr: IpAddr, prefix_len: u8) -> IpAddr {
+    match addr {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
             let kept = u32::MAX
@@ -211,13 +211,13 @@ impl FromStr for Cidr {
 
     /// Parses `10.0.0.0/8`, `fd00::/8`, or a bare address (a /32 or /128).
     fn from_str(text: &str) -> Result<Cidr, RuleError> {
-        let (address_text, prefix_text) = match text.split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
+        let (addr_text, prefix_text) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
             None => (text, None),
         };
-        let network: IpAddr = address_text
+        let network: IpAddr = addr_text
             .parse()
-            .map_err(|_| RuleError::InvalidAddress(address_text.to_string()))?;
+            .map_err(|_| RuleError::InvalidAddr(addr_text.to_string()))?;
         let (family, width) = family_and_width(network);
         let prefix_len = match prefix_text {
             None => width,
@@ -269,10 +269,10 @@ pub enum Matcher {
 
 impl Matcher {
     /// Whether a datagram of peer `peer_id` (if known) at `address` matches.
-    pub fn matches(&self, peer_id: Option<NodeId>, address: SocketAddr) -> bool {
+    pub fn matches(&self, peer_id: Option<NodeId>, addr: SocketAddr) -> bool {
         match self {
             Matcher::Peer(id) => peer_id == Some(*id),
-            Matcher::Addr(cidr) => cidr.contains(address.ip()),
+            Matcher::Addr(cidr) => cidr.contains(addr.ip()),
         }
     }
 }
@@ -386,13 +386,8 @@ impl Rule {
 
     /// Whether this rule applies to a datagram going `direction` of peer
     /// `peer_id` (if known) at `address`. The drop percentage is not drawn here.
-    pub fn matches(
-        &self,
-        direction: Direction,
-        peer_id: Option<NodeId>,
-        address: SocketAddr,
-    ) -> bool {
-        self.chain.applies_to(direction) && self.matcher.matches(peer_id, address)
+    pub fn matches(&self, direction: Direction, peer_id: Option<NodeId>, addr: SocketAddr) -> bool {
+        self.chain.applies_to(direction) && self.matcher.matches(peer_id, addr)
     }
 }
 
@@ -608,7 +603,7 @@ mod tests {
         }
         for text in ["", "10.0.0", "host.example", "10.0.0.0:7700", "/8", "[::1]"] {
             assert!(
-                matches!(text.parse::<Cidr>(), Err(RuleError::InvalidAddress(_))),
+                matches!(text.parse::<Cidr>(), Err(RuleError::InvalidAddr(_))),
                 "{text}"
             );
         }
@@ -634,18 +629,18 @@ mod tests {
     #[test]
     fn rules_match_by_direction_peer_and_address() {
         let by_peer = Rule::drop_all(Chain::In, Matcher::Peer(NodeId(3)));
-        let address = socket("10.0.0.3:7700");
-        assert!(by_peer.matches(Direction::In, Some(NodeId(3)), address));
-        assert!(!by_peer.matches(Direction::Out, Some(NodeId(3)), address));
-        assert!(!by_peer.matches(Direction::In, Some(NodeId(4)), address));
-        assert!(!by_peer.matches(Direction::In, None, address));
-        let by_address = Rule::drop_all(Chain::Both, Matcher::Addr(cidr("10.0.0.0/24")));
-        assert!(by_address.matches(Direction::In, None, address));
-        assert!(by_address.matches(Direction::Out, Some(NodeId(9)), address));
-        assert!(!by_address.matches(Direction::Out, None, socket("10.0.1.3:7700")));
+        let addr = socket("10.0.0.3:7700");
+        assert!(by_peer.matches(Direction::In, Some(NodeId(3)), addr));
+        assert!(!by_peer.matches(Direction::Out, Some(NodeId(3)), addr));
+        assert!(!by_peer.matches(Direction::In, Some(NodeId(4)), addr));
+        assert!(!by_peer.matches(Direction::In, None, addr));
+        let by_addr = Rule::drop_all(Chain::Both, Matcher::Addr(cidr("10.0.0.0/24")));
+        assert!(by_addr.matches(Direction::In, None, addr));
+        assert!(by_addr.matches(Direction::Out, Some(NodeId(9)), addr));
+        assert!(!by_addr.matches(Direction::Out, None, socket("10.0.1.3:7700")));
         let outbound = Rule::drop_all(Chain::Out, Matcher::Peer(NodeId(3)));
-        assert!(outbound.matches(Direction::Out, Some(NodeId(3)), address));
-        assert!(!outbound.matches(Direction::In, Some(NodeId(3)), address));
+        assert!(outbound.matches(Direction::Out, Some(NodeId(3)), addr));
+        assert!(!outbound.matches(Direction::In, Some(NodeId(3)), addr));
     }
 
     #[test]
@@ -791,18 +786,18 @@ mod tests {
             json,
             r#"{"number":1,"rule":{"chain":"in","matcher":{"peer":3},"drop_percent":100,"duration_ms":30000},"remaining_ms":29500,"dropped":0}"#
         );
-        let by_address = Rule {
+        let by_addr = Rule {
             chain: Chain::Both,
             matcher: Matcher::Addr(cidr("fd00::/8")),
             drop_percent: DropPercent::new(5).unwrap(),
             duration: None,
         };
-        let json = serde_json::to_string(&by_address).unwrap();
+        let json = serde_json::to_string(&by_addr).unwrap();
         assert_eq!(
             json,
             r#"{"chain":"both","matcher":{"addr":"fd00::/8"},"drop_percent":5,"duration_ms":null}"#
         );
-        assert_eq!(serde_json::from_str::<Rule>(&json).unwrap(), by_address);
+        assert_eq!(serde_json::from_str::<Rule>(&json).unwrap(), by_addr);
         // JSON input is checked like the parsers check text.
         for bad in [
             r#"{"chain":"in","matcher":{"peer":3},"drop_percent":0,"duration_ms":null}"#,
@@ -855,14 +850,14 @@ mod tests {
         /// Every masked address parses back as the network, and contains itself.
         #[test]
         fn masked_networks_contain_their_addresses(bits in any::<u128>(), prefix_len in 0u8..=128, v4 in any::<bool>()) {
-            let address = if v4 {
+            let addr = if v4 {
                 IpAddr::V4((bits as u32).into())
             } else {
                 IpAddr::V6(bits.into())
             };
             let prefix_len = if v4 { prefix_len % 33 } else { prefix_len };
-            let network = Cidr::new(mask(address, prefix_len), prefix_len).unwrap();
-            prop_assert!(network.contains(address));
+            let network = Cidr::new(mask(addr, prefix_len), prefix_len).unwrap();
+            prop_assert!(network.contains(addr));
             prop_assert_eq!(network.to_string().parse::<Cidr>(), Ok(network));
         }
     }

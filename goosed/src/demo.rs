@@ -46,7 +46,7 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 /// One child daemon.
 struct DemoNode {
     id: u64,
-    address: SocketAddr,
+    addr: SocketAddr,
     socket: PathBuf,
     log: PathBuf,
     spare: bool,
@@ -164,10 +164,9 @@ impl Demo {
         let config_file = root.join("goosed.toml");
         // An empty configuration keeps /etc/goose/goosed.toml out of the demo.
         fs::write(&config_file, "").context("cannot write the demo's configuration")?;
-        let addresses = free_loopback_addresses(nodes + 1)?;
-        let voters: Vec<(u64, SocketAddr)> =
-            (1..).zip(addresses.iter().copied()).take(nodes).collect();
-        for (index, address) in addresses.iter().enumerate() {
+        let addrs = free_loopback_addrs(nodes + 1)?;
+        let voters: Vec<(u64, SocketAddr)> = (1..).zip(addrs.iter().copied()).take(nodes).collect();
+        for (index, addr) in addrs.iter().enumerate() {
             let id = u64::try_from(index + 1).context("node id")?;
             let spare = index == nodes;
             let node_directory = root.join(format!("node-{id}"));
@@ -175,7 +174,7 @@ impl Demo {
                 .with_context(|| format!("cannot create {}", node_directory.display()))?;
             let mut node = DemoNode {
                 id,
-                address: *address,
+                addr: *addr,
                 socket: node_directory.join("goosed.sock"),
                 log: node_directory.join("goosed.log"),
                 spare,
@@ -187,7 +186,7 @@ impl Demo {
                 .arg("run")
                 .arg("--config")
                 .arg(&config_file)
-                .args(["--id", &id.to_string(), "--listen", &address.to_string()])
+                .args(["--id", &id.to_string(), "--listen", &addr.to_string()])
                 .arg("--data-dir")
                 .arg(node_directory.join("data"))
                 .arg("--socket")
@@ -199,8 +198,8 @@ impl Demo {
             if spare {
                 command.arg("--join");
             } else {
-                for (peer, peer_address) in &voters {
-                    command.arg("--peer").arg(format!("{peer}={peer_address}"));
+                for (peer, peer_addr) in &voters {
+                    command.arg("--peer").arg(format!("{peer}={peer_addr}"));
                 }
             }
             let log = File::create(&node.log)
@@ -278,7 +277,7 @@ impl Demo {
                 text,
                 "node {}: pid {pid}, udp {}, log {}, socket {}{}",
                 node.id,
-                node.address,
+                node.addr,
                 node.log.display(),
                 node.socket.display(),
                 if node.spare {
@@ -320,7 +319,7 @@ impl Demo {
         tries.push((format!("{ctl} partition heal"), "back to one network"));
         tries.push((format!("{ctl} step-down --to ID"), "hand the goose over"));
         tries.push((
-            format!("{ctl} member add {} {}", spare.id, spare.address),
+            format!("{ctl} member add {} {}", spare.id, spare.addr),
             "bring in the spare",
         ));
         let width = tries
@@ -373,7 +372,7 @@ impl Demo {
             let _ = writeln!(
                 text,
                 "{:>5}  {:>8}  {:<22} {:<14} {:>5}  {:>6}  {voter}",
-                node.id, pid, node.address, role, term, leader
+                node.id, pid, node.addr, role, term, leader
             );
         }
         let goose = self.nodes.iter().zip(views).find(|(_, view)| {
@@ -509,7 +508,7 @@ fn write_key(path: &Path) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// If no more UDP ports can be bound on 127.0.0.1.
-pub fn free_loopback_addresses(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
+pub fn free_loopback_addrs(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
     let sockets = (0..count)
         .map(|_| UdpSocket::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()
@@ -545,7 +544,7 @@ mod tests {
     fn the_summary_names_the_goose_and_the_down_nodes() {
         let node = |id| DemoNode {
             id,
-            address: SocketAddr::from(([127, 0, 0, 1], 1)),
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             socket: PathBuf::new(),
             log: PathBuf::new(),
             spare: false,

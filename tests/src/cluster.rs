@@ -304,7 +304,7 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut condition: impl FnMut() ->
 /// process elsewhere could still take one before the daemon binds it, which
 /// shows as a clear start-up failure in the node's log.
 pub fn free_udp_ports(count: usize) -> Vec<u16> {
-    goosed::demo::free_loopback_addresses(count)
+    goosed::demo::free_loopback_addrs(count)
         .expect("free loopback UDP ports")
         .iter()
         .map(SocketAddr::port)
@@ -524,7 +524,7 @@ impl Timers {
 
 /// One daemon of the cluster.
 struct Node {
-    address: SocketAddr,
+    addr: SocketAddr,
     directory: PathBuf,
     socket: PathBuf,
     log: PathBuf,
@@ -546,9 +546,9 @@ impl Node {
     /// The full `goosed` command line of its next start.
     fn command_line(&self) -> Vec<OsString> {
         let mut arguments = self.arguments.clone();
-        for (peer, peer_address) in &self.peers {
+        for (peer, peer_addr) in &self.peers {
             arguments.push("--peer".into());
-            arguments.push(format!("{peer}={peer_address}").into());
+            arguments.push(format!("{peer}={peer_addr}").into());
         }
         if self.join {
             arguments.push("--join".into());
@@ -620,8 +620,8 @@ impl Cluster {
             nodes: BTreeMap::new(),
             _exclusive: exclusive,
         };
-        for (id, address) in initial {
-            cluster.prepare_node(id, address, NodeKind::Initial);
+        for (id, addr) in initial {
+            cluster.prepare_node(id, addr, NodeKind::Initial);
         }
         cluster
     }
@@ -666,8 +666,8 @@ impl Cluster {
     }
 
     /// A node's UDP address.
-    pub fn address(&self, id: u64) -> SocketAddr {
-        self.node(id).address
+    pub fn addr(&self, id: u64) -> SocketAddr {
+        self.node(id).addr
     }
 
     /// A node's control socket.
@@ -721,7 +721,7 @@ impl Cluster {
     }
 
     /// Records a node and the arguments it will always be started with.
-    fn prepare_node(&mut self, id: u64, address: SocketAddr, kind: NodeKind) {
+    fn prepare_node(&mut self, id: u64, addr: SocketAddr, kind: NodeKind) {
         let directory = self.root().join(format!("node-{id}"));
         fs::create_dir_all(directory.join("data")).expect("create the node directory");
         let socket = directory.join("goosed.sock");
@@ -741,7 +741,7 @@ impl Cluster {
             "--id".into(),
             id.to_string().into(),
             "--listen".into(),
-            address.to_string().into(),
+            addr.to_string().into(),
             "--data-dir".into(),
             directory.join("data").into(),
             "--socket".into(),
@@ -754,7 +754,7 @@ impl Cluster {
             NodeKind::Joiner => Vec::new(),
         };
         if kind == NodeKind::Stranger {
-            peers.push((id, address));
+            peers.push((id, addr));
         }
         if self.options.record_hooks {
             let hook_log = directory.join("hooks.log");
@@ -766,7 +766,7 @@ impl Cluster {
             arguments.extend(["--on-duck".into(), command.into()]);
         }
         let node = Node {
-            address,
+            addr,
             directory,
             socket,
             log,
@@ -821,7 +821,7 @@ impl Cluster {
         // A copy holds a log, so goosed ignores --peer, but it checks that
         // its own entry names its own address; a fresh one bootstraps from
         // them.
-        let own = OsString::from(format!("{id}={}", self.address(id)));
+        let own = OsString::from(format!("{id}={}", self.addr(id)));
         for argument in arguments.iter_mut().filter(|a| **a == own) {
             *argument = format!("{id}=127.0.0.1:{port}").into();
         }
@@ -865,10 +865,10 @@ impl Cluster {
 
     fn start_extra(&mut self, id: u64, kind: NodeKind) -> SocketAddr {
         let port = free_udp_ports(1)[0];
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
-        self.prepare_node(id, address, kind);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        self.prepare_node(id, addr, kind);
         self.start_node(id);
-        address
+        addr
     }
 
     /// Starts a prepared node that is not running (again after a stop: its
@@ -1188,7 +1188,7 @@ impl Cluster {
         for (id, node) in &self.nodes {
             eprintln!(
                 "----- node {id} ({}) log tail: {} -----\n{}",
-                node.address,
+                node.addr,
                 node.log.display(),
                 tail(&node.log, LOG_TAIL_LINES)
             );

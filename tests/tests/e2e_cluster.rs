@@ -355,8 +355,8 @@ fn membership_changes_survive_a_full_restart() {
     let mut cluster = Cluster::start(3, Options::fast());
     let goose = cluster.wait_for_goose(GOOSE_WAIT);
 
-    let address = cluster.start_joiner(4);
-    cluster.ctl_ok(goose, &["member", "add", "4", &address.to_string()]);
+    let addr = cluster.start_joiner(4);
+    cluster.ctl_ok(goose, &["member", "add", "4", &addr.to_string()]);
     let list = members(&cluster, goose);
     assert_eq!(list.get(&4).map(String::as_str), Some("voter"), "{list:?}");
     let status = wait_for("node 4 to know it votes", GOOSE_WAIT, || {
@@ -368,8 +368,8 @@ fn membership_changes_survive_a_full_restart() {
 
     let goose = cluster.wait_for_goose(GOOSE_WAIT);
     let duck = cluster.ids().into_iter().find(|id| *id != goose).unwrap();
-    let address = cluster.start_joiner(5);
-    let added = cluster.ctl(duck, &["member", "add", "5", &address.to_string()]);
+    let addr = cluster.start_joiner(5);
+    let added = cluster.ctl(duck, &["member", "add", "5", &addr.to_string()]);
     assert!(
         added.status.success(),
         "member add sent to duck {duck} (the goose is {goose}) failed: {}",
@@ -507,7 +507,7 @@ fn bad_datagrams_are_dropped_and_counted() {
     wait_until_settled(&cluster, goose);
     let term = term_of(&cluster, goose);
     let target = cluster.ids().into_iter().find(|id| *id != goose).unwrap();
-    let target_address = cluster.address(target);
+    let target_addr = cluster.addr(target);
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     let before = drops(&cluster, target);
 
@@ -542,9 +542,9 @@ fn bad_datagrams_are_dropped_and_counted() {
         ),
         ("replayed", replayed.clone()),
     ];
-    sender.send_to(&replayed, target_address).unwrap();
+    sender.send_to(&replayed, target_addr).unwrap();
     for (_, datagram) in &expected {
-        sender.send_to(datagram, target_address).unwrap();
+        sender.send_to(datagram, target_addr).unwrap();
     }
     let after = wait_for("the drops to be counted", GOOSE_WAIT, || {
         let after = drops(&cluster, target);
@@ -564,7 +564,7 @@ fn bad_datagrams_are_dropped_and_counted() {
             let datagram: Vec<u8> = std::iter::repeat_with(|| fastrand::u8(..))
                 .take(length)
                 .collect();
-            let _ = sender.send_to(&datagram, cluster.address(id));
+            let _ = sender.send_to(&datagram, cluster.addr(id));
         }
     }
     std::thread::sleep(cluster.options().election_timeout() * 4);
@@ -796,7 +796,7 @@ fn goosed_refuses_a_bad_start_up_with_one_line() {
     std::fs::write(&config, "").unwrap();
     let port = free_udp_ports(1)[0];
     let listen = format!("127.0.0.1:{port}");
-    let busy = cluster.address(1).to_string();
+    let busy = cluster.addr(1).to_string();
     let key = cluster.key_file().display().to_string();
     let (config, open_key, bad_key) = (
         config.display().to_string(),

@@ -21,7 +21,7 @@ const START_WAIT: Duration = Duration::from_secs(15);
 #[derive(Clone, Debug)]
 struct PrintedNode {
     pid: i32,
-    address: String,
+    addr: String,
     socket: PathBuf,
     spare: bool,
 }
@@ -55,7 +55,7 @@ fn parse_node(line: &str) -> Option<(u64, PrintedNode)> {
     let rest = line.strip_prefix("node ")?;
     let (id, rest) = rest.split_once(": pid ")?;
     let (pid, rest) = rest.split_once(", udp ")?;
-    let (address, rest) = rest.split_once(", log ")?;
+    let (addr, rest) = rest.split_once(", log ")?;
     let (_, socket) = rest.split_once(", socket ")?;
     let spare = socket.ends_with(" (spare, started with --join)");
     let socket = socket.trim_end_matches(" (spare, started with --join)");
@@ -63,7 +63,7 @@ fn parse_node(line: &str) -> Option<(u64, PrintedNode)> {
         id.parse().ok()?,
         PrintedNode {
             pid: pid.parse().ok()?,
-            address: address.to_string(),
+            addr: addr.to_string(),
             socket: PathBuf::from(socket),
             spare,
         },
@@ -164,7 +164,7 @@ fn the_demo_runs_a_cluster_and_cleans_up_on_sigterm() {
         .unwrap();
     let added = goosectl(
         &nodes[&goose].socket,
-        &["member", "add", &spare_id.to_string(), &spare.address],
+        &["member", "add", &spare_id.to_string(), &spare.addr],
     );
     assert!(
         added.status.success(),

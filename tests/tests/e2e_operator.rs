@@ -355,8 +355,8 @@ fn a_rebuilt_member_and_a_returning_removed_one_cannot_crash_the_goose() {
 
     let goose = cluster.wait_for_goose_among(&[leader], GOOSE_WAIT);
     assert_eq!(goose, leader);
-    let address = cluster.address(wiped).to_string();
-    cluster.ctl_ok(leader, &["member", "add", &wiped.to_string(), &address]);
+    let addr = cluster.addr(wiped).to_string();
+    cluster.ctl_ok(leader, &["member", "add", &wiped.to_string(), &addr]);
     let goose = cluster.wait_for_goose(GOOSE_WAIT);
     assert!(
         [leader, wiped].contains(&goose),

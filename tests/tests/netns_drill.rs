@@ -179,9 +179,9 @@ impl DrillNetwork {
         for (side, other) in [(left, right), (right, left)] {
             for id in side {
                 for peer in other {
-                    let address = format!("{SUBNET_PREFIX}{peer}");
-                    self.iptables(*id, &["-A", "INPUT", "-s", &address, "-j", "DROP"]);
-                    self.iptables(*id, &["-A", "OUTPUT", "-d", &address, "-j", "DROP"]);
+                    let addr = format!("{SUBNET_PREFIX}{peer}");
+                    self.iptables(*id, &["-A", "INPUT", "-s", &addr, "-j", "DROP"]);
+                    self.iptables(*id, &["-A", "OUTPUT", "-d", &addr, "-j", "DROP"]);
                 }
             }
         }
@@ -240,12 +240,12 @@ fn an_iptables_partition_leaves_the_goose_on_the_majority_side() {
         return;
     }
     let network = DrillNetwork::create();
-    let addresses: Vec<(u64, SocketAddr)> = (1..=NODES)
+    let addrs: Vec<(u64, SocketAddr)> = (1..=NODES)
         .map(|id| {
-            let address: SocketAddr = format!("{SUBNET_PREFIX}{id}:{PORT}")
+            let addr: SocketAddr = format!("{SUBNET_PREFIX}{id}:{PORT}")
                 .parse()
                 .expect("a valid address");
-            (id, address)
+            (id, addr)
         })
         .collect();
     let options = Options {
@@ -254,7 +254,7 @@ fn an_iptables_partition_leaves_the_goose_on_the_majority_side() {
     };
     // Declared after the network, so it is dropped (its daemons killed)
     // before the namespaces are deleted.
-    let mut cluster = Cluster::new_at(addresses, options);
+    let mut cluster = Cluster::new_at(addrs, options);
     for id in 1..=NODES {
         cluster.start_node(id);
     }

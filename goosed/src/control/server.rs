@@ -138,7 +138,7 @@ impl ControlServer {
     pub async fn run(self) {
         loop {
             match self.listener.accept().await {
-                Ok((stream, _address)) => self.admit(stream),
+                Ok((stream, _addr)) => self.admit(stream),
                 Err(error) => {
                     tracing::warn!(%error, "control socket accept failed");
                     time::sleep(ACCEPT_ERROR_BACKOFF).await;

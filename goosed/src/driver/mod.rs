@@ -57,7 +57,7 @@ pub struct Driver {
     transport: Arc<Transport>,
     hooks: Hooks,
     state_file: Option<PathBuf>,
-    peer_addresses: BTreeMap<NodeId, SocketAddr>,
+    peer_addrs: BTreeMap<NodeId, SocketAddr>,
     waiting: Waiting,
     watchers: Vec<mpsc::Sender<Reply>>,
     deadline: Timestamp,
@@ -84,7 +84,7 @@ impl Driver {
             transport,
             hooks,
             state_file,
-            peer_addresses: BTreeMap::new(),
+            peer_addrs: BTreeMap::new(),
             waiting: Waiting::default(),
             watchers: Vec::new(),
             goose: false,
@@ -191,9 +191,9 @@ impl Driver {
     }
 
     /// The address of a peer: its member address, else where it last wrote from.
-    fn address_of(&self, id: NodeId) -> Option<SocketAddr> {
+    fn addr_of(&self, id: NodeId) -> Option<SocketAddr> {
         let member = self.node.membership().get(id).map(|member| member.addr);
-        member.or_else(|| self.peer_addresses.get(&id).copied())
+        member.or_else(|| self.peer_addrs.get(&id).copied())
     }
 
     async fn send_raft(&mut self, message: Message) {
@@ -204,17 +204,17 @@ impl Driver {
     /// Encodes and sends a datagram to a peer; unknown peers and encoding
     /// failures (bounded messages make them bugs) are logged.
     pub(crate) async fn send_datagram(&mut self, to: NodeId, datagram: &PeerDatagram) {
-        let Some(address) = self.address_of(to) else {
+        let Some(addr) = self.addr_of(to) else {
             tracing::debug!(%to, "no address for peer; message dropped");
             return;
         };
-        self.send_datagram_to(to, address, datagram).await;
+        self.send_datagram_to(to, addr, datagram).await;
     }
 
     pub(crate) async fn send_datagram_to(
         &mut self,
         to: NodeId,
-        address: SocketAddr,
+        addr: SocketAddr,
         datagram: &PeerDatagram,
     ) {
         let payload = match wire::encode(datagram) {
@@ -224,7 +224,7 @@ impl Driver {
                 return;
             }
         };
-        if let Err(error) = self.transport.send(to, address, &payload).await {
+        if let Err(error) = self.transport.send(to, addr, &payload).await {
             tracing::error!(%to, %error, "cannot send datagram");
         }
     }
@@ -244,7 +244,7 @@ impl Driver {
                 return Ok(());
             }
         };
-        self.remember_address(sender, from);
+        self.remember_addr(sender, from);
         match datagram {
             PeerDatagram::Raft(message) => {
                 if message.from != sender {
@@ -260,21 +260,20 @@ impl Driver {
         }
     }
 
-    fn remember_address(&mut self, id: NodeId, address: SocketAddr) {
-        if self.peer_addresses.len() >= PEER_ADDRESSES_MAX && !self.peer_addresses.contains_key(&id)
-        {
+    fn remember_addr(&mut self, id: NodeId, addr: SocketAddr) {
+        if self.peer_addrs.len() >= PEER_ADDRESSES_MAX && !self.peer_addrs.contains_key(&id) {
             // Forget a non-member first; members' addresses come from the configuration anyway.
             let stranger = self
-                .peer_addresses
+                .peer_addrs
                 .keys()
                 .copied()
                 .find(|known| self.node.membership().get(*known).is_none());
-            let forget = stranger.or_else(|| self.peer_addresses.keys().next().copied());
+            let forget = stranger.or_else(|| self.peer_addrs.keys().next().copied());
             if let Some(forget) = forget {
-                self.peer_addresses.remove(&forget);
+                self.peer_addrs.remove(&forget);
             }
         }
-        self.peer_addresses.insert(id, address);
+        self.peer_addrs.insert(id, addr);
     }
 
     async fn on_event(&mut self, event: Event) {

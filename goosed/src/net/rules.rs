@@ -157,7 +157,7 @@ impl PartitionTable {
         &mut self,
         direction: Direction,
         peer_id: Option<NodeId>,
-        address: SocketAddr,
+        addr: SocketAddr,
         now: Instant,
     ) -> Verdict {
         if self.rules.is_empty() {
@@ -167,7 +167,7 @@ impl PartitionTable {
         let Some(index) = self
             .rules
             .iter()
-            .position(|active| active.rule.matches(direction, peer_id, address))
+            .position(|active| active.rule.matches(direction, peer_id, addr))
         else {
             return Verdict::Pass;
         };
@@ -208,7 +208,7 @@ mod tests {
     use goose_common::partition::{Chain, DropPercent, Matcher};
     use std::time::Duration;
 
-    fn address(text: &str) -> SocketAddr {
+    fn addr(text: &str) -> SocketAddr {
         text.parse().unwrap()
     }
 
@@ -221,7 +221,7 @@ mod tests {
         let mut table = PartitionTable::new(1);
         let now = Instant::now();
         for direction in [Direction::In, Direction::Out] {
-            let verdict = table.decide(direction, Some(NodeId(2)), address("10.0.0.2:7700"), now);
+            let verdict = table.decide(direction, Some(NodeId(2)), addr("10.0.0.2:7700"), now);
             assert_eq!(verdict, Verdict::Pass);
         }
     }
@@ -230,7 +230,7 @@ mod tests {
     fn rules_apply_in_their_direction_only() {
         let mut table = PartitionTable::new(1);
         let now = Instant::now();
-        let peer = address("10.0.0.2:7700");
+        let peer = addr("10.0.0.2:7700");
         assert_eq!(table.add(peer_rule(Chain::In, 2), now), Ok(1));
         assert_eq!(table.add(peer_rule(Chain::Out, 3), now), Ok(2));
         let drop_first = Verdict::Drop { rule_number: 1 };
@@ -267,14 +267,14 @@ mod tests {
         table
             .add(Rule::drop_all(Chain::Both, network), now)
             .unwrap();
-        let peer = address("10.0.0.2:7700");
+        let peer = addr("10.0.0.2:7700");
         let passed = (0..1000)
             .filter(|_| table.decide(Direction::In, Some(NodeId(2)), peer, now) == Verdict::Pass)
             .count();
         // Rule 1 matched every datagram and let about half through; rule 2
         // (which drops all of 10.0.0.0/24) was never consulted for them.
         assert!((400..=600).contains(&passed), "{passed} of 1000 passed");
-        let other = table.decide(Direction::In, Some(NodeId(4)), address("10.0.0.4:1"), now);
+        let other = table.decide(Direction::In, Some(NodeId(4)), addr("10.0.0.4:1"), now);
         assert_eq!(other, Verdict::Drop { rule_number: 2 });
         let listed = table.list(now);
         assert_eq!(listed[0].dropped, 1000 - passed as u64);
@@ -292,7 +292,7 @@ mod tests {
             };
             table.add(rule, now).unwrap();
             (0..1000)
-                .map(|_| table.decide(Direction::In, Some(NodeId(2)), address("[::1]:1"), now))
+                .map(|_| table.decide(Direction::In, Some(NodeId(2)), addr("[::1]:1"), now))
                 .collect::<Vec<_>>()
         };
         let verdicts = run(7);
@@ -311,7 +311,7 @@ mod tests {
         };
         table.add(rule, start).unwrap();
         table.add(peer_rule(Chain::Both, 3), start).unwrap();
-        let peer = address("10.0.0.2:7700");
+        let peer = addr("10.0.0.2:7700");
         let listed = table.list(start + Duration::from_secs(4));
         assert_eq!(listed[0].remaining, Some(Duration::from_secs(6)));
         assert_eq!(listed[1].remaining, None);

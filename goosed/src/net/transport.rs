@@ -40,10 +40,10 @@ pub const RECEIVE_ERROR_PAUSE: Duration = Duration::from_millis(1);
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The UDP socket could not be bound.
-    #[error("cannot bind UDP socket to {address}: {source}")]
+    #[error("cannot bind UDP socket to {addr}: {source}")]
     Bind {
         /// The address asked for.
-        address: SocketAddr,
+        addr: SocketAddr,
         /// What the operating system said.
         source: io::Error,
     },
@@ -234,7 +234,7 @@ impl Transport {
         let socket = UdpSocket::bind(listen)
             .await
             .map_err(|source| TransportError::Bind {
-                address: listen,
+                addr: listen,
                 source,
             })?;
         tracing::info!(
@@ -304,27 +304,27 @@ impl Transport {
     pub async fn send(
         &self,
         to: NodeId,
-        to_address: SocketAddr,
+        to_addr: SocketAddr,
         payload: &[u8],
     ) -> Result<SendOutcome, SendError> {
         let verdict = if goose_common::peer::is_drill_payload(payload) {
             Verdict::Pass
         } else {
-            lock(&self.partitions).decide(Direction::Out, Some(to), to_address, Instant::now())
+            lock(&self.partitions).decide(Direction::Out, Some(to), to_addr, Instant::now())
         };
         if let Verdict::Drop { rule_number } = verdict {
             TrafficCounters::bump(&self.traffic.send_dropped_by_rule);
             return Ok(SendOutcome::DroppedByRule { rule_number });
         }
         let bytes = self.seal_next(to, payload)?;
-        match self.socket.send_to(&bytes, to_address).await {
+        match self.socket.send_to(&bytes, to_addr).await {
             Ok(_) => {
                 TrafficCounters::bump(&self.traffic.sent);
                 Ok(SendOutcome::Sent)
             }
             Err(error) => {
                 TrafficCounters::bump(&self.traffic.send_failed);
-                tracing::debug!(%to, %to_address, %error, "send failed");
+                tracing::debug!(%to, %to_addr, %error, "send failed");
                 Ok(SendOutcome::NetworkError)
             }
         }
@@ -471,7 +471,7 @@ mod tests {
         waited.await.expect("the drops did not happen in time");
     }
 
-    fn address(transport: &Transport) -> SocketAddr {
+    fn addr(transport: &Transport) -> SocketAddr {
         transport.local_addr().unwrap()
     }
 
@@ -491,11 +491,11 @@ mod tests {
         let (a, b) = (node(1).await, node(2).await);
         assert_ne!(a.boot_id(), b.boot_id());
         assert_eq!(a.cluster_id(), b.cluster_id());
-        let outcome = a.send(NodeId(2), address(&b), b"ping").await;
+        let outcome = a.send(NodeId(2), addr(&b), b"ping").await;
         assert_eq!(outcome, Ok(SendOutcome::Sent));
         let got = receive(&b).await;
         assert_eq!(got.payload, b"ping");
-        assert_eq!(got.from, address(&a));
+        assert_eq!(got.from, addr(&a));
         let expected = Header {
             sender: NodeId(1),
             receiver: NodeId(2),
@@ -503,11 +503,11 @@ mod tests {
             counter: 0,
         };
         assert_eq!(got.header, expected);
-        let outcome = b.send(NodeId(1), address(&a), b"pong").await;
+        let outcome = b.send(NodeId(1), addr(&a), b"pong").await;
         assert_eq!(outcome, Ok(SendOutcome::Sent));
         assert_eq!(receive(&a).await.payload, b"pong");
         // The counter goes up by one per datagram.
-        let _ = a.send(NodeId(2), address(&b), b"again").await;
+        let _ = a.send(NodeId(2), addr(&b), b"again").await;
         assert_eq!(receive(&b).await.header.counter, 1);
         assert_eq!(a.traffic().sent, 2);
         assert_eq!(b.traffic().received, 2);
@@ -518,7 +518,7 @@ mod tests {
     async fn bad_datagrams_are_dropped_and_counted_by_reason() {
         let b = node(2).await;
         let raw = UdpSocket::bind(loopback()).await.unwrap();
-        let to_b = address(&b);
+        let to_b = addr(&b);
         let good = sealed(&key(), 2, 0, b"first");
         raw.send_to(&good, to_b).await.unwrap();
         assert_eq!(receive(&b).await.payload, b"first");
@@ -567,10 +567,10 @@ mod tests {
         for _ in 0..DATAGRAMS {
             let length = rng.usize(0..=DATAGRAM_BYTES_MAX + 100);
             let bytes: Vec<u8> = (0..length).map(|_| rng.u8(..)).collect();
-            raw.send_to(&bytes, address(&b)).await.unwrap();
+            raw.send_to(&bytes, addr(&b)).await.unwrap();
         }
         receive_until_dropped(&b, None, DATAGRAMS).await;
-        raw.send_to(&sealed(&key(), 2, 0, b"last"), address(&b))
+        raw.send_to(&sealed(&key(), 2, 0, b"last"), addr(&b))
             .await
             .unwrap();
         assert_eq!(receive(&b).await.payload, b"last");
@@ -590,20 +590,20 @@ mod tests {
                 .unwrap();
             for _ in 0..3 {
                 // The sender cannot tell: the datagram leaves.
-                let outcome = a.send(NodeId(2), address(&b), b"lost").await;
+                let outcome = a.send(NodeId(2), addr(&b), b"lost").await;
                 assert_eq!(outcome, Ok(SendOutcome::Sent));
             }
             dropped += 3;
             receive_until_dropped(&b, Some(DropReason::PartitionRule), dropped).await;
             b.with_partitions(|table| table.flush());
-            let _ = a.send(NodeId(2), address(&b), b"heard").await;
+            let _ = a.send(NodeId(2), addr(&b), b"heard").await;
             assert_eq!(receive(&b).await.payload, b"heard");
         }
         // A rule for another peer leaves this one alone.
         let rule = Rule::drop_all(Chain::In, Matcher::Peer(NodeId(3)));
         b.with_partitions(|table| table.add(rule, Instant::now()))
             .unwrap();
-        let _ = a.send(NodeId(2), address(&b), b"through").await;
+        let _ = a.send(NodeId(2), addr(&b), b"through").await;
         assert_eq!(receive(&b).await.payload, b"through");
         assert_eq!(b.drop_counters().total(), 6);
     }
@@ -614,14 +614,14 @@ mod tests {
         let rule = Rule::drop_all(Chain::Out, Matcher::Peer(NodeId(2)));
         a.with_partitions(|table| table.add(rule, Instant::now()))
             .unwrap();
-        let outcome = a.send(NodeId(2), address(&b), b"lost").await;
+        let outcome = a.send(NodeId(2), addr(&b), b"lost").await;
         assert_eq!(outcome, Ok(SendOutcome::DroppedByRule { rule_number: 1 }));
         // An Out rule on a does not stop b from sending to a.
-        let _ = b.send(NodeId(1), address(&a), b"reply").await;
+        let _ = b.send(NodeId(1), addr(&a), b"reply").await;
         assert_eq!(receive(&a).await.payload, b"reply");
         a.with_partitions(|table| table.delete(1, Instant::now()))
             .unwrap();
-        let _ = a.send(NodeId(2), address(&b), b"heard").await;
+        let _ = a.send(NodeId(2), addr(&b), b"heard").await;
         let got = receive(&b).await;
         assert_eq!(got.payload, b"heard");
         // A dropped datagram was never sealed, so it used no counter.
@@ -640,7 +640,7 @@ mod tests {
             .unwrap();
         let mut dropped = 0;
         for _ in 0..1000 {
-            match a.send(NodeId(2), address(&b), b"maybe").await {
+            match a.send(NodeId(2), addr(&b), b"maybe").await {
                 Ok(SendOutcome::DroppedByRule { .. }) => dropped += 1,
                 Ok(SendOutcome::Sent) => {}
                 other => panic!("unexpected outcome {other:?}"),
@@ -659,7 +659,7 @@ mod tests {
         let outcome = a.send(NodeId(2), unreachable, b"nowhere").await;
         assert_eq!(outcome, Ok(SendOutcome::NetworkError));
         assert_eq!(a.traffic().send_failed, 1);
-        let outcome = a.send(NodeId(2), address(&b), b"still works").await;
+        let outcome = a.send(NodeId(2), addr(&b), b"still works").await;
         assert_eq!(outcome, Ok(SendOutcome::Sent));
         assert_eq!(receive(&b).await.payload, b"still works");
     }
@@ -668,10 +668,10 @@ mod tests {
     async fn oversize_payloads_are_refused_before_sending() {
         let (a, b) = (node(1).await, node(2).await);
         let payload = vec![0u8; PAYLOAD_BYTES_MAX + 1];
-        let outcome = a.send(NodeId(2), address(&b), &payload).await;
+        let outcome = a.send(NodeId(2), addr(&b), &payload).await;
         assert!(matches!(outcome, Err(SendError::Seal(_))));
         let payload = vec![0u8; PAYLOAD_BYTES_MAX];
-        let outcome = a.send(NodeId(2), address(&b), &payload).await;
+        let outcome = a.send(NodeId(2), addr(&b), &payload).await;
         assert_eq!(outcome, Ok(SendOutcome::Sent));
         assert_eq!(receive(&b).await.payload.len(), PAYLOAD_BYTES_MAX);
     }
@@ -688,21 +688,21 @@ mod tests {
         let mut captured = [0u8; DATAGRAM_BYTES_MAX];
         let (length, _) = raw.recv_from(&mut captured).await.unwrap();
         let captured = &captured[..length];
-        raw.send_to(captured, address(&b)).await.unwrap();
+        raw.send_to(captured, addr(&b)).await.unwrap();
         assert_eq!(receive(&b).await.payload, b"old");
         drop(first_life);
         // Node 1 restarts: a new boot id, counters from 0 again.
         let second_life = node(1).await;
-        let _ = second_life.send(NodeId(2), address(&b), b"new").await;
+        let _ = second_life.send(NodeId(2), addr(&b), b"new").await;
         let got = receive(&b).await;
         assert_eq!(
             (got.header.counter, got.payload.as_slice()),
             (0, &b"new"[..])
         );
         // Replaying the first life's datagram now is refused.
-        raw.send_to(captured, address(&b)).await.unwrap();
+        raw.send_to(captured, addr(&b)).await.unwrap();
         receive_until_dropped(&b, Some(DropReason::Replayed), 1).await;
-        let _ = second_life.send(NodeId(2), address(&b), b"next").await;
+        let _ = second_life.send(NodeId(2), addr(&b), b"next").await;
         assert_eq!(receive(&b).await.payload, b"next");
         assert_eq!(b.drop_counters().total(), 1);
     }

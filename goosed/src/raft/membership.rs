@@ -81,7 +81,7 @@ impl Node {
                     return Err(RejectReason::AlreadyMember(id));
                 }
                 if membership.members.iter().any(|m| m.addr == addr) {
-                    return Err(RejectReason::DuplicateAddress(addr));
+                    return Err(RejectReason::DuplicateAddr(addr));
                 }
                 let learners = membership
                     .members

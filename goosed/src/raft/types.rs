@@ -294,7 +294,7 @@ pub enum RejectReason {
     AlreadyMember(NodeId),
     /// The address is already used by another member.
     #[error("address {0} is already used by a member")]
-    DuplicateAddress(SocketAddr),
+    DuplicateAddr(SocketAddr),
     /// The id is not a member.
     #[error("node {0} is not a member")]
     UnknownMember(NodeId),

@@ -103,11 +103,11 @@ mod tests {
     /// A snapshot round-trips and any single flipped bit is refused.
     #[test]
     fn snapshot_round_trips_and_detects_every_bit_flip() {
-        let address = "127.0.0.1:7700".parse().unwrap();
+        let addr = "127.0.0.1:7700".parse().unwrap();
         let snapshot = Snapshot {
             index: LogIndex(9),
             term: Term(4),
-            membership: Membership::with_voters([(NodeId(1), address)]),
+            membership: Membership::with_voters([(NodeId(1), addr)]),
         };
         let bytes = encode(&snapshot);
         assert_eq!(decode(&bytes), Ok(snapshot));

@@ -42,8 +42,8 @@ pub(super) fn open(dir: &Path, segment_bytes: u64) -> (DiskStorage, PersistedSta
 /// A configuration of voters `1..=count`.
 pub(super) fn membership(count: u64) -> Membership {
     let voters = (1..=count).map(|id| {
-        let address = format!("127.0.0.1:{}", 7700 + id).parse().unwrap();
-        (NodeId(id), address)
+        let addr = format!("127.0.0.1:{}", 7700 + id).parse().unwrap();
+        (NodeId(id), addr)
     });
     Membership::with_voters(voters)
 }
