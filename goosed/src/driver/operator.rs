@@ -7,6 +7,7 @@ use super::waiters::{Ids, Waiters};
 use super::Driver;
 use crate::clock;
 use crate::control::ControlRequest;
+use crate::net::peer::{DrillAction, ForwardedRequest, Outcome, PeerDatagram};
 use crate::raft::{Input, MembershipChange, ProposalId, RejectReason};
 use goose_common::answer;
 use goose_common::control::{
@@ -14,7 +15,6 @@ use goose_common::control::{
     WatchEventKind,
 };
 use goose_common::partition::{Chain, Matcher, Rule};
-use goose_common::peer::{DrillAction, ForwardedRequest, Outcome, PeerDatagram};
 use goose_common::{LogIndex, NodeId, Term, Timestamp};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,6 +1,8 @@
 //! The network side of the daemon: the UDP transport with datagram
-//! authentication and the replay window ([`transport`]), and the partition
-//! rules of drills ([`rules`]).
+//! authentication ([`transport`]), the replay window ([`replay`]), why a
+//! datagram is dropped ([`drops`]), what daemons say to each other
+//! ([`peer`]), twin detection ([`twins`]) and the partition rules of drills
+//! ([`rules`]).
 //!
 //! A received datagram goes through, in order (design.md §4): the size
 //! check, the version, cluster id and MAC
@@ -9,9 +11,15 @@
 //! payload goes through the Out chain and is sealed with this boot's next
 //! counter. Every drop is counted by reason and never panics the daemon.
 
+pub mod drops;
+pub mod peer;
+pub mod replay;
 pub mod rules;
 pub mod transport;
 pub mod twins;
+
+pub use drops::DropReason;
+pub use replay::ReplayWindow;
 
 pub use rules::{PartitionTable, TableError, Verdict};
 pub use transport::{

@@ -14,9 +14,9 @@
 
 use crate::net::rules::{PartitionTable, Verdict};
 use crate::net::twins::{TwinDetector, Twins};
+use crate::net::{DropReason, ReplayWindow};
 use goose_common::datagram::{
-    self, BootId, ClusterId, ClusterKey, DropReason, Header, RandomnessError, ReplayWindow,
-    SealError,
+    self, BootId, ClusterId, ClusterKey, Header, RandomnessError, SealError,
 };
 use goose_common::limits::DATAGRAM_BYTES_MAX;
 use goose_common::partition::Direction;
@@ -307,7 +307,7 @@ impl Transport {
         to_addr: SocketAddr,
         payload: &[u8],
     ) -> Result<SendOutcome, SendError> {
-        let verdict = if goose_common::peer::is_drill_payload(payload) {
+        let verdict = if crate::net::peer::is_drill_payload(payload) {
             Verdict::Pass
         } else {
             lock(&self.partitions).decide(Direction::Out, Some(to), to_addr, Instant::now())
@@ -392,7 +392,7 @@ impl Transport {
             return Err(DropReason::DuplicateIdentity);
         }
         // Drill commands pass every rule, so `partition heal` always gets through.
-        let exempt = goose_common::peer::is_drill_payload(payload);
+        let exempt = crate::net::peer::is_drill_payload(payload);
         let verdict = if exempt {
             Verdict::Pass
         } else {

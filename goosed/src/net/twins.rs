@@ -8,7 +8,8 @@
 //! `duplicate_identity`), so neither's votes or acknowledgements count, and
 //! the start of each episode is logged as an error.
 
-use goose_common::datagram::{BootId, REPLAY_SENDERS_MAX};
+use crate::net::replay::REPLAY_SENDERS_MAX;
+use goose_common::datagram::BootId;
 use goose_common::NodeId;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};

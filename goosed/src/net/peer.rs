@@ -2,9 +2,8 @@
 //! status probes for `goosectl status`, operator requests forwarded to the
 //! leader, and drill commands (`partition split` / `heal`).
 
-use crate::control::{ErrorKind, NodeStatus};
-use crate::ids::NodeId;
-use crate::messages::Message;
+use goose_common::control::{ErrorKind, NodeStatus};
+use goose_common::{Message, NodeId};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -118,7 +117,7 @@ pub enum Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire;
+    use goose_common::wire;
 
     #[test]
     fn drill_payloads_are_recognised_by_their_first_byte() {
