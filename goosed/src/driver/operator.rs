@@ -12,7 +12,7 @@ use crate::raft::{Input, MembershipChange, ProposalId, RejectReason};
 use goose_common::answer;
 use goose_common::control::{
     ClusterStatus, ErrorKind, MemberInfo, NodeRole, NodeStatus, Reply, Request, WatchEvent,
-    WatchEventKind,
+    WatchEventKind, CHANGE_REPLY_TIMEOUT, CLUSTER_REPLY_TIMEOUT, MEMBER_ADD_REPLY_TIMEOUT,
 };
 use goose_common::partition::{Chain, Matcher, Rule};
 use goose_common::{LogIndex, NodeId, Term, Timestamp};
@@ -31,9 +31,32 @@ pub const STATUS_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long `partition split` / `heal` wait for members to confirm.
 pub const DRILL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How long a forwarded or proposed change may take before its caller is
+/// How much sooner than its caller each hop of a change gives up: the
+/// leader's proposal expires one margin before the daemon that forwarded it
+/// stops waiting, which is one margin before goosectl's reply timeout
+/// (`Request::reply_timeout`). So the caller always hears from a daemon
+/// what happened (the change timed out, the leader did not answer), never
+/// just a socket that went quiet.
+pub const HOP_MARGIN: Duration = Duration::from_secs(1);
+
+// Every change leaves room for both hops; status probes and drills answer
+// within the cluster reply timeout.
+const _: () = assert!(2 * HOP_MARGIN.as_millis() < CHANGE_REPLY_TIMEOUT.as_millis());
+const _: () = assert!(CHANGE_REPLY_TIMEOUT.as_millis() <= MEMBER_ADD_REPLY_TIMEOUT.as_millis());
+const _: () = assert!(STATUS_PROBE_TIMEOUT.as_millis() < CLUSTER_REPLY_TIMEOUT.as_millis());
+const _: () = assert!(DRILL_TIMEOUT.as_millis() < CLUSTER_REPLY_TIMEOUT.as_millis());
+
+/// How long the daemon goosectl asked waits for the leader to answer a
+/// change it forwarded.
+pub(crate) fn forward_wait(change: &ForwardedRequest) -> Duration {
+    change.reply_timeout() - HOP_MARGIN
+}
+
+/// How long the leader waits for a change to settle before its caller is
 /// told it timed out (member add waits for catch-up and promotion).
-pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(55);
+pub(crate) fn proposal_wait(change: &ForwardedRequest) -> Duration {
+    change.reply_timeout() - 2 * HOP_MARGIN
+}
 
 /// Who waits for a proposal or a forwarded request.
 pub(crate) enum Caller {
@@ -319,7 +342,7 @@ impl Driver {
             return Ok(());
         }
         let nonce = self.waiting.ids.fresh();
-        let deadline = clock::now().add(CHANGE_TIMEOUT);
+        let deadline = clock::now().add(forward_wait(&request));
         if let Err(refused) = self.waiting.forwards.insert(nonce, reply, deadline) {
             // Not after `has_room` with a fresh nonce; answered all the same.
             let _ = refused.into_value().send(busy());
@@ -340,6 +363,7 @@ impl Driver {
             return Ok(());
         }
         let id = ProposalId(self.waiting.ids.fresh());
+        let deadline = clock::now().add(proposal_wait(&request));
         let (input, what) = match request {
             ForwardedRequest::MemberAdd { id: node, addr } => (
                 Input::Propose {
@@ -359,7 +383,6 @@ impl Driver {
                 (Input::Handoff { id, target: to }, "handed the goose over")
             }
         };
-        let deadline = clock::now().add(CHANGE_TIMEOUT);
         if let Err(refused) = self.waiting.proposals.insert(id, (caller, what), deadline) {
             // Not after `has_room` with a fresh id; answered all the same,
             // and nothing is proposed.
@@ -749,7 +772,7 @@ mod tests {
         assert_eq!(waiting.next_deadline(), None);
         let now = Timestamp(1_000_000_000);
         let forward = waiting.ids.fresh();
-        let change = now.add(CHANGE_TIMEOUT);
+        let change = now.add(forward_wait(&ForwardedRequest::StepDown { to: None }));
         assert!(waiting.forwards.insert(forward, reply(), change).is_ok());
         assert_eq!(waiting.next_deadline(), Some(change));
         let nonce = waiting.ids.fresh();
@@ -761,6 +784,27 @@ mod tests {
         assert_eq!(waiting.next_deadline(), Some(drill_deadline));
         assert!(waiting.drills.take(&nonce).is_some());
         assert_eq!(waiting.next_deadline(), Some(change));
+    }
+
+    /// Each hop of a change gives up before the one that waits for it: the
+    /// leader's proposal, then the forwarding daemon, then goosectl's
+    /// control request, so every caller is told what happened.
+    #[test]
+    fn each_hop_of_a_change_gives_up_before_its_caller() {
+        let addr = "127.0.0.1:7700".parse().unwrap();
+        let changes = [
+            ForwardedRequest::MemberAdd { id: NodeId(4), addr },
+            ForwardedRequest::MemberRemove { id: NodeId(4) },
+            ForwardedRequest::StepDown { to: None },
+        ];
+        for change in changes {
+            let goosectl = change.request().reply_timeout().unwrap();
+            assert!(proposal_wait(&change) < forward_wait(&change));
+            assert!(forward_wait(&change) < goosectl);
+            assert!(proposal_wait(&change) > Duration::ZERO);
+        }
+        let add = ForwardedRequest::MemberAdd { id: NodeId(4), addr };
+        assert_eq!(forward_wait(&add), MEMBER_ADD_REPLY_TIMEOUT - HOP_MARGIN);
     }
 
     /// Proposal ids and nonces come from one counter: no two callers of any

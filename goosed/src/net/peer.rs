@@ -2,10 +2,11 @@
 //! status probes for `goosectl status`, operator requests forwarded to the
 //! leader, and drill commands (`partition split` / `heal`).
 
-use goose_common::control::{ErrorKind, NodeStatus};
+use goose_common::control::{ErrorKind, NodeStatus, Request};
 use goose_common::{Message, NodeId};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// One datagram's payload. The variant order is part of the wire format:
 /// the first payload byte is the variant's index.
@@ -86,6 +87,25 @@ pub enum ForwardedRequest {
     },
 }
 
+impl ForwardedRequest {
+    /// The control request it came from.
+    pub fn request(&self) -> Request {
+        match *self {
+            ForwardedRequest::MemberAdd { id, addr } => Request::MemberAdd { id, addr },
+            ForwardedRequest::MemberRemove { id } => Request::MemberRemove { id },
+            ForwardedRequest::StepDown { to } => Request::StepDown { to },
+        }
+    }
+
+    /// How long the goosectl that asked waits for the answer: the reply
+    /// timeout of its control request.
+    pub fn reply_timeout(&self) -> Duration {
+        self.request()
+            .reply_timeout()
+            .expect("every change request has a reply timeout")
+    }
+}
+
 /// Drill actions carried out on every member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DrillAction {
@@ -118,6 +138,25 @@ pub enum Outcome {
 mod tests {
     use super::*;
     use goose_common::wire;
+
+    #[test]
+    fn a_forwarded_change_waits_as_long_as_its_control_request() {
+        let addr: SocketAddr = "127.0.0.1:7700".parse().unwrap();
+        let changes = [
+            ForwardedRequest::MemberAdd {
+                id: NodeId(4),
+                addr,
+            },
+            ForwardedRequest::MemberRemove { id: NodeId(4) },
+            ForwardedRequest::StepDown { to: None },
+        ];
+        for change in changes {
+            assert_eq!(
+                Some(change.reply_timeout()),
+                change.request().reply_timeout()
+            );
+        }
+    }
 
     #[test]
     fn drill_payloads_are_recognised_by_their_first_byte() {
