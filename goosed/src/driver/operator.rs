@@ -793,7 +793,10 @@ mod tests {
     fn each_hop_of_a_change_gives_up_before_its_caller() {
         let addr = "127.0.0.1:7700".parse().unwrap();
         let changes = [
-            ForwardedRequest::MemberAdd { id: NodeId(4), addr },
+            ForwardedRequest::MemberAdd {
+                id: NodeId(4),
+                addr,
+            },
             ForwardedRequest::MemberRemove { id: NodeId(4) },
             ForwardedRequest::StepDown { to: None },
         ];
@@ -803,7 +806,10 @@ mod tests {
             assert!(forward_wait(&change) < goosectl);
             assert!(proposal_wait(&change) > Duration::ZERO);
         }
-        let add = ForwardedRequest::MemberAdd { id: NodeId(4), addr };
+        let add = ForwardedRequest::MemberAdd {
+            id: NodeId(4),
+            addr,
+        };
         assert_eq!(forward_wait(&add), MEMBER_ADD_REPLY_TIMEOUT - HOP_MARGIN);
     }
 
