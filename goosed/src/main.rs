@@ -176,15 +176,15 @@ async fn serve(settings: Settings, key: ClusterKey) -> anyhow::Result<Exit> {
     let (requests_tx, requests_rx) = control::channel();
     let server = ControlServer::bind(&settings.socket, requests_tx).await?;
     if state.is_empty() && !settings.join {
-        let config = Membership::with_voters(settings.peers.iter().copied());
-        let bootstrap = PersistedState::bootstrap(state.identity, config);
+        let membership = Membership::with_voters(settings.peers.iter().copied());
+        let bootstrap = PersistedState::bootstrap(state.identity, membership);
         storage.persist(&Persist {
             snapshot: Some(bootstrap.snapshot.clone()),
             ..Persist::default()
         })?;
         tracing::info!(
             peers = settings.peers.len(),
-            "bootstrapped a new cluster configuration"
+            "bootstrapped a new cluster membership"
         );
         state = bootstrap;
     } else if !state.is_empty() && !settings.peers.is_empty() {

@@ -495,7 +495,7 @@ impl Driver {
         let local = self.local_status();
         let now = clock::now();
         let drift_ppm = self.node.config().clock_drift_ppm;
-        let config = self.node.membership();
+        let membership = self.node.membership();
         let mut expired = Vec::new();
         let mut members: Vec<NodeStatus> = expected
             .into_iter()
@@ -509,7 +509,7 @@ impl Driver {
                     }
                     status
                 }
-                None => unreachable_status(id, addr, config.is_voter(id)),
+                None => unreachable_status(id, addr, membership.is_voter(id)),
             })
             .collect();
         members.push(local.clone());

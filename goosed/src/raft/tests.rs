@@ -173,11 +173,11 @@ fn three_nodes_elect_exactly_one_goose() {
 #[test]
 fn a_restarted_node_grants_no_vote_for_an_election_timeout() {
     // design.md §2: a node that starts behaves as if it had just heard from a leader.
-    let config = voters(&[1, 2, 3]);
+    let membership = voters(&[1, 2, 3]);
     let start = Timestamp(5_000_000_000);
     let mut node = Node::new(
         Config::new(NodeId(1)),
-        PersistedState::bootstrap(Identity(1), config),
+        PersistedState::bootstrap(Identity(1), membership),
         1,
         start,
     )
@@ -660,10 +660,10 @@ fn an_append_contradicting_a_committed_entry_is_refused() {
 #[test]
 fn messages_of_another_identity_are_dropped() {
     let start = Timestamp(5_000_000_000);
-    let mut config = voters(&[1, 2, 3]);
-    config.members[0].identity = Identity(1);
-    config.members[1].identity = Identity(2);
-    let state = PersistedState::bootstrap(Identity(2), config);
+    let mut membership = voters(&[1, 2, 3]);
+    membership.members[0].identity = Identity(1);
+    membership.members[1].identity = Identity(2);
+    let state = PersistedState::bootstrap(Identity(2), membership);
     let mut node = Node::new(Config::fast(NodeId(2)), state, 2, start).unwrap();
     let guard = Duration::from_millis(50);
     let mut impostor = to_node_2(1, 1, append(vec![], 0, guard));

@@ -92,7 +92,7 @@ pub struct NodeCheck {
     /// The latest promise it gave in this incarnation: (term, lease_until on its clock).
     promise_local: Option<(Term, Timestamp)>,
     /// The configuration before its latest one, if its log shows one (g).
-    previous_config: Option<Membership>,
+    previous_membership: Option<Membership>,
     /// Whether it reported `Event::Removed`.
     removed: bool,
 }
@@ -156,16 +156,16 @@ fn entry_at<'a>(snapshot: &Snapshot, entries: &'a [Entry], index: LogIndex) -> O
 }
 
 /// The configuration before the latest configuration entry of a log, if any.
-fn previous_config(snapshot: &Snapshot, entries: &[Entry]) -> Option<Membership> {
-    let mut configs = entries
+fn previous_membership(snapshot: &Snapshot, entries: &[Entry]) -> Option<Membership> {
+    let mut memberships = entries
         .iter()
         .rev()
         .filter_map(|entry| match &entry.payload {
-            EntryPayload::Membership(config) => Some(config),
+            EntryPayload::Membership(membership) => Some(membership),
             EntryPayload::NoOp => None,
         });
-    configs.next()?;
-    Some(configs.next().unwrap_or(&snapshot.membership).clone())
+    memberships.next()?;
+    Some(memberships.next().unwrap_or(&snapshot.membership).clone())
 }
 
 fn role_name(role: RaftRole) -> &'static str {
@@ -184,12 +184,16 @@ pub fn raft_role_name(role: RaftRole) -> &'static str {
 
 /// Whether `voters` of `config` that `contacted` says yes to make a majority;
 /// `leader` counts itself if it is a voter.
-fn is_majority(config: &Membership, leader: NodeId, contacted: impl Fn(NodeId) -> bool) -> bool {
-    let count = config
+fn is_majority(
+    membership: &Membership,
+    leader: NodeId,
+    contacted: impl Fn(NodeId) -> bool,
+) -> bool {
+    let count = membership
         .voters()
         .filter(|&voter| voter == leader || contacted(voter))
         .count();
-    config.voters().next().is_some() && count >= config.majority()
+    membership.voters().next().is_some() && count >= membership.majority()
 }
 
 impl Checker {
@@ -291,7 +295,7 @@ impl Checker {
         check.commit_checked = node.commit_index();
         check.leader_term = None;
         check.promise_local = None;
-        check.previous_config = previous_config(node.snapshot(), node.entries());
+        check.previous_membership = previous_membership(node.snapshot(), node.entries());
         Ok(())
     }
 
@@ -320,7 +324,8 @@ impl Checker {
                 last_index_before,
                 commit_before,
             )?;
-            self.node(slot).previous_config = previous_config(node.snapshot(), node.entries());
+            self.node(slot).previous_membership =
+                previous_membership(node.snapshot(), node.entries());
         }
         self.check_commit(slot, node)?;
         self.check_leader(slot, node)
@@ -823,8 +828,8 @@ impl Checker {
         if is_majority(node.membership(), id, contacted) {
             return Ok(());
         }
-        let previous = self.nodes[slot].previous_config.as_ref();
-        if previous.is_some_and(|config| is_majority(config, id, contacted)) {
+        let previous = self.nodes[slot].previous_membership.as_ref();
+        if previous.is_some_and(|membership| is_majority(membership, id, contacted)) {
             return Ok(());
         }
         let voters: Vec<u64> = node.membership().voters().map(|v| v.0).collect();
@@ -869,21 +874,21 @@ mod tests {
     #[test]
     fn majority_counts_voters_only() {
         let addr = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let mut config = Membership::with_voters([
+        let mut membership = Membership::with_voters([
             (NodeId(1), addr(1)),
             (NodeId(2), addr(2)),
             (NodeId(3), addr(3)),
         ]);
-        assert!(is_majority(&config, NodeId(1), |id| id == NodeId(2)));
-        assert!(!is_majority(&config, NodeId(1), |_| false));
-        assert!(!is_majority(&config, NodeId(4), |id| id == NodeId(2)));
-        config.members.push(Member {
+        assert!(is_majority(&membership, NodeId(1), |id| id == NodeId(2)));
+        assert!(!is_majority(&membership, NodeId(1), |_| false));
+        assert!(!is_majority(&membership, NodeId(4), |id| id == NodeId(2)));
+        membership.members.push(Member {
             id: NodeId(4),
             addr: addr(4),
             role: goose_common::MemberRole::Learner,
             identity: goose_common::Identity::UNKNOWN,
         });
-        assert!(!is_majority(&config, NodeId(1), |id| id == NodeId(4)));
+        assert!(!is_majority(&membership, NodeId(1), |id| id == NodeId(4)));
         assert!(!is_majority(&Membership::default(), NodeId(1), |_| true));
     }
 
@@ -914,7 +919,7 @@ mod tests {
         assert_eq!(term_at(&snapshot, &entries, LogIndex(6)), Some(Term(3)));
         assert_eq!(term_at(&snapshot, &entries, LogIndex(3)), None);
         assert_eq!(term_at(&snapshot, &entries, LogIndex(7)), None);
-        assert_eq!(previous_config(&snapshot, &entries), Some(first));
-        assert_eq!(previous_config(&snapshot, &entries[..1]), None);
+        assert_eq!(previous_membership(&snapshot, &entries), Some(first));
+        assert_eq!(previous_membership(&snapshot, &entries[..1]), None);
     }
 }
