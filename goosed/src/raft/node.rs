@@ -304,8 +304,17 @@ impl Node {
     /// (`promise_until`) so that a handoff waits it out before another node
     /// may take over. That is why it takes `&mut self`.
     pub fn goose(&mut self, now: Timestamp) -> GooseAnswer {
+        self.goose_with_promise(now, self.config.promise_max)
+    }
+
+    /// [`Node::goose`] with a promise of at most `promise_max` instead of
+    /// the configured one: a `goosectl run` runner asks for the whole lease
+    /// (`Duration::MAX`), since it stops its job before the lease ends
+    /// whatever happens. The promise is recorded like any other, so a
+    /// handoff waits it out before another node may take over.
+    pub fn goose_with_promise(&mut self, now: Timestamp, promise_max: Duration) -> GooseAnswer {
         let promise = self.lease_until(now).map(|lease_until| {
-            let promise = now.add(self.config.promise_max).min(lease_until);
+            let promise = now.add(promise_max).min(lease_until);
             self.promise_until = self.promise_until.max(promise);
             promise
         });

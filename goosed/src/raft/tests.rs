@@ -323,6 +323,52 @@ fn a_handoff_waits_out_promises_and_the_old_goose_never_returns_in_its_term() {
     assert!(cluster.nodes[&target].hard_state().term > term);
 }
 
+/// A runner's promise runs to the lease end, not `promise_max`, and a
+/// handoff waits it out: the target campaigns only after it has passed.
+#[test]
+fn a_runner_promise_runs_to_the_lease_end_and_a_handoff_waits_it_out() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    let target = NodeId(if old.0 == 3 { 1 } else { 3 });
+    let term = cluster.nodes[&old].hard_state().term;
+    let now = cluster.now;
+    let node = cluster.nodes.get_mut(&old).unwrap();
+    let short = node.goose(now).lease_until.unwrap();
+    let long = node
+        .goose_with_promise(now, Duration::MAX)
+        .lease_until
+        .unwrap();
+    assert_eq!(short, now.add(node.config().promise_max));
+    assert!(
+        long.since(now) > node.config().heartbeat_interval,
+        "a runner's promise is the lease, {:?} from now",
+        long.since(now)
+    );
+    cluster.step(
+        old,
+        Input::Handoff {
+            id: ProposalId(8),
+            target: Some(target),
+        },
+    );
+    while cluster.now < long {
+        cluster.run_for(Duration::from_millis(1));
+        if cluster.now < long {
+            assert_eq!(
+                cluster.nodes[&target].hard_state().term,
+                term,
+                "the target campaigned before the runner's promise ran out"
+            );
+        }
+    }
+    cluster.run_for(Duration::from_millis(200));
+    assert!(cluster
+        .events
+        .contains(&(old, Event::Done { id: ProposalId(8) })));
+    assert_eq!(cluster.goose(), Some(target));
+}
+
 #[test]
 fn a_change_before_the_leaders_own_entry_commits_is_refused() {
     // The 2015 single-server change fix (Ongaro, raft-dev): NotReady until the no-op commits.
