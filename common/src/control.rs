@@ -22,8 +22,9 @@
 //! # Conversation
 //!
 //! The client sends one [`Request`] and reads one [`Reply`], and may repeat
-//! on the same connection. [`Request::Watch`] is the exception: the daemon
-//! answers with a stream of [`Reply::Event`] until either side closes.
+//! on the same connection. [`Request::Watch`] and [`Request::Run`] are the
+//! exceptions: the daemon answers with a stream of [`Reply::Event`] (or
+//! [`Reply::Runner`]) until either side closes.
 
 use crate::ids::{LogIndex, NodeId, Term};
 use crate::limits::{LEARNERS_MAX, VOTERS_MAX};
@@ -40,7 +41,7 @@ use std::time::Duration;
 
 /// The version of this protocol, the first two bytes of every frame payload.
 /// Bump it whenever the postcard layout of [`Request`] or [`Reply`] changes.
-pub const CONTROL_PROTOCOL_VERSION: u16 = 3;
+pub const CONTROL_PROTOCOL_VERSION: u16 = 4;
 
 /// The largest frame payload (version plus body), in bytes. A cluster status
 /// of [`MEMBERS_MAX`] members is a few kilobytes, so this leaves ample room
@@ -306,6 +307,12 @@ pub enum Request {
         /// The voter to hand over to.
         to: Option<NodeId>,
     },
+    /// Register a `goosectl run` runner: a stream of [`Reply::Runner`], the
+    /// first at once, then one whenever the role, term, leader or promise
+    /// changes. A runner's promise runs to the lease end, and the daemon
+    /// records it like any promise, so a handoff waits it out (design.md §7).
+    /// Added in protocol version 4.
+    Run,
 }
 
 impl Request {
@@ -316,6 +323,7 @@ impl Request {
             Request::Status { .. }
             | Request::IsGoose
             | Request::Watch
+            | Request::Run
             | Request::MemberList
             | Request::PartitionList => false,
             Request::MemberAdd { .. }
@@ -346,6 +354,7 @@ impl Request {
             Request::PartitionSplit { .. } => "partition split",
             Request::PartitionHeal => "partition heal",
             Request::StepDown { .. } => "step-down",
+            Request::Run => "run",
         }
     }
 
@@ -354,7 +363,7 @@ impl Request {
     /// that the daemon's own timeout error reaches it first.
     pub fn reply_timeout(&self) -> Option<Duration> {
         match self {
-            Request::Watch => None,
+            Request::Watch | Request::Run => None,
             Request::Status { local: false }
             | Request::PartitionSplit { .. }
             | Request::PartitionHeal => Some(CLUSTER_REPLY_TIMEOUT),
@@ -390,6 +399,7 @@ impl Request {
             Request::Status { .. }
             | Request::IsGoose
             | Request::Watch
+            | Request::Run
             | Request::MemberList
             | Request::PartitionList
             | Request::PartitionDelete(_)
@@ -610,6 +620,9 @@ pub enum Reply {
     Rules(Vec<ListedRule>),
     /// A mutating request succeeded; one line for a person.
     Ok(String),
+    /// One update of a `Run` stream: this node's status, whose
+    /// `lease_until_ns` (a goose's promise) runs to the lease end.
+    Runner(NodeStatus),
 }
 
 impl Reply {
@@ -727,6 +740,7 @@ mod tests {
             Request::StepDown {
                 to: Some(NodeId(2)),
             },
+            Request::Run,
         ]
     }
 
@@ -741,6 +755,7 @@ mod tests {
             }),
             Reply::NodeStatus(duck_status(2)),
             Reply::IsGoose(goose_status()),
+            Reply::Runner(goose_status()),
             Reply::Event(WatchEvent {
                 kind: WatchEventKind::BecameGoose,
                 status: goose_status(),

@@ -104,6 +104,17 @@ pub enum ControlRequest {
         /// Where the events go; bounded by [`WATCH_EVENTS_QUEUED_MAX`].
         events: mpsc::Sender<Reply>,
     },
+    /// A `goosectl run` runner wants [`Reply::Runner`] updates: the current
+    /// state at once, then one whenever the role, term, leader or promise
+    /// changes. As for a watch, the driver uses `try_send` and drops a
+    /// runner whose queue is full; its runner then sees the stream end and
+    /// stops its job.
+    Run {
+        /// Who asks.
+        peer: Option<PeerCredentials>,
+        /// Where the updates go; bounded by [`WATCH_EVENTS_QUEUED_MAX`].
+        updates: mpsc::Sender<Reply>,
+    },
 }
 
 /// The bounded channel between the server and the driver.

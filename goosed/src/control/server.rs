@@ -259,8 +259,8 @@ async fn serve_connection(mut stream: UnixStream, shared: &Shared) {
             }
             continue;
         }
-        if request == Request::Watch {
-            serve_watch(&mut stream, peer, shared).await;
+        if request == Request::Watch || request == Request::Run {
+            serve_stream(&mut stream, &request, peer, shared).await;
             return;
         }
         let reply = call_driver(request, peer, shared).await;
@@ -356,12 +356,25 @@ fn refused_by_queue<T>(error: &TrySendError<T>) -> Reply {
     }
 }
 
-/// Streams the driver's events to a watcher until either side ends it.
-async fn serve_watch(stream: &mut UnixStream, peer: Option<PeerCredentials>, shared: &Shared) {
+/// Streams the driver's events to a watcher, or its updates to a runner,
+/// until either side ends it.
+async fn serve_stream(
+    stream: &mut UnixStream,
+    request: &Request,
+    peer: Option<PeerCredentials>,
+    shared: &Shared,
+) {
     let (events_sender, mut events) = mpsc::channel(WATCH_EVENTS_QUEUED_MAX);
-    let watch = ControlRequest::Watch {
-        peer,
-        events: events_sender,
+    let watch = if *request == Request::Run {
+        ControlRequest::Run {
+            peer,
+            updates: events_sender,
+        }
+    } else {
+        ControlRequest::Watch {
+            peer,
+            events: events_sender,
+        }
     };
     if let Err(error) = shared.requests.try_send(watch) {
         let _ = write_reply(stream, &refused_by_queue(&error)).await;
@@ -375,7 +388,7 @@ async fn serve_watch(stream: &mut UnixStream, peer: Option<PeerCredentials>, sha
                 let Some(reply) = event else {
                     let reply = Reply::error(
                         ErrorKind::Internal,
-                        "the daemon ended the watch (it is shutting down, or this watcher fell behind)",
+                        "the daemon ended the stream (it is shutting down, or this client fell behind)",
                     );
                     let _ = write_reply(&mut writer, &reply).await;
                     return;
@@ -492,6 +505,11 @@ mod tests {
                                 let _ = events.try_send(Reply::Event(event));
                             }
                             watchers.push(events);
+                        }
+                        ControlRequest::Run { updates, .. } => {
+                            driver_seen.lock().unwrap().push(Request::Run);
+                            let _ = updates.try_send(Reply::Runner(status()));
+                            watchers.push(updates);
                         }
                     }
                 }
@@ -688,6 +706,21 @@ mod tests {
             ask_async(&harness.path, Request::IsGoose).await,
             Reply::IsGoose(status())
         );
+    }
+
+    #[tokio::test]
+    async fn a_run_request_becomes_a_runner_stream() {
+        let harness = start(DriverMode::Answer).await;
+        let path = harness.path.clone();
+        let first = tokio::task::spawn_blocking(move || {
+            let mut stream = connect(&path);
+            write_frame(&mut stream, &Request::Run).unwrap();
+            read_frame::<_, Reply>(&mut stream).unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(first, Reply::Runner(status()));
+        assert!(harness.seen.lock().unwrap().contains(&Request::Run));
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use crate::net::Transport;
 use crate::raft::{Event, Input, Node, PeerFaults, ProposalId, Ready};
 use crate::storage::{DiskStorage, Storage};
 use goose_common::control::{NodeRole, NodeStatus, Reply, WatchEvent, WatchEventKind};
-use goose_common::{wire, Message, NodeId, Timestamp};
+use goose_common::{wire, Message, NodeId, Term, Timestamp};
 use operator::Waiting;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,6 +33,17 @@ pub const PEER_ADDRESSES_MAX: usize = 128;
 
 /// The most open watch streams.
 pub const WATCHERS_MAX: usize = 32;
+
+/// The most `goosectl run` runners at once.
+pub const RUNNERS_MAX: usize = 16;
+
+/// A registered `goosectl run` runner and what it was last told.
+pub(crate) struct Runner {
+    /// Where its updates go (`try_send` only; a full or closed queue ends it).
+    pub(crate) updates: mpsc::Sender<Reply>,
+    /// Role, term, leader and promise of the last update sent.
+    pub(crate) last: Option<(NodeRole, Term, Option<NodeId>, Option<u64>)>,
+}
 
 /// How long a goose waits for its handoff on SIGTERM before it exits anyway,
 /// in election timeouts.
@@ -60,6 +71,7 @@ pub struct Driver {
     peer_addrs: BTreeMap<NodeId, SocketAddr>,
     waiting: Waiting,
     watchers: Vec<mpsc::Sender<Reply>>,
+    runners: Vec<Runner>,
     deadline: Timestamp,
     goose: bool,
     notify_systemd: bool,
@@ -87,6 +99,7 @@ impl Driver {
             peer_addrs: BTreeMap::new(),
             waiting: Waiting::default(),
             watchers: Vec::new(),
+            runners: Vec::new(),
             goose: false,
             notify_systemd,
             shutdown_settled: false,
@@ -186,6 +199,7 @@ impl Driver {
         for event in ready.events {
             self.on_event(event).await;
         }
+        self.update_runners();
         self.deadline = ready.next_deadline;
         Ok(())
     }
@@ -362,8 +376,40 @@ impl Driver {
 
     /// This node's own answer, decided now from a fresh clock read.
     pub(crate) fn local_status(&mut self) -> NodeStatus {
+        let promise_max = self.node.config().promise_max;
+        self.status_with_promise(promise_max)
+    }
+
+    /// Tells every runner what changed since its last update: the status
+    /// with a promise to the lease end, which the core records (a handoff
+    /// waits it out). A runner whose queue is full or closed is dropped; it
+    /// sees its stream end and stops its job by the lease end.
+    pub(crate) fn update_runners(&mut self) {
+        if self.runners.is_empty() {
+            return;
+        }
+        let status = self.status_with_promise(Duration::MAX);
+        let key = (
+            status.role,
+            status.term,
+            status.leader_id,
+            status.lease_until_ns,
+        );
+        let reply = Reply::Runner(status);
+        self.runners.retain_mut(|runner| {
+            if runner.last == Some(key) {
+                return true;
+            }
+            runner.last = Some(key);
+            runner.updates.try_send(reply.clone()).is_ok()
+        });
+    }
+
+    /// This node's own answer with a promise of at most `promise_max`,
+    /// decided now from a fresh clock read.
+    fn status_with_promise(&mut self, promise_max: Duration) -> NodeStatus {
         let now = clock::now();
-        let answer = self.node.goose(now);
+        let answer = self.node.goose_with_promise(now, promise_max);
         let listen = self.transport.local_addr().ok();
         let addr = self
             .node

@@ -200,6 +200,19 @@ fn unreachable_status(id: NodeId, addr: SocketAddr, voter: bool) -> NodeStatus {
 impl Driver {
     pub(crate) async fn on_control(&mut self, request: ControlRequest) -> Result<(), super::Exit> {
         match request {
+            ControlRequest::Run { updates, peer } => {
+                if self.runners.len() >= super::RUNNERS_MAX {
+                    let _ = updates.try_send(busy());
+                    return Ok(());
+                }
+                tracing::info!(pid = ?peer.and_then(|p| p.pid), "runner registered");
+                self.runners.push(super::Runner {
+                    updates,
+                    last: None,
+                });
+                self.update_runners();
+                Ok(())
+            }
             ControlRequest::Watch { events, .. } => {
                 if self.watchers.len() >= super::WATCHERS_MAX {
                     let _ = events.try_send(busy());
@@ -296,6 +309,7 @@ impl Driver {
                 return Ok(());
             }
             Request::Watch => Reply::error(ErrorKind::InvalidRequest, "watch is a stream"),
+            Request::Run => Reply::error(ErrorKind::InvalidRequest, "run is a stream"),
         };
         let _ = reply.send(answer);
         Ok(())
