@@ -3,7 +3,7 @@
 
 use crate::error::CtlError;
 use goose_common::control::{
-    read_frame, socket_path_candidates, write_frame, Reply, Request, WatchEvent,
+    read_frame, socket_path_candidates, write_frame, NodeStatus, Reply, Request, WatchEvent,
 };
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -103,6 +103,27 @@ impl Client {
         self.stream.set_read_timeout(None)?;
         write_frame(&mut self.stream, &Request::Watch)?;
         Ok(())
+    }
+
+    /// Registers as a `goosectl run` runner: afterwards read updates with
+    /// [`Client::next_runner_update`].
+    pub fn start_run(&mut self) -> Result<(), CtlError> {
+        // Updates come at least once per lease while goose, but a duck may
+        // hear nothing for as long as the cluster is stable.
+        self.stream.set_read_timeout(None)?;
+        write_frame(&mut self.stream, &Request::Run)?;
+        Ok(())
+    }
+
+    /// The next update of a runner's stream.
+    pub fn next_runner_update(&mut self) -> Result<NodeStatus, CtlError> {
+        match read_frame(&mut self.stream) {
+            Ok(Reply::Runner(status)) => Ok(status),
+            Ok(Reply::Error { kind, message }) => Err(CtlError::Daemon { kind, message }),
+            Ok(_) => Err(CtlError::UnexpectedReply("run")),
+            Err(goose_common::control::FrameError::Closed) => Err(CtlError::WatchClosed),
+            Err(error) => Err(CtlError::Protocol(error)),
+        }
     }
 
     /// The next event of a watch.

@@ -13,6 +13,7 @@ mod keygen;
 mod member;
 mod output;
 mod partition;
+mod run;
 mod status;
 mod watch;
 
@@ -53,6 +54,11 @@ enum Command {
     IsGoose,
     /// Print a line per role or leader change until interrupted.
     Watch,
+    /// Run CMD only while this node is the goose; stop it before anyone
+    /// else can start it (exit codes: CMD's own when it ends by itself, 75
+    /// when stopped because the goose moved, 0 after goosectl is stopped by
+    /// a signal, 2 on errors).
+    Run(run::RunArgs),
     /// List, add or remove members.
     #[command(subcommand)]
     Member(member::MemberCommand),
@@ -93,6 +99,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::status(&context, &args).map_err(Into::into),
         Command::IsGoose => status::is_goose(&context).map_err(Into::into),
         Command::Watch => watch::watch(&context).map_err(Into::into),
+        Command::Run(args) => run::run(&context, &args).map_err(Into::into),
         Command::Member(command) => member::run(&context, command).map_err(Into::into),
         Command::Partition(command) => partition::run(&context, command).map_err(Into::into),
         Command::StepDown(args) => handoff::step_down(&context, &args).map_err(Into::into),

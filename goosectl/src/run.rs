@@ -1,0 +1,664 @@
+//! `run [--grace D] [--repeat] -- CMD [ARG...]`: run CMD only while this
+//! node is the goose (design.md §7).
+//!
+//! The runner registers with the local daemon (`Request::Run`) and gets an
+//! update whenever the role, term, leader or promise changes. A runner's
+//! promise runs to the node's lease end, and the daemon records it, so no
+//! other node can be the goose before it ends (a handoff waits it out).
+//! The [`Discipline`] keeps the job inside that promise: it starts CMD only
+//! under a promise, sends SIGTERM as soon as the role is lost (or a renewal
+//! is overdue, or the daemon is gone), and SIGKILL no later than the promise
+//! minus [`KILL_MARGIN`], whatever the grace. Only a paused runner escapes
+//! this; fence with `GOOSE_TERM`.
+
+use crate::client::Client;
+use crate::error::CtlError;
+use goose_common::answer::{self, boottime};
+use goose_common::control::NodeStatus;
+use goose_common::{NodeId, Term, Timestamp};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::ffi::OsString;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long before the promise ends the job is killed at the latest: room
+/// for SIGKILL to be delivered and the job to be gone before any other node
+/// may be the goose.
+pub const KILL_MARGIN: Duration = Duration::from_millis(5);
+
+/// The exit code when the job was stopped because this node stopped being
+/// the goose (EX_TEMPFAIL: run again to wait for the role).
+pub const EXIT_GOOSE_MOVED: u8 = 75;
+
+/// With `--repeat`, the least time between two starts of a job that ended
+/// by itself, so a job that fails at once does not spin.
+pub const RERUN_DELAY: Duration = Duration::from_secs(1);
+
+/// How long to wait before reconnecting to a daemon that went away.
+pub const RECONNECT_DELAY: Duration = Duration::from_millis(200);
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// How long the job gets to exit after SIGTERM before SIGKILL; never
+    /// past the node's promise (e.g. 5s, 500ms).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_grace)]
+    grace: Duration,
+    /// Wait to become the goose again and rerun CMD, instead of exiting.
+    #[arg(long)]
+    repeat: bool,
+    /// The command and its arguments, run directly (no shell).
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    goose_common::partition::parse_duration(text).map_err(|error| error.to_string())
+}
+
+/// What the discipline tells the runner to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Start the job with this fencing token.
+    Start {
+        /// The term: `GOOSE_TERM`.
+        term: Term,
+        /// The leader: `GOOSE_LEADER_ID`.
+        leader: Option<NodeId>,
+    },
+    /// Send SIGTERM to the job's process group.
+    Terminate,
+    /// Send SIGKILL to the job's process group.
+    Kill,
+}
+
+/// How the job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// By itself, while this node was the goose.
+    ByItself,
+    /// Stopped because this node stopped being the goose (or the runner was
+    /// told to stop).
+    Stopped,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// No job runs.
+    Idle,
+    /// The job runs under a promise until `lease_until` (CLOCK_BOOTTIME).
+    Running {
+        term: Term,
+        lease_until: Timestamp,
+        renewed_at: Timestamp,
+    },
+    /// The job was sent SIGTERM and is killed at `kill_at` if still there.
+    Stopping { kill_at: Timestamp, killed: bool },
+}
+
+/// The rules that keep a job inside the promise; pure, times are
+/// `CLOCK_BOOTTIME` readings.
+#[derive(Debug)]
+pub struct Discipline {
+    grace: Duration,
+    phase: Phase,
+}
+
+impl Discipline {
+    /// No job runs yet.
+    pub fn new(grace: Duration) -> Discipline {
+        Discipline {
+            grace,
+            phase: Phase::Idle,
+        }
+    }
+
+    /// Whether a job is running or stopping.
+    pub fn has_job(&self) -> bool {
+        self.phase != Phase::Idle
+    }
+
+    /// An update from the daemon, judged at `now`. `may_start` is false
+    /// while a rerun must wait.
+    pub fn on_update(
+        &mut self,
+        status: &NodeStatus,
+        now: Timestamp,
+        may_start: bool,
+    ) -> Option<Action> {
+        let goose = answer::decide_status(status, now).is_goose();
+        let lease_until = status.lease_until_ns.map(Timestamp);
+        match self.phase {
+            Phase::Idle => {
+                let lease_until = lease_until.filter(|_| goose && may_start)?;
+                if now >= stop_by(lease_until) {
+                    return None; // Too little of the promise is left to start.
+                }
+                self.phase = Phase::Running {
+                    term: status.term,
+                    lease_until,
+                    renewed_at: now,
+                };
+                Some(Action::Start {
+                    term: status.term,
+                    leader: status.leader_id,
+                })
+            }
+            Phase::Running {
+                term,
+                lease_until: held,
+                ..
+            } => match lease_until {
+                // A goose of the same term renews the promise; a new term
+                // means the job's fencing token is stale, so it stops.
+                Some(until) if goose && status.term == term => {
+                    self.phase = Phase::Running {
+                        term,
+                        lease_until: held.max(until),
+                        renewed_at: now,
+                    };
+                    None
+                }
+                _ => Some(self.begin_stop(now)),
+            },
+            Phase::Stopping { .. } => None,
+        }
+    }
+
+    /// The daemon is gone (the stream ended or failed): stop at once.
+    pub fn on_daemon_gone(&mut self, now: Timestamp) -> Option<Action> {
+        match self.phase {
+            Phase::Running { .. } => Some(self.begin_stop(now)),
+            Phase::Idle | Phase::Stopping { .. } => None,
+        }
+    }
+
+    /// The runner was asked to stop (SIGTERM or SIGINT of goosectl).
+    pub fn on_stop_requested(&mut self, now: Timestamp) -> Option<Action> {
+        self.on_daemon_gone(now)
+    }
+
+    /// Time passed: a renewal overdue starts the stop, the kill deadline kills.
+    pub fn on_tick(&mut self, now: Timestamp) -> Option<Action> {
+        match self.phase {
+            Phase::Running { .. } if self.next_wake().is_some_and(|wake| now >= wake) => {
+                Some(self.begin_stop(now))
+            }
+            Phase::Stopping {
+                kill_at,
+                killed: false,
+            } if now >= kill_at => {
+                self.phase = Phase::Stopping {
+                    kill_at,
+                    killed: true,
+                };
+                Some(Action::Kill)
+            }
+            _ => None,
+        }
+    }
+
+    /// The job's process ended.
+    pub fn on_exit(&mut self) -> Ended {
+        let ended = match self.phase {
+            Phase::Stopping { .. } => Ended::Stopped,
+            Phase::Idle | Phase::Running { .. } => Ended::ByItself,
+        };
+        self.phase = Phase::Idle;
+        ended
+    }
+
+    /// When [`Discipline::on_tick`] must run next, if ever. While running:
+    /// when a renewal is overdue, which leaves the job half of what was left
+    /// of the promise at the last renewal (at most the grace) to exit. While
+    /// stopping: the kill deadline.
+    pub fn next_wake(&self) -> Option<Timestamp> {
+        match self.phase {
+            Phase::Idle | Phase::Stopping { killed: true, .. } => None,
+            Phase::Running {
+                lease_until,
+                renewed_at,
+                ..
+            } => {
+                let stop_by = stop_by(lease_until);
+                let window = (stop_by.since(renewed_at) / 2).min(self.grace);
+                Some(Timestamp(stop_by.as_nanos().saturating_sub(nanos(window))))
+            }
+            Phase::Stopping { kill_at, .. } => Some(kill_at),
+        }
+    }
+
+    /// SIGTERM now; SIGKILL after the grace, and never past the promise.
+    fn begin_stop(&mut self, now: Timestamp) -> Action {
+        let lease_until = match self.phase {
+            Phase::Running { lease_until, .. } => lease_until,
+            Phase::Idle | Phase::Stopping { .. } => now,
+        };
+        let kill_at = now.add(self.grace).min(stop_by(lease_until));
+        self.phase = Phase::Stopping {
+            kill_at,
+            killed: false,
+        };
+        Action::Terminate
+    }
+}
+
+/// The instant by which the job must be gone under a promise to `lease_until`.
+fn stop_by(lease_until: Timestamp) -> Timestamp {
+    Timestamp(lease_until.as_nanos().saturating_sub(nanos(KILL_MARGIN)))
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What the runner's threads report to its loop.
+enum Report {
+    /// An update from the daemon.
+    Update(NodeStatus),
+    /// The daemon's stream ended or failed.
+    Gone(String),
+    /// The job's process ended.
+    Exited(ExitStatus),
+    /// goosectl itself got SIGTERM, SIGINT or SIGHUP.
+    Signal(i32),
+}
+
+/// Runs the command of `args` under the discipline until it ends (or for
+/// ever with `--repeat`), and returns the exit code.
+pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
+    let (reports, inbox) = mpsc::channel();
+    watch_signals(reports.clone())?;
+    let mut connected = connect(context, &reports);
+    if let Err(error) = &connected {
+        if !args.repeat {
+            return Err(CtlError::Invalid(error.clone()));
+        }
+        eprintln!("goosectl run: {error}; retrying");
+    }
+    let mut discipline = Discipline::new(args.grace);
+    let mut job: Option<u32> = None;
+    let mut last_status: Option<NodeStatus> = None;
+    let mut rerun_after = Timestamp(0);
+    let mut stop_requested = false;
+    loop {
+        let now = clock()?;
+        let wake = discipline.next_wake();
+        let wait = match (wake, connected.is_err()) {
+            (Some(wake), _) => wake.since(now),
+            (None, true) => RECONNECT_DELAY,
+            (None, false) if job.is_none() && last_status.is_some() && now < rerun_after => {
+                rerun_after.since(now)
+            }
+            (None, false) => Duration::from_secs(3600),
+        };
+        let report = inbox.recv_timeout(wait).ok();
+        let now = clock()?;
+        let mut actions = Vec::new();
+        match report {
+            Some(Report::Update(status)) => {
+                actions.extend(discipline.on_update(
+                    &status,
+                    now,
+                    !stop_requested && now >= rerun_after,
+                ));
+                last_status = Some(status);
+            }
+            Some(Report::Gone(why)) => {
+                last_status = None;
+                actions.extend(discipline.on_daemon_gone(now));
+                if !args.repeat && !discipline.has_job() {
+                    return Err(CtlError::Invalid(format!("lost goosed: {why}")));
+                }
+                eprintln!("goosectl run: lost goosed ({why}); the job, if any, is stopped");
+                connected = Err(why);
+            }
+            Some(Report::Exited(status)) => {
+                job = None;
+                let ended = discipline.on_exit();
+                let code = exit_code(status);
+                if stop_requested {
+                    return Ok(0);
+                }
+                match (ended, args.repeat) {
+                    (Ended::ByItself, false) => return Ok(code),
+                    (Ended::Stopped, false) => return Ok(EXIT_GOOSE_MOVED),
+                    (Ended::ByItself, true) => {
+                        eprintln!(
+                            "goosectl run: the job exited with {code}; rerunning while goose"
+                        );
+                        rerun_after = now.add(RERUN_DELAY);
+                    }
+                    (Ended::Stopped, true) => {}
+                }
+            }
+            Some(Report::Signal(signal)) => {
+                eprintln!("goosectl run: got signal {signal}; stopping the job, if any");
+                stop_requested = true;
+                actions.extend(discipline.on_stop_requested(now));
+                if !discipline.has_job() {
+                    return Ok(0);
+                }
+            }
+            None => {
+                if connected.is_err() && !discipline.has_job() {
+                    connected = connect(context, &reports);
+                }
+                // A rerun that waited for its delay starts on the latest update.
+                if job.is_none() && !stop_requested && now >= rerun_after {
+                    if let Some(status) = &last_status {
+                        actions.extend(discipline.on_update(status, now, true));
+                    }
+                }
+            }
+        }
+        // Whatever woke the loop, a deadline that has passed is acted on.
+        actions.extend(discipline.on_tick(now));
+        for action in actions {
+            match action {
+                Action::Start { term, leader } => {
+                    let node = last_status.as_ref().map_or(NodeId(0), |status| status.id);
+                    match start(&args.command, node, term, leader, reports.clone()) {
+                        Ok(child) => job = Some(child),
+                        Err(error) => {
+                            discipline.on_exit();
+                            return Err(error);
+                        }
+                    }
+                }
+                Action::Terminate => signal_job(job, Signal::SIGTERM),
+                Action::Kill => signal_job(job, Signal::SIGKILL),
+            }
+        }
+    }
+}
+
+fn clock() -> Result<Timestamp, CtlError> {
+    boottime().map_err(CtlError::Clock)
+}
+
+/// Registers with the daemon and forwards its updates from a thread.
+fn connect(context: &crate::Context, reports: &mpsc::Sender<Report>) -> Result<(), String> {
+    let mut client = Client::connect(&context.socket).map_err(|error| error.to_string())?;
+    client.start_run().map_err(|error| error.to_string())?;
+    let reports = reports.clone();
+    std::thread::spawn(move || loop {
+        match client.next_runner_update() {
+            Ok(status) => {
+                if reports.send(Report::Update(status)).is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                let _ = reports.send(Report::Gone(error.to_string()));
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Forwards SIGTERM, SIGINT and SIGHUP of goosectl to the loop.
+fn watch_signals(reports: mpsc::Sender<Report>) -> Result<(), CtlError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if reports.send(Report::Signal(signal)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Starts the job: no shell, its own process group, the goose's environment,
+/// and SIGKILL when goosectl dies; a thread reports its exit.
+fn start(
+    command: &[OsString],
+    node: NodeId,
+    term: Term,
+    leader: Option<NodeId>,
+    reports: mpsc::Sender<Report>,
+) -> Result<u32, CtlError> {
+    let (program, arguments) = command
+        .split_first()
+        .ok_or_else(|| CtlError::Invalid("run needs a command after --".into()))?;
+    let mut builder = Command::new(program);
+    builder
+        .args(arguments)
+        .env("GOOSE_NODE_ID", node.0.to_string())
+        .env("GOOSE_ROLE", "goose")
+        .env("GOOSE_TERM", term.0.to_string())
+        .env(
+            "GOOSE_LEADER_ID",
+            leader.map_or(String::new(), |leader| leader.0.to_string()),
+        )
+        .process_group(0);
+    die_with_parent(&mut builder);
+    let mut child = builder.spawn().map_err(|error| {
+        CtlError::Invalid(format!(
+            "cannot start {}: {error}",
+            program.to_string_lossy()
+        ))
+    })?;
+    let pid = child.id();
+    // The waiting thread owns the child; signals go to its process group
+    // by pid, so the loop never needs the handle.
+    std::thread::Builder::new()
+        .name("job waiter".into())
+        .spawn(move || {
+            let status = child
+                .wait()
+                .unwrap_or_else(|_| ExitStatus::from_raw(1 << 8));
+            let _ = reports.send(Report::Exited(status));
+        })
+        .map_err(CtlError::Output)?;
+    Ok(pid)
+}
+
+/// Arranges for the job to get SIGKILL if goosectl dies first, so a killed
+/// runner never leaves its job behind.
+#[allow(unsafe_code)]
+fn die_with_parent(builder: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only prctl(2) and getppid(2), which are async-signal-safe; it
+    // allocates nothing (the error is a raw OS code) and takes no lock.
+    unsafe {
+        builder.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // goosectl may have died before the prctl: then nobody would
+            // send the signal, so do not start at all.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(
+                    nix::errno::Errno::ESRCH as i32,
+                ));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Signals the job's process group (its pid is the group id).
+fn signal_job(job: Option<u32>, signal: Signal) {
+    let Some(pid) = job.and_then(|pid| i32::try_from(pid).ok()) else {
+        return;
+    };
+    if let Err(error) = killpg(Pid::from_raw(pid), signal) {
+        if error != nix::errno::Errno::ESRCH {
+            eprintln!("goosectl run: cannot send {signal} to the job: {error}");
+        }
+    }
+}
+
+/// The exit code of a job: its own, or 128 plus the signal that ended it.
+fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => u8::try_from(code).unwrap_or(1),
+        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(1),
+        (None, None) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Goal: the discipline never lets a job run past its promise (minus
+    //! the margin), stops it at once on any sign of loss, gives it its grace
+    //! when the promise allows, and starts a job only under a promise.
+    use super::*;
+    use goose_common::control::NodeRole;
+    use goose_common::LogIndex;
+    use std::collections::BTreeMap;
+
+    const MS: u64 = 1_000_000;
+
+    fn status(role: NodeRole, term: u64, lease_until_ms: Option<u64>) -> NodeStatus {
+        NodeStatus {
+            id: NodeId(3),
+            addr: "127.0.0.1:7703".parse().unwrap(),
+            role,
+            term: Term(term),
+            leader_id: Some(NodeId(3)),
+            commit_index: LogIndex(1),
+            voter: true,
+            clock_ns: 0,
+            lease_until_ns: lease_until_ms.map(|ms| ms * MS),
+            last_index: LogIndex(1),
+            removed: false,
+            drops: BTreeMap::new(),
+        }
+    }
+
+    fn goose(term: u64, lease_until_ms: u64) -> NodeStatus {
+        status(NodeRole::Goose, term, Some(lease_until_ms))
+    }
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp(ms * MS)
+    }
+
+    fn running(grace_ms: u64) -> Discipline {
+        let mut discipline = Discipline::new(Duration::from_millis(grace_ms));
+        let start = discipline.on_update(&goose(7, 300), at(50), true);
+        assert_eq!(
+            start,
+            Some(Action::Start {
+                term: Term(7),
+                leader: Some(NodeId(3))
+            })
+        );
+        discipline
+    }
+
+    #[test]
+    fn a_job_starts_only_under_a_promise() {
+        let mut discipline = Discipline::new(Duration::from_secs(5));
+        let duck = status(NodeRole::Duck, 7, None);
+        assert_eq!(discipline.on_update(&duck, at(0), true), None);
+        let no_promise = status(NodeRole::Goose, 7, None);
+        assert_eq!(discipline.on_update(&no_promise, at(0), true), None);
+        // A promise already past, or too close to its end, starts nothing.
+        assert_eq!(discipline.on_update(&goose(7, 100), at(100), true), None);
+        assert_eq!(discipline.on_update(&goose(7, 100), at(96), true), None);
+        // Nor does one while a rerun must wait.
+        assert_eq!(discipline.on_update(&goose(7, 300), at(50), false), None);
+        assert!(!discipline.has_job());
+        assert!(discipline.on_update(&goose(7, 300), at(50), true).is_some());
+        assert!(discipline.has_job());
+    }
+
+    #[test]
+    fn losing_the_role_sends_sigterm_at_once_and_sigkill_by_the_promise() {
+        let mut discipline = running(5_000);
+        let duck = status(NodeRole::Duck, 7, None);
+        assert_eq!(
+            discipline.on_update(&duck, at(100), true),
+            Some(Action::Terminate)
+        );
+        // The grace (5 s) would run past the promise: SIGKILL comes at the
+        // promise minus the margin instead.
+        let kill_at = discipline.next_wake().unwrap();
+        assert_eq!(kill_at, Timestamp(300 * MS - nanos(KILL_MARGIN)));
+        assert_eq!(discipline.on_tick(Timestamp(kill_at.0 - 1)), None);
+        assert_eq!(discipline.on_tick(kill_at), Some(Action::Kill));
+        assert_eq!(discipline.on_tick(at(400)), None, "one SIGKILL is enough");
+        assert_eq!(discipline.on_exit(), Ended::Stopped);
+        assert!(!discipline.has_job());
+    }
+
+    #[test]
+    fn a_short_grace_kills_before_the_promise_ends() {
+        let mut discipline = running(20);
+        assert_eq!(discipline.on_daemon_gone(at(100)), Some(Action::Terminate));
+        assert_eq!(discipline.next_wake(), Some(at(120)));
+        assert_eq!(discipline.on_tick(at(120)), Some(Action::Kill));
+    }
+
+    #[test]
+    fn renewals_keep_the_job_running_and_an_overdue_one_stops_it() {
+        let mut discipline = running(5_000);
+        // Renewed every 50 ms, the job runs on.
+        for step in 1..10u64 {
+            let now = at(50 + 50 * step);
+            assert_eq!(discipline.on_tick(now), None);
+            assert_eq!(
+                discipline.on_update(&goose(7, 300 + 50 * step), now, true),
+                None
+            );
+        }
+        // The last renewal (at 500 ms) promised until 750 ms: with no
+        // renewal the job is told to stop halfway through what was left,
+        // and killed by the promise.
+        let stop_by = Timestamp(750 * MS - nanos(KILL_MARGIN));
+        let wake = discipline.next_wake().unwrap();
+        assert_eq!(wake, Timestamp(stop_by.0 - (stop_by.0 - 500 * MS) / 2));
+        assert_eq!(discipline.on_tick(Timestamp(wake.0 - 1)), None);
+        assert_eq!(discipline.on_tick(wake), Some(Action::Terminate));
+        assert_eq!(discipline.next_wake(), Some(stop_by));
+        assert_eq!(discipline.on_tick(stop_by), Some(Action::Kill));
+    }
+
+    #[test]
+    fn a_new_term_stops_the_job_of_the_old_one() {
+        let mut discipline = running(5_000);
+        assert_eq!(
+            discipline.on_update(&goose(8, 400), at(100), true),
+            Some(Action::Terminate),
+            "the job's fencing token is stale"
+        );
+    }
+
+    #[test]
+    fn an_older_update_never_shortens_the_promise_held() {
+        let mut discipline = running(5_000);
+        assert_eq!(discipline.on_update(&goose(7, 250), at(60), true), None);
+        let stop_by = Timestamp(300 * MS - nanos(KILL_MARGIN));
+        assert!(discipline.next_wake().unwrap() < stop_by);
+        assert_eq!(discipline.on_daemon_gone(at(61)), Some(Action::Terminate));
+        assert_eq!(discipline.next_wake(), Some(stop_by));
+    }
+
+    #[test]
+    fn a_job_that_ends_by_itself_is_told_apart_from_a_stopped_one() {
+        let mut discipline = running(5_000);
+        assert_eq!(discipline.on_exit(), Ended::ByItself);
+        let mut discipline = running(5_000);
+        assert_eq!(
+            discipline.on_stop_requested(at(60)),
+            Some(Action::Terminate)
+        );
+        assert_eq!(discipline.on_exit(), Ended::Stopped);
+    }
+
+    #[test]
+    fn exit_codes_are_the_jobs_or_128_plus_its_signal() {
+        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
+        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
+        assert_eq!(exit_code(ExitStatus::from_raw(9)), 137);
+        assert_eq!(exit_code(ExitStatus::from_raw(15)), 143);
+    }
+}
