@@ -455,10 +455,11 @@ impl Driver {
 }
 
 /// The core's refusals, named as the transport's drops are.
-fn peer_fault_counts(faults: PeerFaults) -> [(&'static str, u64); 2] {
+fn peer_fault_counts(faults: PeerFaults) -> [(&'static str, u64); 3] {
     [
         ("wrong_identity", faults.wrong_identity),
         ("contradicts_committed", faults.contradicts_committed),
+        ("malformed_append", faults.malformed),
     ]
 }
 

@@ -32,13 +32,18 @@ pub enum RaftRole {
     Leader,
 }
 
-/// The role with what only that role keeps: a leader's state exists
-/// exactly while it leads, so the two cannot disagree.
+/// The node's own record of its role: [`RaftRole`] (what it reports) plus
+/// what only that role keeps. A leader's state exists exactly while it
+/// leads, so the two cannot disagree.
 #[derive(Debug)]
 pub(crate) enum RoleState {
+    /// Follows a leader (or waits for one).
     Follower,
+    /// Asks for pre-votes.
     PreCandidate,
+    /// Campaigns in a new term.
     Candidate,
+    /// Leads its term, with its progress, lease and pending work.
     Leader(Box<LeaderState>),
 }
 
@@ -104,6 +109,9 @@ pub struct PeerFaults {
     /// committed: a safety violation elsewhere (a copied or restored data
     /// directory, a disk that lost writes, a bug).
     pub contradicts_committed: u64,
+    /// Appends and snapshots no correct leader sends (entries out of order
+    /// or from a future term, a malformed membership): dropped whole.
+    pub malformed: u64,
 }
 
 /// A membership change the leader accepted and has not yet settled.

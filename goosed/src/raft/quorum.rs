@@ -84,6 +84,12 @@ mod tests {
             // Equal values.
             (&[1, 2, 3], &[], &[(1, 4), (2, 4), (3, 4)], Some(4)),
         ];
+        // A joining member (a learner about to be promoted) does not count
+        // either until its promotion is in the membership.
+        let mut joining = membership(&[1, 2, 3], &[4]);
+        joining.members[3].role = MemberRole::Joining;
+        let reached = |id: NodeId| if id.0 == 1 || id.0 == 4 { 9 } else { 0 };
+        assert_eq!(majority_reached(&joining, reached), Some(0));
         for (voters, learners, reached, expected) in table {
             let membership = membership(voters, learners);
             let value = |id: NodeId| {

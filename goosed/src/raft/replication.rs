@@ -14,6 +14,28 @@ use std::time::Duration;
 /// Room left in a message for everything but the entries (ids, terms, indexes).
 const APPEND_HEADER_BYTES_MAX: usize = 64;
 
+/// Whether an append is one a correct leader of `term` could send: entries
+/// contiguous from `prev_index + 1`, terms from `prev_term` up to `term`
+/// never decreasing, every membership well formed. Anything else is dropped
+/// whole and counted (design.md §2: a peer's input never panics a node).
+fn is_well_formed_append(term: Term, append: &Append) -> bool {
+    let mut previous = (append.prev_index, append.prev_term);
+    for entry in &append.entries {
+        let (index, entry_term) = previous;
+        let contiguous = index.0.checked_add(1) == Some(entry.index.0);
+        let terms_ordered = entry_term <= entry.term && entry.term <= term;
+        let membership_ok = match &entry.payload {
+            EntryPayload::Membership(membership) => membership.is_well_formed(),
+            EntryPayload::NoOp => true,
+        };
+        if !(contiguous && terms_ordered && membership_ok) {
+            return false;
+        }
+        previous = (entry.index, entry.term);
+    }
+    true
+}
+
 impl Node {
     /// A message from the leader of `term` (or later): step down if needed,
     /// follow it, and restart the vote guard with the leader's lease guard.
@@ -26,6 +48,11 @@ impl Node {
     }
 
     pub(crate) fn on_append(&mut self, now: Timestamp, from: NodeId, term: Term, append: Append) {
+        if !is_well_formed_append(term, &append) {
+            // Input from a peer never panics this node (design.md §2).
+            self.peer_faults.malformed += 1;
+            return;
+        }
         let Append {
             round,
             prev_index,
@@ -123,6 +150,10 @@ impl Node {
         term: Term,
         install: InstallSnapshot,
     ) {
+        if install.snapshot.term > term || !install.snapshot.membership.is_well_formed() {
+            self.peer_faults.malformed += 1;
+            return;
+        }
         let InstallSnapshot {
             round,
             snapshot,

@@ -5,8 +5,9 @@
 
 use super::*;
 use goose_common::{
-    Append, AppendReply, Entry, EntryPayload, HardState, Identity, LogIndex, Membership, Message,
-    MessageBody, NodeId, RequestVote, Round, Term, Timestamp, VoteReply,
+    Append, AppendReply, Entry, EntryPayload, HardState, Identity, InstallSnapshot, LogIndex,
+    Membership, Message, MessageBody, NodeId, RequestVote, Round, Snapshot, Term, Timestamp,
+    VoteReply,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -698,6 +699,88 @@ fn an_append_contradicting_a_committed_entry_is_refused() {
     assert!(ready.events.contains(&reported), "{ready:?}");
     assert_eq!(node.entries()[0].term, Term(1), "the committed entry stays");
     assert_eq!(node.peer_faults().contradicts_committed, 1);
+}
+
+/// design.md §2: input from peers never panics a node. Appends no correct
+/// leader sends (entries out of order, overlapping what they say precedes
+/// them, from a future term, or a malformed membership) and snapshots from
+/// a future term are dropped whole and counted; the log is untouched.
+/// (Found by review: entries [3, 4] after prev 5 made commit run past the log.)
+#[test]
+fn malformed_appends_and_snapshots_are_dropped_and_counted() {
+    let start = Timestamp(5_000_000_000);
+    let mut node = fast_node_2(start);
+    let noop = |index, term| Entry {
+        index: LogIndex(index),
+        term: Term(term),
+        payload: EntryPayload::NoOp,
+    };
+    let guard = Duration::from_millis(50);
+    let mut now = start;
+    let mut send = |node: &mut Node, body: MessageBody| {
+        now = now.add(Duration::from_millis(1));
+        node.step(now, Input::Receive(to_node_2(1, 2, body)))
+    };
+    send(
+        &mut node,
+        append((1..=6).map(|i| noop(i, 1)).collect(), 0, guard),
+    );
+    assert_eq!(node.last_index(), LogIndex(6));
+    let shifted = MessageBody::Append(Append {
+        round: Round(2),
+        prev_index: LogIndex(5),
+        prev_term: Term(1),
+        entries: vec![noop(3, 1), noop(4, 1)],
+        commit: LogIndex(7),
+        lease_guard: guard,
+    });
+    let gapped = MessageBody::Append(Append {
+        round: Round(3),
+        prev_index: LogIndex(6),
+        prev_term: Term(1),
+        entries: vec![noop(8, 2)],
+        commit: LogIndex(0),
+        lease_guard: guard,
+    });
+    let future = MessageBody::Append(Append {
+        round: Round(4),
+        prev_index: LogIndex(6),
+        prev_term: Term(1),
+        entries: vec![noop(7, 3)],
+        commit: LogIndex(0),
+        lease_guard: guard,
+    });
+    let mut twice = voters(&[1, 3]);
+    twice.members[1].id = NodeId(1);
+    let bad_membership = MessageBody::Append(Append {
+        round: Round(5),
+        prev_index: LogIndex(6),
+        prev_term: Term(1),
+        entries: vec![Entry {
+            index: LogIndex(7),
+            term: Term(2),
+            payload: EntryPayload::Membership(twice),
+        }],
+        commit: LogIndex(0),
+        lease_guard: guard,
+    });
+    let future_snapshot = MessageBody::InstallSnapshot(InstallSnapshot {
+        round: Round(6),
+        snapshot: Snapshot {
+            index: LogIndex(9),
+            term: Term(3),
+            membership: voters(&[1, 2, 3]),
+        },
+        lease_guard: guard,
+    });
+    for body in [shifted, gapped, future, bad_membership, future_snapshot] {
+        let ready = send(&mut node, body);
+        assert!(ready.messages.is_empty(), "no reply to it: {ready:?}");
+    }
+    assert_eq!(node.peer_faults().malformed, 5);
+    assert_eq!(node.last_index(), LogIndex(6), "the log is untouched");
+    assert_eq!(node.commit_index(), LogIndex(0));
+    assert_eq!(node.hard_state().term, Term(2));
 }
 
 /// design.md §2, one identity per member: once node 1's identity is bound,
