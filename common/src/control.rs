@@ -273,7 +273,7 @@ pub enum Request {
     /// A stream of [`Reply::Event`], one per role or leader change, starting
     /// with the current state.
     Watch,
-    /// The members of the configuration ([`Reply::Members`]).
+    /// The members of the membership ([`Reply::Members`]): `member list`.
     MemberList,
     /// Add a voter; answered once its promotion commits.
     MemberAdd {
@@ -663,14 +663,6 @@ pub fn socket_path_candidates() -> Vec<PathBuf> {
         .as_ref()
         .and_then(directories::BaseDirs::runtime_dir);
     socket_path_candidates_from(runtime_directory.as_deref(), user_runtime_directory)
-}
-
-/// The daemon's default socket path: the first candidate.
-pub fn default_socket_path() -> PathBuf {
-    socket_path_candidates()
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| PathBuf::from(SYSTEM_SOCKET_PATH))
 }
 
 #[cfg(test)]

@@ -10,10 +10,10 @@ pub const DATAGRAM_OVERHEAD_BYTES: usize = 96;
 /// The largest encoded Raft message, in bytes.
 pub const MESSAGE_BYTES_MAX: usize = DATAGRAM_BYTES_MAX - DATAGRAM_OVERHEAD_BYTES;
 
-/// The most voters a configuration may hold (design.md §1).
+/// The most voters a membership may hold (design.md §1).
 pub const VOTERS_MAX: usize = 9;
 
-/// The most learners a configuration may hold (design.md §8).
+/// The most learners a membership may hold (design.md §8).
 pub const LEARNERS_MAX: usize = 64;
 
 /// The most entries one append message carries.
@@ -24,7 +24,7 @@ pub const APPEND_ENTRIES_MAX: usize = 64;
 pub const LEASE_ROUNDS_REMEMBERED: usize = 64;
 
 /// A leader compacts its log once it holds this many entries past the
-/// snapshot (the log holds only no-ops and configurations, so this is rare).
+/// snapshot (the log holds only no-ops and memberships, so this is rare).
 pub const LOG_ENTRIES_BEFORE_COMPACTION: usize = 1024;
 
 /// The most messages one step of the core may emit.
@@ -35,9 +35,6 @@ pub const MESSAGES_PER_STEP_MAX: usize = 2 * (VOTERS_MAX + LEARNERS_MAX) + 8;
 /// waits at most this long on a peer's word, so a bogus value cannot silence
 /// it for ever; a node's own timeout is validated against the same bound.
 pub const ELECTION_TIMEOUT_MS_MAX: u64 = 60_000;
-
-/// The longest address string a member may carry, in bytes.
-pub const ADDRESS_BYTES_MAX: usize = 64;
 
 const _: () = assert!(DATAGRAM_OVERHEAD_BYTES < DATAGRAM_BYTES_MAX);
 const _: () = assert!(

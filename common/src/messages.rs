@@ -1,7 +1,7 @@
 //! The Raft messages daemons exchange, and the replicated data they carry.
 //!
-//! The log holds only no-ops and membership configurations (design.md §3),
-//! so the replicated state is just the configuration.
+//! The log holds only no-ops and memberships (design.md §3),
+//! so the replicated state is just the membership.
 
 use crate::ids::{Identity, LogIndex, NodeId, Round, Term};
 use serde::{Deserialize, Serialize};
@@ -48,7 +48,7 @@ pub struct Member {
     pub identity: Identity,
 }
 
-/// A membership configuration: the members, sorted by id, ids unique.
+/// A membership: the members, sorted by id, ids unique.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Membership {
     /// The members, sorted by id.
@@ -56,7 +56,7 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// A configuration of the given voters (sorted and deduplicated by id).
+    /// A membership of the given voters (sorted and deduplicated by id).
     pub fn with_voters(voters: impl IntoIterator<Item = (NodeId, SocketAddr)>) -> Membership {
         let mut members: Vec<Member> = voters
             .into_iter()
@@ -77,7 +77,7 @@ impl Membership {
         self.members.iter().find(|member| member.id == id)
     }
 
-    /// Whether `id` is a voter in this configuration.
+    /// Whether `id` is a voter in this membership.
     pub fn is_voter(&self, id: NodeId) -> bool {
         self.get(id)
             .is_some_and(|member| member.role == MemberRole::Voter)

@@ -610,7 +610,7 @@ mod tests {
     }
 
     #[test]
-    fn cidrs_contain_exactly_their_addresses() {
+    fn cidrs_contain_exactly_their_addrs() {
         let net = cidr("10.1.0.0/16");
         assert!(net.contains("10.1.0.0".parse().unwrap()));
         assert!(net.contains("10.1.255.255".parse().unwrap()));
@@ -627,7 +627,7 @@ mod tests {
     }
 
     #[test]
-    fn rules_match_by_direction_peer_and_address() {
+    fn rules_match_by_direction_peer_and_addr() {
         let by_peer = Rule::drop_all(Chain::In, Matcher::Peer(NodeId(3)));
         let addr = socket("10.0.0.3:7700");
         assert!(by_peer.matches(Direction::In, Some(NodeId(3)), addr));
@@ -849,7 +849,7 @@ mod tests {
 
         /// Every masked address parses back as the network, and contains itself.
         #[test]
-        fn masked_networks_contain_their_addresses(bits in any::<u128>(), prefix_len in 0u8..=128, v4 in any::<bool>()) {
+        fn masked_networks_contain_their_addrs(bits in any::<u128>(), prefix_len in 0u8..=128, v4 in any::<bool>()) {
             let addr = if v4 {
                 IpAddr::V4((bits as u32).into())
             } else {

@@ -5,7 +5,7 @@ use crate::raft;
 use goose_common::NodeId;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The default configuration file when `--config` is not given.
@@ -190,11 +190,14 @@ pub fn default_data_dir() -> Option<PathBuf> {
     env_path("STATE_DIRECTORY").or_else(|| project_dirs().map(|d| d.data_dir().to_path_buf()))
 }
 
-/// The default socket: `$RUNTIME_DIRECTORY/goosed.sock`, else the user's runtime dir.
+/// The default socket: `$RUNTIME_DIRECTORY/goosed.sock`, else the user's
+/// runtime dir; the first place goosectl looks (one rule for both,
+/// `goose_common::control::socket_path_candidates`), and none if neither
+/// is known.
 pub fn default_socket() -> Option<PathBuf> {
-    let dir = env_path("RUNTIME_DIRECTORY")
-        .or_else(|| project_dirs().and_then(|d| d.runtime_dir().map(Path::to_path_buf)));
-    dir.map(|dir| dir.join("goosed.sock"))
+    let candidates = goose_common::control::socket_path_candidates();
+    let system = PathBuf::from(goose_common::control::SYSTEM_SOCKET_PATH);
+    candidates.into_iter().next().filter(|path| *path != system)
 }
 
 fn read_file_settings(flags: &RunFlags) -> Result<FileSettings, SettingsError> {

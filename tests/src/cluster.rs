@@ -465,9 +465,12 @@ impl Options {
         }
     }
 
-    /// The election timeout in force (the daemon's default is 300 ms).
+    /// The election timeout in force (else the daemon's default).
     pub fn election_timeout(&self) -> Duration {
-        Duration::from_millis(self.election_timeout_ms.unwrap_or(300))
+        self.election_timeout_ms.map_or_else(
+            || goosed::raft::Config::new(goose_common::NodeId(1)).election_timeout_min,
+            Duration::from_millis,
+        )
     }
 }
 

@@ -301,7 +301,7 @@ fn remove_two_members(cluster: &mut Cluster) -> (u64, u64, u64) {
     cluster.kill(wiped);
     cluster.ctl_ok(leader, &["member", "remove", &wiped.to_string()]);
     let goose = cluster.wait_for_goose_among(&[leader], GOOSE_WAIT);
-    assert_eq!(goose, leader, "L alone is the configuration and the goose");
+    assert_eq!(goose, leader, "L alone is the membership and the goose");
     (leader, stale, wiped)
 }
 

@@ -276,7 +276,7 @@ impl Driver {
 
     fn remember_addr(&mut self, id: NodeId, addr: SocketAddr) {
         if self.peer_addrs.len() >= PEER_ADDRESSES_MAX && !self.peer_addrs.contains_key(&id) {
-            // Forget a non-member first; members' addresses come from the configuration anyway.
+            // Forget a non-member first; members' addresses come from the membership anyway.
             let stranger = self
                 .peer_addrs
                 .keys()

@@ -297,8 +297,8 @@ impl Transport {
         change(&mut lock(&self.partitions))
     }
 
-    /// Sends `payload` to node `to` at `to_address`, unless a rule of the Out
-    /// chain drops it (drill payloads, see [`goose_common::peer`], are exempt). Network errors are counted and logged at debug level,
+    /// Sends `payload` to node `to` at `to_addr`, unless a rule of the Out
+    /// chain drops it (drill payloads, see [`crate::net::peer`], are exempt). Network errors are counted and logged at debug level,
     /// never returned as errors: the caller carries on as if the network had
     /// lost the datagram.
     pub async fn send(

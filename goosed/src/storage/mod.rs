@@ -13,7 +13,7 @@
 //! LOCK                 flock'd by the running daemon; holds its pid
 //! FORMAT               "goose-storage 1": the layout version
 //! hardstate            term and vote, two checksummed slots written alternately
-//! snapshot             the compacted prefix (index, term, config), checksummed,
+//! snapshot             the compacted prefix (index, term, membership), checksummed,
 //!                      replaced atomically
 //! wal/segment-<seq>    the log: framed, checksummed records (append an entry,
 //!                      truncate from an index, seal the segment)

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// The size of a record header.
 pub(crate) const RECORD_HEADER_BYTES: usize = 12;
 
-/// The largest record payload. An entry holds at most one configuration of
+/// The largest record payload. An entry holds at most one membership of
 /// 73 members, a few kilobytes; anything longer is damage.
 pub(crate) const RECORD_PAYLOAD_BYTES_MAX: usize = 64 * 1024;
 

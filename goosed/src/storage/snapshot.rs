@@ -14,7 +14,7 @@ use std::path::Path;
 pub(crate) const SNAPSHOT_FILE_NAME: &str = "snapshot";
 
 /// The largest snapshot file read or written. A snapshot holds one
-/// configuration of at most 73 members, a few kilobytes.
+/// membership of at most 73 members, a few kilobytes.
 pub(crate) const SNAPSHOT_BYTES_MAX: u64 = 1024 * 1024;
 
 const SNAPSHOT_MAGIC: [u8; 4] = *b"GSNP";

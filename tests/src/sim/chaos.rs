@@ -570,7 +570,7 @@ impl Sim {
         Ok(())
     }
 
-    /// Whether the leader has committed a configuration that binds member
+    /// Whether the leader has committed a membership that binds member
     /// `index`'s id to its identity. Before that, nothing in a message tells
     /// the member from another process under its id: the transport's twin
     /// detection (two boot ids interleaving) is all that protects the
@@ -617,7 +617,7 @@ impl Sim {
         }
     }
 
-    /// A random member of the configuration node `index` holds.
+    /// A random member of the membership node `index` holds.
     fn random_member(&mut self, index: usize) -> Option<NodeId> {
         let node = self.nodes[index].node.as_ref()?;
         let members: Vec<NodeId> = node.membership().members.iter().map(|m| m.id).collect();

@@ -91,7 +91,7 @@ pub struct NodeCheck {
     timeout_now_term: Option<Term>,
     /// The latest promise it gave in this incarnation: (term, lease_until on its clock).
     promise_local: Option<(Term, Timestamp)>,
-    /// The configuration before its latest one, if its log shows one (g).
+    /// The membership before its latest one, if its log shows one (g).
     previous_membership: Option<Membership>,
     /// Whether it reported `Event::Removed`.
     removed: bool,
@@ -155,7 +155,7 @@ fn entry_at<'a>(snapshot: &Snapshot, entries: &'a [Entry], index: LogIndex) -> O
     Some(entry)
 }
 
-/// The configuration before the latest configuration entry of a log, if any.
+/// The membership before the latest membership entry of a log, if any.
 fn previous_membership(snapshot: &Snapshot, entries: &[Entry]) -> Option<Membership> {
     let mut memberships = entries
         .iter()
@@ -182,7 +182,7 @@ pub fn raft_role_name(role: RaftRole) -> &'static str {
     role_name(role)
 }
 
-/// Whether `voters` of `config` that `contacted` says yes to make a majority;
+/// Whether `voters` of `membership` that `contacted` says yes to make a majority;
 /// `leader` counts itself if it is a voter.
 fn is_majority(
     membership: &Membership,
@@ -803,7 +803,7 @@ impl Checker {
     /// left after true `now_ns - W`, where `W` bounds the true length of
     /// `lease_duration` on this clock, so every acknowledging voter processed
     /// a message from the goose, and the goose one from it, after that instant.
-    /// The majority is counted in the latest or the previous configuration
+    /// The majority is counted in the latest or the previous membership
     /// (any majorities of the two overlap under single-server changes).
     /// A voter's acknowledgement may come from any process under its id
     /// (the goose cannot tell them apart), but both directions of the
@@ -870,7 +870,7 @@ mod tests {
     }
 
     /// Checks the majority count of (g): the goose counts itself only if it
-    /// is a voter, learners never count, and an empty configuration has none.
+    /// is a voter, learners never count, and an empty membership has none.
     #[test]
     fn majority_counts_voters_only() {
         let addr = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));

@@ -34,7 +34,7 @@
 //!   time ago, so each acknowledging voter processed a message from the
 //!   goose, and the goose one from it, within the last `W`. The checker
 //!   demands such two-way deliveries (counted when processed) with a
-//!   majority of the goose's latest or previous configuration (single-server
+//!   majority of the goose's latest or previous membership (single-server
 //!   changes make their majorities overlap). It never asks for more than the
 //!   goose rule implies, so it is sound; a goose cut off from its majority
 //!   fails it as soon as `W` has passed.

@@ -39,7 +39,7 @@ pub(super) fn open(dir: &Path, segment_bytes: u64) -> (DiskStorage, PersistedSta
     DiskStorage::open_with(dir, segment_bytes, FaultInjector::default()).expect("storage opens")
 }
 
-/// A configuration of voters `1..=count`.
+/// A membership of voters `1..=count`.
 pub(super) fn membership(count: u64) -> Membership {
     let voters = (1..=count).map(|id| {
         let addr = format!("127.0.0.1:{}", 7700 + id).parse().unwrap();
@@ -48,7 +48,7 @@ pub(super) fn membership(count: u64) -> Membership {
     Membership::with_voters(voters)
 }
 
-/// An entry; every third one carries a configuration so payloads vary in size.
+/// An entry; every third one carries a membership so payloads vary in size.
 pub(super) fn entry(index: u64, term: u64) -> Entry {
     let payload = match index % 3 {
         0 => EntryPayload::Membership(membership(index % 4 + 1)),
