@@ -1,8 +1,10 @@
 //! `on_goose` / `on_duck` hooks (design.md §7) and the state file.
 //!
 //! Transitions are queued and run one at a time, in order, never
-//! concurrently: if the node stops being goose while its `on_goose` hook is
-//! still running, `on_duck` runs right after it. Each hook gets
+//! concurrently. An `on_goose` hook still running when the node stops being
+//! the goose is killed at once (its process group, SIGKILL): it must not act
+//! on a role the node no longer holds, and the daemon learns of the loss by
+//! the lease end at the latest. Then `on_duck` runs. Each hook gets
 //! `GOOSE_NODE_ID`, `GOOSE_ROLE`, `GOOSE_TERM` (the fencing token) and
 //! `GOOSE_LEADER_ID`, is killed after the timeout, and its output goes to
 //! the log.
@@ -56,6 +58,9 @@ struct Queue {
 pub struct Hooks {
     queue: Arc<Mutex<Queue>>,
     wake: Arc<Notify>,
+    /// Notified when a duck transition is queued (a running `on_goose`
+    /// checks the queue and is killed if so).
+    role_lost: Arc<Notify>,
 }
 
 impl Hooks {
@@ -64,6 +69,7 @@ impl Hooks {
         let hooks = Hooks {
             queue: Arc::default(),
             wake: Arc::new(Notify::new()),
+            role_lost: Arc::new(Notify::new()),
         };
         let runner = hooks.clone();
         let task = tokio::spawn(async move { runner.run(node, commands).await });
@@ -84,6 +90,16 @@ impl Hooks {
         queue.transitions.push_back(transition);
         drop(queue);
         self.wake.notify_one();
+        if !transition.goose {
+            self.role_lost.notify_one();
+        }
+    }
+
+    /// Whether a duck transition waits in the queue: the goose role that a
+    /// running `on_goose` acts on is gone.
+    fn duck_queued(&self) -> bool {
+        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.transitions.iter().any(|transition| !transition.goose)
     }
 
     /// Runs what is queued, then ends the task.
@@ -103,72 +119,110 @@ impl Hooks {
                 }
             };
             match next {
-                Some(transition) => run_hook(node, &commands, transition).await,
+                Some(transition) => self.run_hook(node, &commands, transition).await,
                 None => self.wake.notified().await,
             }
         }
     }
 }
 
-async fn run_hook(node: NodeId, commands: &HookCommands, transition: Transition) {
-    let (role, command) = if transition.goose {
-        ("goose", commands.on_goose.as_deref())
-    } else {
-        ("duck", commands.on_duck.as_deref())
-    };
-    let Some(command) = command else { return };
-    let leader = transition.leader.map(|l| l.to_string()).unwrap_or_default();
-    let spawned = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
-        .env("GOOSE_NODE_ID", node.to_string())
-        .env("GOOSE_ROLE", role)
-        .env("GOOSE_TERM", transition.term.to_string())
-        .env("GOOSE_LEADER_ID", leader)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        // Its own process group, so a timeout kills the hook's children too.
-        .process_group(0)
-        .spawn();
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(error) => {
-            tracing::error!(role, term = transition.term.0, %error, "cannot start the on_{role} hook");
-            return;
-        }
-    };
-    let stdout = child
-        .stdout
-        .take()
-        .map(|out| tokio::spawn(log_lines(role, "stdout", out)));
-    let stderr = child
-        .stderr
-        .take()
-        .map(|err| tokio::spawn(log_lines(role, "stderr", err)));
-    match tokio::time::timeout(commands.timeout, child.wait()).await {
-        Ok(Ok(status)) if status.success() => {
-            tracing::info!(role, term = transition.term.0, "on_{role} hook finished");
-        }
-        Ok(Ok(status)) => {
-            tracing::warn!(role, term = transition.term.0, %status, "on_{role} hook failed")
-        }
-        Ok(Err(error)) => tracing::error!(role, %error, "cannot wait for the on_{role} hook"),
-        Err(_) => {
-            if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
-                let group = nix::unistd::Pid::from_raw(pid);
-                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+impl Hooks {
+    async fn run_hook(&self, node: NodeId, commands: &HookCommands, transition: Transition) {
+        let (role, command) = if transition.goose {
+            ("goose", commands.on_goose.as_deref())
+        } else {
+            ("duck", commands.on_duck.as_deref())
+        };
+        let Some(command) = command else { return };
+        let leader = transition.leader.map(|l| l.to_string()).unwrap_or_default();
+        let spawned = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(command)
+            .env("GOOSE_NODE_ID", node.to_string())
+            .env("GOOSE_ROLE", role)
+            .env("GOOSE_TERM", transition.term.to_string())
+            .env("GOOSE_LEADER_ID", leader)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            // Its own process group, so a timeout kills the hook's children too.
+            .process_group(0)
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                tracing::error!(role, term = transition.term.0, %error, "cannot start the on_{role} hook");
+                return;
             }
+        };
+        let stdout = child
+            .stdout
+            .take()
+            .map(|out| tokio::spawn(log_lines(role, "stdout", out)));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(log_lines(role, "stderr", err)));
+        let outcome = {
+            let wait = tokio::time::timeout(commands.timeout, child.wait());
+            tokio::pin!(wait);
+            loop {
+                // An on_goose hook runs only while the node is the goose.
+                if transition.goose && self.duck_queued() {
+                    break None;
+                }
+                tokio::select! {
+                    outcome = &mut wait => break Some(outcome),
+                    () = self.role_lost.notified(), if transition.goose => {}
+                }
+            }
+        };
+        let Some(outcome) = outcome else {
+            kill_group(&child);
             let _ = child.kill().await;
-            tracing::error!(
-                role,
+            tracing::warn!(
                 term = transition.term.0,
-                timeout_ms = commands.timeout.as_millis() as u64,
-                "on_{role} hook timed out and was killed"
+                "on_goose hook killed: the node is no longer the goose"
             );
+            return drain(stdout, stderr).await;
+        };
+        match outcome {
+            Ok(Ok(status)) if status.success() => {
+                tracing::info!(role, term = transition.term.0, "on_{role} hook finished");
+            }
+            Ok(Ok(status)) => {
+                tracing::warn!(role, term = transition.term.0, %status, "on_{role} hook failed")
+            }
+            Ok(Err(error)) => tracing::error!(role, %error, "cannot wait for the on_{role} hook"),
+            Err(_) => {
+                kill_group(&child);
+                let _ = child.kill().await;
+                tracing::error!(
+                    role,
+                    term = transition.term.0,
+                    timeout_ms = commands.timeout.as_millis() as u64,
+                    "on_{role} hook timed out and was killed"
+                );
+            }
         }
+        drain(stdout, stderr).await;
     }
+}
+
+/// SIGKILL to a hook's process group (it is the group leader).
+fn kill_group(child: &tokio::process::Child) {
+    if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+        let group = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Waits a little for a hook's output to be logged.
+async fn drain(
+    stdout: Option<tokio::task::JoinHandle<()>>,
+    stderr: Option<tokio::task::JoinHandle<()>>,
+) {
     for task in [stdout, stderr].into_iter().flatten() {
         // Output of a killed hook's own children may never close; do not wait forever.
         let _ = tokio::time::timeout(Duration::from_millis(200), task).await;
@@ -242,13 +296,52 @@ mod tests {
         task.await.unwrap();
         let text = std::fs::read_to_string(&log).unwrap();
         assert_eq!(
-            text, "goose 7 3 3\nduck 8  3\ngoose 9 3 3\n",
-            "the slow on_goose finished before on_duck ran"
+            text, "duck 8  3\ngoose 9 3 3\n",
+            "the first on_goose was killed (the role was already lost), the last one ran"
         );
         assert!(
             started.elapsed() < Duration::from_secs(4),
             "the 5 s duck hook was killed at its timeout"
         );
+    }
+
+    /// design.md §7: an on_goose hook still running when the role is lost
+    /// is killed at once, not after its timeout, and on_duck follows.
+    #[tokio::test]
+    async fn a_running_on_goose_is_killed_when_the_role_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let commands = HookCommands {
+            on_goose: Some(format!(
+                "echo started >> {0}; sleep 10; echo finished >> {0}",
+                log.display()
+            )),
+            on_duck: Some(format!("echo duck >> {}", log.display())),
+            timeout: Duration::from_secs(30),
+        };
+        let (hooks, task) = Hooks::spawn(NodeId(3), commands);
+        hooks.push(Transition {
+            goose: true,
+            term: Term(7),
+            leader: Some(NodeId(3)),
+        });
+        let started = std::time::Instant::now();
+        while !std::fs::read_to_string(&log).is_ok_and(|text| text.contains("started")) {
+            assert!(started.elapsed() < Duration::from_secs(5), "on_goose started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        hooks.push(Transition {
+            goose: false,
+            term: Term(8),
+            leader: None,
+        });
+        hooks.close();
+        task.await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "killed at once, not after 10 s or its 30 s timeout"
+        );
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "started\nduck\n");
     }
 
     #[test]
