@@ -327,7 +327,10 @@ mod tests {
         });
         let started = std::time::Instant::now();
         while !std::fs::read_to_string(&log).is_ok_and(|text| text.contains("started")) {
-            assert!(started.elapsed() < Duration::from_secs(5), "on_goose started");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "on_goose started"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         hooks.push(Transition {

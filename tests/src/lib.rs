@@ -4,4 +4,5 @@
 
 pub mod cluster;
 pub mod golden;
+pub mod jobs;
 pub mod sim;

@@ -9,140 +9,19 @@
 //! runner must have reconnected. After all of them, no two jobs' intervals
 //! overlap.
 
-use goose_tests::cluster::{boottime_ns, kill_with_parent, wait_for, Cluster, Options};
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use goose_tests::cluster::{boottime_ns, wait_for, Cluster, Options};
+use goose_tests::jobs::{
+    assert_no_overlap, job_alive, read_runs, wait_for_new_run, JobRun, Runners, RERUN_WAIT,
+};
+use std::path::PathBuf;
 use std::time::Duration;
-
-/// How long a fault may take to have a job running again somewhere.
-const RERUN_WAIT: Duration = Duration::from_secs(5);
-
-/// One run of the job, as it recorded itself.
-#[derive(Clone, Debug)]
-struct JobRun {
-    file: PathBuf,
-    node: u64,
-    term: u64,
-    start: u64,
-    /// When it stopped on SIGTERM, else its last sign of life.
-    end: u64,
-    stopped: bool,
-}
-
-fn read_runs(directory: &Path) -> Vec<JobRun> {
-    let mut runs = Vec::new();
-    for entry in std::fs::read_dir(directory).expect("the job directory") {
-        let file = entry.expect("an entry").path();
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        let mut lines = text.lines();
-        let Some(start) = lines.next() else { continue };
-        let fields: Vec<&str> = start.split_whitespace().collect();
-        if fields.len() != 4 || fields[0] != "start" {
-            continue; // Being written.
-        }
-        let number = |text: &str| text.trim().parse::<u64>().unwrap_or(0);
-        let (end, stopped) = match lines.next().map(|line| line.split_at(6)) {
-            Some(("stop  ", at)) => (number(at), true),
-            Some(("alive ", at)) => (number(at), false),
-            _ => (number(fields[1]), false),
-        };
-        runs.push(JobRun {
-            file,
-            node: number(fields[2]),
-            term: number(fields[3]),
-            start: number(fields[1]),
-            end,
-            stopped,
-        });
-    }
-    runs.sort_by_key(|run| run.start);
-    runs
-}
-
-/// Whether the job's process is still alive (its pid is in its file name).
-fn job_alive(run: &JobRun) -> bool {
-    let name = run.file.file_stem().unwrap().to_string_lossy().into_owned();
-    let pid: i32 = name.rsplit('-').next().unwrap().parse().unwrap();
-    kill(Pid::from_raw(pid), None).is_ok()
-}
-
-/// The run in progress: the newest one that is still alive.
-fn current_run(directory: &Path) -> Option<JobRun> {
-    read_runs(directory).into_iter().rev().find(job_alive)
-}
-
-/// Waits for a job run that started after `after` (ns) and is alive.
-fn wait_for_new_run(directory: &Path, after: u64, what: &str) -> JobRun {
-    wait_for(what, RERUN_WAIT, || {
-        current_run(directory).filter(|run| run.start > after)
-    })
-}
-
-struct Runners {
-    directory: PathBuf,
-    children: BTreeMap<u64, Child>,
-}
-
-impl Runners {
-    fn start(&mut self, cluster: &Cluster, id: u64) {
-        let job = env!("CARGO_BIN_EXE_goose-job");
-        let directory = self.directory.to_string_lossy().into_owned();
-        let mut command = cluster.ctl_command(
-            id,
-            &["run", "--repeat", "--grace", "1s", "--", job, &directory],
-        );
-        command.stdout(Stdio::null()).stderr(Stdio::null());
-        kill_with_parent(&mut command);
-        let child = command.spawn().expect("goosectl run starts");
-        self.children.insert(id, child);
-    }
-
-    fn kill(&mut self, id: u64) {
-        if let Some(mut child) = self.children.remove(&id) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Runners {
-    fn drop(&mut self) {
-        let ids: Vec<u64> = self.children.keys().copied().collect();
-        for id in ids {
-            self.kill(id);
-        }
-    }
-}
-
-/// No two runs of the job overlap, and each ran on the node whose term it had.
-fn assert_no_overlap(runs: &[JobRun]) {
-    for pair in runs.windows(2) {
-        let (earlier, later) = (&pair[0], &pair[1]);
-        assert!(
-            later.start > earlier.end,
-            "two jobs ran at once: {earlier:?} until {} and {later:?} from {}",
-            earlier.end,
-            later.start
-        );
-        assert!(
-            later.term >= earlier.term,
-            "a later job has an older fencing token: {earlier:?} then {later:?}"
-        );
-    }
-}
 
 #[test]
 fn a_job_runs_on_one_host_at_a_time_through_every_fault() {
     let mut cluster = Cluster::start(3, Options::fast());
     let directory = cluster.root().join("jobs");
-    std::fs::create_dir_all(&directory).unwrap();
-    let mut runners = Runners {
-        directory: directory.clone(),
-        children: BTreeMap::new(),
-    };
+    let job = PathBuf::from(env!("CARGO_BIN_EXE_goose-job"));
+    let mut runners = Runners::new(directory.clone(), job);
     for id in cluster.ids() {
         runners.start(&cluster, id);
     }
