@@ -77,17 +77,10 @@ struct Failover {
 }
 
 fn main() {
-    // `cargo test --all-targets` also runs benches without the `--bench`
-    // flag; this one takes minutes, so it runs only under `cargo bench`.
-    if !std::env::args().any(|argument| argument == "--bench") {
-        println!("processes benchmark: run it with `cargo bench -p goose-tests --bench processes`");
+    if !goose_tests::bench::wanted("processes") {
         return;
     }
-    let rounds = std::env::var("GOOSE_BENCH_ROUNDS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(ROUNDS_DEFAULT)
-        .max(1);
+    let rounds = goose_tests::bench::rounds(ROUNDS_DEFAULT);
     let options = if std::env::var_os("GOOSE_BENCH_FAST").is_some() {
         Options::fast_profile()
     } else {

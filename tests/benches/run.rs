@@ -36,17 +36,10 @@ enum Fault {
 }
 
 fn main() {
-    // `cargo test --all-targets` also runs benches without `--bench`; this
-    // one takes a minute or two, so it runs only under `cargo bench`.
-    if !std::env::args().any(|argument| argument == "--bench") {
-        println!("run benchmark: run it with `cargo bench -p goose-tests --bench run`");
+    if !goose_tests::bench::wanted("run") {
         return;
     }
-    let rounds = std::env::var("GOOSE_BENCH_ROUNDS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(ROUNDS_DEFAULT)
-        .max(1);
+    let rounds = goose_tests::bench::rounds(ROUNDS_DEFAULT);
     let defaults = goosed::raft::Config::new(goose_common::NodeId(1));
     let fast = goosed::raft::Config::fast(goose_common::NodeId(1));
     for (name, options, config) in [

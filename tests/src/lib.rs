@@ -2,6 +2,7 @@
 //! the real-process cluster harness.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod cluster;
 pub mod golden;
 pub mod jobs;

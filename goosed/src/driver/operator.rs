@@ -805,16 +805,7 @@ mod tests {
     /// control request, so every caller is told what happened.
     #[test]
     fn each_hop_of_a_change_gives_up_before_its_caller() {
-        let addr = "127.0.0.1:7700".parse().unwrap();
-        let changes = [
-            ForwardedRequest::MemberAdd {
-                id: NodeId(4),
-                addr,
-            },
-            ForwardedRequest::MemberRemove { id: NodeId(4) },
-            ForwardedRequest::StepDown { to: None },
-        ];
-        for change in changes {
+        for change in crate::net::peer::every_change() {
             let goosectl = change.request().reply_timeout().unwrap();
             assert!(proposal_wait(&change) < forward_wait(&change));
             assert!(forward_wait(&change) < goosectl);
@@ -822,7 +813,7 @@ mod tests {
         }
         let add = ForwardedRequest::MemberAdd {
             id: NodeId(4),
-            addr,
+            addr: "127.0.0.1:7700".parse().unwrap(),
         };
         assert_eq!(forward_wait(&add), MEMBER_ADD_REPLY_TIMEOUT - HOP_MARGIN);
     }

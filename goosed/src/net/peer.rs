@@ -106,6 +106,20 @@ impl ForwardedRequest {
     }
 }
 
+/// One change of each kind, for tests.
+#[cfg(test)]
+pub(crate) fn every_change() -> [ForwardedRequest; 3] {
+    let addr: SocketAddr = "127.0.0.1:7700".parse().expect("an address");
+    [
+        ForwardedRequest::MemberAdd {
+            id: NodeId(4),
+            addr,
+        },
+        ForwardedRequest::MemberRemove { id: NodeId(4) },
+        ForwardedRequest::StepDown { to: None },
+    ]
+}
+
 /// Drill actions carried out on every member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DrillAction {
@@ -141,16 +155,7 @@ mod tests {
 
     #[test]
     fn a_forwarded_change_waits_as_long_as_its_control_request() {
-        let addr: SocketAddr = "127.0.0.1:7700".parse().unwrap();
-        let changes = [
-            ForwardedRequest::MemberAdd {
-                id: NodeId(4),
-                addr,
-            },
-            ForwardedRequest::MemberRemove { id: NodeId(4) },
-            ForwardedRequest::StepDown { to: None },
-        ];
-        for change in changes {
+        for change in every_change() {
             assert_eq!(
                 Some(change.reply_timeout()),
                 change.request().reply_timeout()
