@@ -1,10 +1,11 @@
 //! Goal: `goosectl run` (design.md §7) runs a singleton job on at most one
 //! host at a time, under every fault the daemon can know about, and starts
-//! it again elsewhere soon after. Three `goosed run` processes on loopback
+//! it again elsewhere soon after. Five `goosed run` processes on loopback
 //! each have a `goosectl run --repeat` runner of `goose-job`, which records
 //! when it ran on `CLOCK_BOOTTIME`; the faults are a step-down, SIGKILL of
-//! the goose's daemon, SIGSTOP of it past its lease, SIGTERM of it, and
-//! SIGKILL of the runner itself (its job must not outlive it); then the
+//! the goose's daemon, SIGSTOP of it past its lease, a partition that
+//! isolates it, SIGTERM of it, and SIGKILL of the runner itself (its job
+//! must not outlive it); then the
 //! goose goes to the node whose daemon was killed and restarted, whose
 //! runner must have reconnected. After all of them, no two jobs' intervals
 //! overlap.
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 #[test]
 fn a_job_runs_on_one_host_at_a_time_through_every_fault() {
-    let mut cluster = Cluster::start(3, Options::fast());
+    let mut cluster = Cluster::start(5, Options::fast());
     let directory = cluster.root().join("jobs");
     let job = PathBuf::from(env!("CARGO_BIN_EXE_goose-job"));
     let mut runners = Runners::new(directory.clone(), job);
@@ -51,6 +52,30 @@ fn a_job_runs_on_one_host_at_a_time_through_every_fault() {
     );
     assert_ne!(after_pause.node, after_kill.node);
     cluster.resume(after_kill.node);
+
+    // A partition that isolates the goose: it keeps its daemon and runner
+    // but hears no majority, so its promise is not renewed and the runner
+    // stops the job by the promise's end; the majority's goose runs it.
+    let isolated = after_pause.node;
+    let others: Vec<String> = cluster
+        .ids()
+        .into_iter()
+        .filter(|&id| id != isolated)
+        .map(|id| id.to_string())
+        .collect();
+    cluster.ctl_ok(
+        isolated,
+        &[
+            "partition",
+            "split",
+            &isolated.to_string(),
+            &others.join(","),
+        ],
+    );
+    let after_split = wait_for_new_run(&directory, after_pause.start, "a job after a partition");
+    assert_ne!(after_split.node, isolated);
+    cluster.ctl_ok(after_split.node, &["partition", "heal"]);
+    let after_pause = after_split;
 
     // SIGKILL of the runner: its job dies with it, at once.
     runners.kill(after_pause.node);
