@@ -2,13 +2,12 @@
 //! host at a time, under every fault the daemon can know about, and starts
 //! it again elsewhere soon after. Five `goosed run` processes on loopback
 //! each have a `goosectl run --repeat` runner of `goose-job`, which records
-//! when it ran on `CLOCK_BOOTTIME`; the faults are a step-down, SIGKILL of
-//! the goose's daemon, SIGSTOP of it past its lease, a partition that
-//! isolates it, SIGTERM of it, and SIGKILL of the runner itself (its job
-//! must not outlive it); then the
-//! goose goes to the node whose daemon was killed and restarted, whose
-//! runner must have reconnected. After all of them, no two jobs' intervals
-//! overlap.
+//! when it ran on `CLOCK_BOOTTIME`. The faults: a step-down, SIGKILL of the
+//! goose's daemon, SIGSTOP of it past its lease, a partition that isolates
+//! it, SIGKILL of the runner itself (its job must not outlive it), SIGTERM
+//! of the goose's daemon; then the goose goes to the node whose daemon was
+//! killed and restarted, whose runner must have reconnected. After all of
+//! them, no two jobs' intervals overlap.
 
 use goose_tests::cluster::{boottime_ns, wait_for, Cluster, Options};
 use goose_tests::jobs::{
