@@ -25,6 +25,37 @@ pub const HOOK_QUEUE_MAX: usize = 64;
 /// The longest line of hook output passed to the log, in bytes.
 const HOOK_OUTPUT_LINE_MAX: usize = 4096;
 
+/// Why the role changed: `GOOSE_REASON` in a hook's environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The node won an election (or a handoff to it) and its lease holds.
+    Elected,
+    /// `goosectl step-down` handed the goose over.
+    StepDown,
+    /// goosed got SIGTERM or SIGINT and handed the goose over.
+    Shutdown,
+    /// The node was removed from the membership (or demoted).
+    Removed,
+    /// A newer term began elsewhere.
+    HigherTerm,
+    /// The lease ran out without renewal: a partition, a pause, lost peers.
+    LeaseLost,
+}
+
+impl Reason {
+    /// The value of `GOOSE_REASON`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Elected => "elected",
+            Reason::StepDown => "step_down",
+            Reason::Shutdown => "shutdown",
+            Reason::Removed => "removed",
+            Reason::HigherTerm => "higher_term",
+            Reason::LeaseLost => "lease_lost",
+        }
+    }
+}
+
 /// A role transition to report to hooks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transition {
@@ -34,6 +65,8 @@ pub struct Transition {
     pub term: Term,
     /// The leader the node knows of.
     pub leader: Option<NodeId>,
+    /// Why the role changed.
+    pub reason: Reason,
 }
 
 /// The hook commands of one daemon.
@@ -142,6 +175,7 @@ impl Hooks {
             .env("GOOSE_ROLE", role)
             .env("GOOSE_TERM", transition.term.to_string())
             .env("GOOSE_LEADER_ID", leader)
+            .env("GOOSE_REASON", transition.reason.as_str())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -267,7 +301,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
         let append = format!(
-            "echo \"$GOOSE_ROLE $GOOSE_TERM $GOOSE_LEADER_ID $GOOSE_NODE_ID\" >> {}",
+            "echo \"$GOOSE_ROLE $GOOSE_TERM $GOOSE_LEADER_ID $GOOSE_NODE_ID $GOOSE_REASON\" >> {}",
             log.display()
         );
         let commands = HookCommands {
@@ -280,23 +314,26 @@ mod tests {
             goose: true,
             term: Term(7),
             leader: Some(NodeId(3)),
+            reason: Reason::Elected,
         });
         hooks.push(Transition {
             goose: false,
             term: Term(8),
             leader: None,
+            reason: Reason::LeaseLost,
         });
         hooks.push(Transition {
             goose: true,
             term: Term(9),
             leader: Some(NodeId(3)),
+            reason: Reason::Elected,
         });
         hooks.close();
         let started = std::time::Instant::now();
         task.await.unwrap();
         let text = std::fs::read_to_string(&log).unwrap();
         assert_eq!(
-            text, "duck 8  3\ngoose 9 3 3\n",
+            text, "duck 8  3 lease_lost\ngoose 9 3 3 elected\n",
             "the first on_goose was killed (the role was already lost), the last one ran"
         );
         assert!(
@@ -324,6 +361,7 @@ mod tests {
             goose: true,
             term: Term(7),
             leader: Some(NodeId(3)),
+            reason: Reason::Elected,
         });
         let started = std::time::Instant::now();
         while !std::fs::read_to_string(&log).is_ok_and(|text| text.contains("started")) {
@@ -337,6 +375,7 @@ mod tests {
             goose: false,
             term: Term(8),
             leader: None,
+            reason: Reason::LeaseLost,
         });
         hooks.close();
         task.await.unwrap();
@@ -358,6 +397,7 @@ mod tests {
                 goose: true,
                 term: Term(4),
                 leader: Some(NodeId(2)),
+                reason: Reason::Elected,
             },
         )
         .unwrap();

@@ -433,7 +433,7 @@ pub struct Options {
     /// `--lease-margin-ms`; the daemon's default when `None`.
     pub lease_margin_ms: Option<u64>,
     /// Give every node `--on-goose` and `--on-duck` hooks that append
-    /// `$GOOSE_ROLE $GOOSE_TERM` to the node's [`Cluster::hook_log`].
+    /// `$GOOSE_ROLE $GOOSE_TERM $GOOSE_REASON` to the node's [`Cluster::hook_log`].
     pub record_hooks: bool,
     /// Run node N inside the network namespace `{prefix}N`, through
     /// `ip netns exec` (which execs, so the process id is the daemon's).
@@ -762,7 +762,7 @@ impl Cluster {
         if self.options.record_hooks {
             let hook_log = directory.join("hooks.log");
             let command = format!(
-                "echo \"$GOOSE_ROLE $GOOSE_TERM\" >> '{}'",
+                "echo \"$GOOSE_ROLE $GOOSE_TERM $GOOSE_REASON\" >> '{}'",
                 hook_log.display()
             );
             arguments.extend(["--on-goose".into(), command.clone().into()]);

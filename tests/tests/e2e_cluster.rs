@@ -921,7 +921,8 @@ fn start_marked(cluster: &mut Cluster, id: u64) {
 /// Hooks (design.md §7) through kills, a partition that isolates the goose,
 /// a SIGTERM handoff and a step-down: on every node the on_goose and
 /// on_duck lines alternate strictly (between restarts) with non-decreasing
-/// terms, and no term has goose lines from two nodes.
+/// terms, no term has goose lines from two nodes, and `GOOSE_REASON` says
+/// why each goose stopped.
 #[test]
 fn hooks_alternate_and_name_one_goose_per_term() {
     let options = Options {
@@ -969,6 +970,7 @@ fn hooks_alternate_and_name_one_goose_per_term() {
     std::thread::sleep(Duration::from_secs(1));
 
     let mut goose_of_term: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut reasons: BTreeSet<(u64, String, String)> = BTreeSet::new();
     let mut goose_lines = 0;
     for id in cluster.ids() {
         let text = std::fs::read_to_string(cluster.hook_log(id)).unwrap_or_default();
@@ -978,9 +980,16 @@ fn hooks_alternate_and_name_one_goose_per_term() {
                 previous = None;
                 continue;
             }
-            let (role, term) = line
-                .split_once(' ')
-                .unwrap_or_else(|| panic!("node {id}: malformed hook line {line:?}:\n{text}"));
+            let mut fields = line.split(' ');
+            let (Some(role), Some(term), Some(reason), None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                panic!("node {id}: malformed hook line {line:?}:\n{text}");
+            };
+            reasons.insert((id, role.to_string(), reason.to_string()));
+            if role == "goose" {
+                assert_eq!(reason, "elected", "node {id}: {line:?}");
+            }
             let term: u64 = term
                 .parse()
                 .unwrap_or_else(|_| panic!("node {id}: GOOSE_TERM {term:?} is not a number"));
@@ -1010,5 +1019,18 @@ fn hooks_alternate_and_name_one_goose_per_term() {
         goose_of_term.len() >= 4,
         "expected goose hooks in at least 4 terms (one per change), saw {goose_of_term:?}"
     );
+    // GOOSE_REASON says why each goose stopped: the isolated one lost its
+    // lease, the SIGTERM'd one shut down, the last one stepped down.
+    let duck = |id: u64, reason: &str| (id, "duck".to_string(), reason.to_string());
+    for (id, reason) in [
+        (second, "lease_lost"),
+        (third, "shutdown"),
+        (fourth, "step_down"),
+    ] {
+        assert!(
+            reasons.contains(&duck(id, reason)),
+            "node {id} has no on_duck with GOOSE_REASON={reason}: {reasons:?}"
+        );
+    }
     eprintln!("hooks: {goose_lines} goose lines, goose by term {goose_of_term:?}");
 }

@@ -11,7 +11,7 @@ mod waiters;
 
 use crate::clock;
 use crate::control::ControlRequest;
-use crate::hooks::{self, Hooks, Transition};
+use crate::hooks::{self, Hooks, Reason, Transition};
 use crate::net::peer::PeerDatagram;
 use crate::net::DropReason;
 use crate::net::Transport;
@@ -72,6 +72,11 @@ pub struct Driver {
     waiting: Waiting,
     watchers: Vec<mpsc::Sender<Reply>>,
     runners: Vec<Runner>,
+    /// Why the input being stepped would end the goose role, if it would
+    /// (a step-down or the shutdown handoff): `GOOSE_REASON` of `on_duck`.
+    handoff_reason: Option<Reason>,
+    /// The term in which this node last became the goose.
+    goose_term: Term,
     deadline: Timestamp,
     goose: bool,
     notify_systemd: bool,
@@ -100,6 +105,8 @@ impl Driver {
             waiting: Waiting::default(),
             watchers: Vec::new(),
             runners: Vec::new(),
+            handoff_reason: None,
+            goose_term: Term(0),
             goose: false,
             notify_systemd,
             shutdown_settled: false,
@@ -181,8 +188,15 @@ impl Driver {
 
     /// Feeds one input to the core and carries out the resulting `Ready`.
     pub(crate) async fn step(&mut self, input: Input) -> Result<(), Exit> {
+        self.handoff_reason = match &input {
+            Input::Handoff { id, .. } if *id == SHUTDOWN_PROPOSAL_ID => Some(Reason::Shutdown),
+            Input::Handoff { .. } => Some(Reason::StepDown),
+            Input::Receive(_) | Input::Tick | Input::Propose { .. } => None,
+        };
         let ready = self.node.step(clock::now(), input);
-        self.carry_out(ready).await
+        let result = self.carry_out(ready).await;
+        self.handoff_reason = None;
+        result
     }
 
     /// Persist, then send, then events (design.md §4).
@@ -343,10 +357,23 @@ impl Driver {
     /// Tells hooks, the state file and systemd about the role.
     fn report_role(&mut self, transition: bool) {
         let state = self.node.hard_state();
+        let reason = if self.goose {
+            self.goose_term = state.term;
+            Reason::Elected
+        } else if let Some(reason) = self.handoff_reason {
+            reason
+        } else if self.node.is_removed() || !self.node.is_voter() {
+            Reason::Removed
+        } else if state.term > self.goose_term {
+            Reason::HigherTerm
+        } else {
+            Reason::LeaseLost
+        };
         let current = Transition {
             goose: self.goose,
             term: state.term,
             leader: self.node.leader(),
+            reason,
         };
         if transition {
             self.hooks.push(current);
