@@ -59,6 +59,13 @@ enum Command {
     /// when stopped because the goose moved, 0 after goosectl is stopped by
     /// a signal, 2 on errors).
     Run(run::RunArgs),
+    /// Supervises a job of `run` (internal: started by `run` itself).
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        /// The job's command and arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// List, add or remove members.
     #[command(subcommand)]
     Member(member::MemberCommand),
@@ -100,6 +107,7 @@ fn main() -> ExitCode {
         Command::IsGoose => status::is_goose(&context).map_err(Into::into),
         Command::Watch => watch::watch(&context).map_err(Into::into),
         Command::Run(args) => run::run(&context, &args).map_err(Into::into),
+        Command::Supervise { command } => run::supervise(&command).map_err(Into::into),
         Command::Member(command) => member::run(&context, command).map_err(Into::into),
         Command::Partition(command) => partition::run(&context, command).map_err(Into::into),
         Command::StepDown(args) => handoff::step_down(&context, &args).map_err(Into::into),

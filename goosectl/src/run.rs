@@ -17,6 +17,7 @@ use goose_common::answer::{self, boottime};
 use goose_common::control::NodeStatus;
 use goose_common::{NodeId, Term, Timestamp};
 use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -36,6 +37,9 @@ pub const EXIT_GOOSE_MOVED: u8 = 75;
 /// With `--repeat`, the least time between two starts of a job that ended
 /// by itself, so a job that fails at once does not spin.
 pub const RERUN_DELAY: Duration = Duration::from_secs(1);
+
+/// The most messages waiting to be written to stderr; more are dropped.
+const LOG_MESSAGES_MAX: usize = 64;
 
 /// How long to wait before reconnecting to a daemon that went away.
 pub const RECONNECT_DELAY: Duration = Duration::from_millis(200);
@@ -271,13 +275,14 @@ enum Report {
 /// ever with `--repeat`), and returns the exit code.
 pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
     let (reports, inbox) = mpsc::channel();
+    let log = Log::start();
     watch_signals(reports.clone())?;
     let mut connected = connect(context, &reports);
     if let Err(error) = &connected {
         if !args.repeat {
             return Err(CtlError::Invalid(error.clone()));
         }
-        eprintln!("goosectl run: {error}; retrying");
+        log.say(format!("{error}; retrying"));
     }
     let mut discipline = Discipline::new(args.grace);
     let mut job: Option<u32> = None;
@@ -313,7 +318,7 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
                 if !args.repeat && !discipline.has_job() {
                     return Err(CtlError::Invalid(format!("lost goosed: {why}")));
                 }
-                eprintln!("goosectl run: lost goosed ({why}); the job, if any, is stopped");
+                log.say(format!("lost goosed ({why}); the job, if any, is stopped"));
                 connected = Err(why);
             }
             Some(Report::Exited(status)) => {
@@ -327,16 +332,14 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
                     (Ended::ByItself, false) => return Ok(code),
                     (Ended::Stopped, false) => return Ok(EXIT_GOOSE_MOVED),
                     (Ended::ByItself, true) => {
-                        eprintln!(
-                            "goosectl run: the job exited with {code}; rerunning while goose"
-                        );
+                        log.say(format!("the job exited with {code}; rerunning while goose"));
                         rerun_after = now.add(RERUN_DELAY);
                     }
                     (Ended::Stopped, true) => {}
                 }
             }
             Some(Report::Signal(signal)) => {
-                eprintln!("goosectl run: got signal {signal}; stopping the job, if any");
+                log.say(format!("got signal {signal}; stopping the job, if any"));
                 stop_requested = true;
                 actions.extend(discipline.on_stop_requested(now));
                 if !discipline.has_job() {
@@ -369,8 +372,8 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
                         }
                     }
                 }
-                Action::Terminate => signal_job(job, Signal::SIGTERM),
-                Action::Kill => signal_job(job, Signal::SIGKILL),
+                Action::Terminate => signal_job(job, Signal::SIGTERM, &log),
+                Action::Kill => signal_job(job, Signal::SIGKILL, &log),
             }
         }
     }
@@ -427,8 +430,16 @@ fn start(
     let (program, arguments) = command
         .split_first()
         .ok_or_else(|| CtlError::Invalid("run needs a command after --".into()))?;
-    let mut builder = Command::new(program);
+    // CMD runs under a supervisor (this program again, `__supervise`),
+    // the leader of the job's process group: when goosectl dies, even by
+    // SIGKILL, the supervisor gets SIGUSR2 and kills the whole group, so
+    // none of the job (CMD's own workers included) outlives its runner.
+    let supervisor = std::env::current_exe().map_err(CtlError::Output)?;
+    let mut builder = Command::new(supervisor);
     builder
+        .arg(SUPERVISE_COMMAND)
+        .arg("--")
+        .arg(program)
         .args(arguments)
         .env("GOOSE_NODE_ID", node.0.to_string())
         .env("GOOSE_ROLE", "goose")
@@ -438,7 +449,7 @@ fn start(
             leader.map_or(String::new(), |leader| leader.0.to_string()),
         )
         .process_group(0);
-    die_with_parent(&mut builder);
+    die_with_parent(&mut builder, Signal::SIGUSR2);
     let mut child = builder.spawn().map_err(|error| {
         CtlError::Invalid(format!(
             "cannot start {}: {error}",
@@ -451,6 +462,16 @@ fn start(
     std::thread::Builder::new()
         .name("job waiter".into())
         .spawn(move || {
+            // Wait for CMD to end without reaping it: while it is a zombie
+            // its pid (the group's id) cannot be reused, so what is left of
+            // its process group (children it did not take with it) can be
+            // killed by that id, at once. Nothing of the job outlives CMD.
+            if let Ok(raw) = i32::try_from(pid) {
+                let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+                if waitid(Id::Pid(Pid::from_raw(raw)), flags).is_ok() {
+                    let _ = killpg(Pid::from_raw(raw), Signal::SIGKILL);
+                }
+            }
             let status = child
                 .wait()
                 .unwrap_or_else(|_| ExitStatus::from_raw(1 << 8));
@@ -460,17 +481,83 @@ fn start(
     Ok(pid)
 }
 
-/// Arranges for the job to get SIGKILL if goosectl dies first, so a killed
-/// runner never leaves its job behind.
+/// goosectl run's messages go to stderr from a thread of their own: a
+/// stalled stderr (a full pipe, a stuck journald, a terminal on Ctrl-S)
+/// must never delay a signal to the job. Messages that do not fit are
+/// dropped; write errors are ignored.
+#[derive(Clone)]
+struct Log(mpsc::SyncSender<String>);
+
+impl Log {
+    fn start() -> Log {
+        let (sender, messages) = mpsc::sync_channel::<String>(LOG_MESSAGES_MAX);
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for message in messages {
+                let _ = writeln!(std::io::stderr(), "goosectl run: {message}");
+            }
+        });
+        Log(sender)
+    }
+
+    fn say(&self, message: String) {
+        let _ = self.0.try_send(message);
+    }
+}
+
+/// The hidden subcommand that supervises a job.
+pub const SUPERVISE_COMMAND: &str = "__supervise";
+
+/// `goosectl __supervise -- CMD [ARG...]`, started by `run` as the leader
+/// of the job's process group: runs CMD in that group and exits with its
+/// status (128 + the signal if a signal ended it). SIGTERM, SIGINT and
+/// SIGHUP are for CMD (the whole group gets them); the supervisor waits on.
+/// SIGUSR2 is its runner's death (`PR_SET_PDEATHSIG`): it then kills the
+/// whole group, itself included. What CMD leaves behind when it exits,
+/// the runner kills by the group's id while the supervisor is a zombie.
+pub fn supervise(command: &[OsString]) -> Result<u8, CtlError> {
+    use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR2};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR2])?;
+    let (program, arguments) = command
+        .split_first()
+        .ok_or_else(|| CtlError::Invalid("run needs a command after --".into()))?;
+    let mut builder = Command::new(program);
+    builder.args(arguments);
+    die_with_parent(&mut builder, Signal::SIGKILL);
+    let mut child = builder.spawn().map_err(|error| {
+        CtlError::Invalid(format!(
+            "cannot start {}: {error}",
+            program.to_string_lossy()
+        ))
+    })?;
+    for signal in signals.forever() {
+        match signal {
+            SIGUSR2 => {
+                let _ = killpg(nix::unistd::getpgrp(), Signal::SIGKILL);
+            }
+            SIGCHLD => {
+                if let Some(status) = child.try_wait()? {
+                    return Ok(exit_code(status));
+                }
+            }
+            _ => {} // For CMD, which got it too.
+        }
+    }
+    Ok(1)
+}
+
+/// Arranges for the child to get `signal` if goosectl dies first, so a
+/// killed runner never leaves its job behind.
 #[allow(unsafe_code)]
-fn die_with_parent(builder: &mut Command) {
+fn die_with_parent(builder: &mut Command, signal: Signal) {
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the child between fork and exec and calls
     // only prctl(2) and getppid(2), which are async-signal-safe; it
     // allocates nothing (the error is a raw OS code) and takes no lock.
     unsafe {
         builder.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            nix::sys::prctl::set_pdeathsig(signal)?;
             // goosectl may have died before the prctl: then nobody would
             // send the signal, so do not start at all.
             if nix::unistd::getppid() != parent {
@@ -484,13 +571,13 @@ fn die_with_parent(builder: &mut Command) {
 }
 
 /// Signals the job's process group (its pid is the group id).
-fn signal_job(job: Option<u32>, signal: Signal) {
+fn signal_job(job: Option<u32>, signal: Signal, log: &Log) {
     let Some(pid) = job.and_then(|pid| i32::try_from(pid).ok()) else {
         return;
     };
     if let Err(error) = killpg(Pid::from_raw(pid), signal) {
         if error != nix::errno::Errno::ESRCH {
-            eprintln!("goosectl run: cannot send {signal} to the job: {error}");
+            log.say(format!("cannot send {signal} to the job: {error}"));
         }
     }
 }

@@ -63,7 +63,7 @@ fn bench(options: Options, rounds: usize) {
     let job = PathBuf::from(env!("CARGO_BIN_EXE_goose-job"));
     let mut runners = Runners::new(cluster.root().join("jobs"), job);
     for id in cluster.ids() {
-        runners.start(&cluster, id);
+        runners.start(&cluster, id, &[]);
     }
     wait_for_new_run(runners.directory(), 0, "a first job");
     for fault in [Fault::Crash, Fault::Handoff] {
@@ -96,7 +96,7 @@ fn round(cluster: &mut Cluster, runners: &mut Runners, fault: Fault) -> Duration
     assert_ne!(next.node, node, "the job moved");
     if fault == Fault::Crash {
         cluster.start_node(node);
-        runners.start(cluster, node);
+        runners.start(cluster, node, &[]);
     }
     // Let every node follow the new goose before the next fault.
     wait_for("every node to follow the goose", SETTLE_TIMEOUT, || {

@@ -104,14 +104,14 @@ impl Runners {
         &self.directory
     }
 
-    /// Starts the runner of node `id`.
-    pub fn start(&mut self, cluster: &Cluster, id: u64) {
+    /// Starts the runner of node `id`; `job_flags` go to goose-job
+    /// (`--ignore-term`, `--with-child`).
+    pub fn start(&mut self, cluster: &Cluster, id: u64, job_flags: &[&str]) {
         let job = self.job.to_string_lossy().into_owned();
         let directory = self.directory.to_string_lossy().into_owned();
-        let mut command = cluster.ctl_command(
-            id,
-            &["run", "--repeat", "--grace", "1s", "--", &job, &directory],
-        );
+        let mut arguments = vec!["run", "--repeat", "--grace", "1s", "--", &job, &directory];
+        arguments.extend_from_slice(job_flags);
+        let mut command = cluster.ctl_command(id, &arguments);
         command.stdout(Stdio::null()).stderr(Stdio::null());
         kill_with_parent(&mut command);
         let child = command.spawn().expect("goosectl run starts");
@@ -134,6 +134,19 @@ impl Drop for Runners {
             self.kill(id);
         }
     }
+}
+
+/// What the jobs found alive of earlier runs when they started: one line
+/// per overlap (goose-job's `overlap-*.txt`).
+pub fn overlaps_seen(directory: &Path) -> Vec<String> {
+    let mut overlaps: Vec<String> = std::fs::read_dir(directory)
+        .expect("the job directory")
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("overlap-"))
+        .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
+        .collect();
+    overlaps.sort();
+    overlaps
 }
 
 /// No two runs of the job overlap, and each ran on the node whose term it had.

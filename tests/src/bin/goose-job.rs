@@ -1,15 +1,25 @@
 //! A small job for `goosectl run` tests: records when it runs on
-//! `CLOCK_BOOTTIME`, the clock of the daemons' promises.
+//! `CLOCK_BOOTTIME`, the clock of the daemons' promises, and checks at its
+//! start that no process of an earlier run is still alive.
 //!
-//! `goose-job DIR` writes `start <ns> <node> <term>` to a new file
-//! `DIR/job-<node>-<pid>.txt`, then every millisecond overwrites the line after it with
-//! `alive <ns>`, and on SIGTERM writes `stop <ns>` and exits 0. A job
-//! killed with SIGKILL leaves its last `alive`: it died within about a
-//! millisecond of it. So `[start, stop or alive]` is when the job ran.
+//! `goose-job DIR [--ignore-term] [--with-child]` first looks for live
+//! processes of earlier runs (the pids in the names of `DIR/job-*.txt` and
+//! `DIR/child-*.txt`); each one still alive (and not a zombie) is an
+//! overlap, written to `DIR/overlap-<pid>.txt`. Then it writes
+//! `start <ns> <node> <term>` to a new file `DIR/job-<node>-<pid>.txt` and
+//! every millisecond overwrites the line after it with `alive <ns>`. On
+//! SIGTERM it writes `stop <ns>` and exits 0, unless `--ignore-term`: then
+//! only SIGKILL ends it (the runner's deadline is what stops it).
+//! `--with-child` starts a second process in the job's process group that
+//! ignores SIGTERM, records itself in `DIR/child-<node>-<pid>.txt` and runs
+//! until killed: what a job's forgotten worker looks like.
 
+use nix::sys::signal::{kill, signal, SigHandler, Signal};
 use nix::time::{clock_gettime, ClockId};
+use nix::unistd::Pid;
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,40 +31,128 @@ fn boottime_ns() -> u64 {
 }
 
 fn main() {
-    let directory = std::env::args().nth(1).expect("usage: goose-job DIR");
-    let var = |name: &str| std::env::var(name).unwrap_or_default();
-    let path = std::path::Path::new(&directory).join(format!(
-        "job-{}-{}.txt",
-        var("GOOSE_NODE_ID"),
-        std::process::id()
-    ));
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let directory = PathBuf::from(
+        arguments
+            .iter()
+            .find(|argument| !argument.starts_with("--"))
+            .expect("usage: goose-job DIR [--ignore-term] [--with-child] [--child]"),
+    );
+    let flag = |name: &str| arguments.iter().any(|argument| argument == name);
+    let node = std::env::var("GOOSE_NODE_ID").unwrap_or_default();
+    if flag("--child") {
+        child(&directory, &node);
+    }
+    report_overlaps(&directory);
+    let path = directory.join(format!("job-{node}-{}.txt", std::process::id()));
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&path)
         .expect("a new record file");
     let start = format!(
-        "start {} {} {}\n",
+        "start {} {node} {}\n",
         boottime_ns(),
-        var("GOOSE_NODE_ID"),
-        var("GOOSE_TERM")
+        std::env::var("GOOSE_TERM").unwrap_or_default()
     );
     file.write_all(start.as_bytes()).expect("write start");
+    if flag("--with-child") {
+        let me = std::env::current_exe().expect("its own path");
+        // Never waited for on purpose: the worker must outlive nothing but
+        // the job's process group, which the runner kills.
+        let worker = std::process::Command::new(me)
+            .arg(&directory)
+            .arg("--child")
+            .spawn()
+            .expect("a child");
+        std::mem::forget(worker);
+    }
     let offset = start.len() as u64;
     let stop = Arc::new(AtomicBool::new(false));
-    signal_hook_registry_flag(&stop);
+    if flag("--ignore-term") {
+        ignore_term();
+    } else {
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
+            .expect("a SIGTERM handler");
+    }
     while !stop.load(Ordering::Relaxed) {
+        // One write of fixed width, so each record replaces the last whole.
+        let record = format!("alive {:020}\n", boottime_ns());
         file.seek(SeekFrom::Start(offset)).expect("seek");
-        // Fixed width, so each record overwrites the last one whole.
-        writeln!(file, "alive {:020}", boottime_ns()).expect("write alive");
+        file.write_all(record.as_bytes()).expect("write alive");
         std::thread::sleep(Duration::from_millis(1));
     }
+    let record = format!("stop  {:020}\n", boottime_ns());
     file.seek(SeekFrom::Start(offset)).expect("seek");
-    writeln!(file, "stop  {:020}", boottime_ns()).expect("write stop");
+    file.write_all(record.as_bytes()).expect("write stop");
 }
 
-/// Sets `flag` on SIGTERM.
-fn signal_hook_registry_flag(flag: &Arc<AtomicBool>) {
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(flag))
-        .expect("a SIGTERM handler");
+/// The forgotten worker: ignores SIGTERM, records its pid, runs until killed.
+fn child(directory: &Path, node: &str) -> ! {
+    ignore_term();
+    let path = directory.join(format!("child-{node}-{}.txt", std::process::id()));
+    std::fs::write(&path, format!("child {}\n", boottime_ns())).expect("a child record");
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[allow(unsafe_code)]
+fn ignore_term() {
+    // SAFETY: SIG_IGN installs no handler, so no code runs in signal context.
+    unsafe {
+        signal(Signal::SIGTERM, SigHandler::SigIgn).expect("ignore SIGTERM");
+    }
+}
+
+/// Records every process of an earlier run that is still alive.
+fn report_overlaps(directory: &Path) {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name
+            .strip_suffix(".txt")
+            .filter(|_| name.starts_with("job-") || name.starts_with("child-"))
+        else {
+            continue;
+        };
+        let Some(pid) = stem
+            .rsplit('-')
+            .next()
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if is_running(pid) {
+            let record = directory.join(format!("overlap-{pid}.txt"));
+            let _ = std::fs::write(
+                record,
+                format!(
+                    "{name} (pid {pid}) was alive when pid {} started at {} ns\n",
+                    std::process::id(),
+                    boottime_ns()
+                ),
+            );
+        }
+    }
+}
+
+/// Whether `pid` is a live goose-job process: it exists, runs this program
+/// (not another that reused the pid) and is not a zombie.
+fn is_running(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !String::from_utf8_lossy(&command).contains("goose-job") {
+        return false;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state is the field after the parenthesised command name.
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
 }
