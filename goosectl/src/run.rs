@@ -275,6 +275,9 @@ enum Report {
 /// ever with `--repeat`), and returns the exit code.
 pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
     let (reports, inbox) = mpsc::channel();
+    // Reports already received, to be handled in order after the newest
+    // update (see `newest_first`).
+    let mut pending: std::collections::VecDeque<Report> = std::collections::VecDeque::new();
     let log = Log::start();
     watch_signals(reports.clone())?;
     let mut connected = connect(context, &reports);
@@ -300,15 +303,20 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
             }
             (None, false) => Duration::from_secs(3600),
         };
-        let report = inbox.recv_timeout(wait).ok();
+        let report = match pending.pop_front() {
+            Some(report) => Some(report),
+            None => newest_first(inbox.recv_timeout(wait).ok(), &inbox, &mut pending),
+        };
         let now = clock()?;
         let mut actions = Vec::new();
         match report {
             Some(Report::Update(status)) => {
+                // Nothing starts with another report (a lost daemon, a
+                // signal) already waiting behind this update.
                 actions.extend(discipline.on_update(
                     &status,
                     now,
-                    !stop_requested && now >= rerun_after,
+                    !stop_requested && now >= rerun_after && pending.is_empty(),
                 ));
                 last_status = Some(status);
             }
@@ -377,6 +385,30 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
             }
         }
     }
+}
+
+/// An update is acted on only if it is the newest: any other update already
+/// waiting replaces it (so a job never starts on a goose update with the
+/// duck update behind it), and the other reports behind it wait their turn
+/// in `pending`, in order.
+fn newest_first(
+    report: Option<Report>,
+    inbox: &mpsc::Receiver<Report>,
+    pending: &mut std::collections::VecDeque<Report>,
+) -> Option<Report> {
+    let Some(Report::Update(mut newest)) = report else {
+        return report;
+    };
+    while let Ok(next) = inbox.try_recv() {
+        match next {
+            Report::Update(status) => newest = status,
+            other => {
+                pending.push_back(other);
+                break;
+            }
+        }
+    }
+    Some(Report::Update(newest))
 }
 
 fn clock() -> Result<Timestamp, CtlError> {
