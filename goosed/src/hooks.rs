@@ -295,6 +295,26 @@ pub fn write_state_file(path: &Path, node: NodeId, transition: Transition) -> st
 mod tests {
     use super::*;
 
+    /// Node 3 became the goose in `term`.
+    fn goose(term: u64) -> Transition {
+        Transition {
+            goose: true,
+            term: Term(term),
+            leader: Some(NodeId(3)),
+            reason: Reason::Elected,
+        }
+    }
+
+    /// Node 3 lost its lease in `term`.
+    fn duck(term: u64) -> Transition {
+        Transition {
+            goose: false,
+            term: Term(term),
+            leader: None,
+            reason: Reason::LeaseLost,
+        }
+    }
+
     #[tokio::test]
     async fn hooks_run_in_order_with_the_fencing_token_and_time_out() {
         // design.md §7: once per transition, in order, with the environment, bounded by a timeout.
@@ -310,24 +330,9 @@ mod tests {
             timeout: Duration::from_millis(500),
         };
         let (hooks, task) = Hooks::spawn(NodeId(3), commands);
-        hooks.push(Transition {
-            goose: true,
-            term: Term(7),
-            leader: Some(NodeId(3)),
-            reason: Reason::Elected,
-        });
-        hooks.push(Transition {
-            goose: false,
-            term: Term(8),
-            leader: None,
-            reason: Reason::LeaseLost,
-        });
-        hooks.push(Transition {
-            goose: true,
-            term: Term(9),
-            leader: Some(NodeId(3)),
-            reason: Reason::Elected,
-        });
+        hooks.push(goose(7));
+        hooks.push(duck(8));
+        hooks.push(goose(9));
         hooks.close();
         let started = std::time::Instant::now();
         task.await.unwrap();
@@ -357,12 +362,7 @@ mod tests {
             timeout: Duration::from_secs(30),
         };
         let (hooks, task) = Hooks::spawn(NodeId(3), commands);
-        hooks.push(Transition {
-            goose: true,
-            term: Term(7),
-            leader: Some(NodeId(3)),
-            reason: Reason::Elected,
-        });
+        hooks.push(goose(7));
         let started = std::time::Instant::now();
         while !std::fs::read_to_string(&log).is_ok_and(|text| text.contains("started")) {
             assert!(
@@ -371,12 +371,7 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        hooks.push(Transition {
-            goose: false,
-            term: Term(8),
-            leader: None,
-            reason: Reason::LeaseLost,
-        });
+        hooks.push(duck(8));
         hooks.close();
         task.await.unwrap();
         assert!(
