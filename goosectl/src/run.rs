@@ -41,8 +41,12 @@ pub const RERUN_DELAY: Duration = Duration::from_secs(1);
 /// The most messages waiting to be written to stderr; more are dropped.
 const LOG_MESSAGES_MAX: usize = 64;
 
-/// How long to wait before reconnecting to a daemon that went away.
+/// How long to wait before reconnecting to a daemon that went away; it
+/// doubles after each failed attempt, up to [`RECONNECT_DELAY_MAX`].
 pub const RECONNECT_DELAY: Duration = Duration::from_millis(200);
+
+/// The longest wait between two attempts to reconnect.
+pub const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
@@ -281,6 +285,7 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
     let log = Log::start();
     watch_signals(reports.clone())?;
     let mut connected = connect(context, &reports);
+    let mut reconnect_delay = RECONNECT_DELAY;
     if let Err(error) = &connected {
         if !args.repeat {
             return Err(CtlError::Invalid(error.clone()));
@@ -297,7 +302,7 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
         let wake = discipline.next_wake();
         let wait = match (wake, connected.is_err()) {
             (Some(wake), _) => wake.since(now),
-            (None, true) => RECONNECT_DELAY,
+            (None, true) => reconnect_delay,
             (None, false) if job.is_none() && last_status.is_some() && now < rerun_after => {
                 rerun_after.since(now)
             }
@@ -311,6 +316,7 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
         let mut actions = Vec::new();
         match report {
             Some(Report::Update(status)) => {
+                reconnect_delay = RECONNECT_DELAY;
                 // Nothing starts with another report (a lost daemon, a
                 // signal) already waiting behind this update.
                 actions.extend(discipline.on_update(
@@ -357,6 +363,9 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
             None => {
                 if connected.is_err() && !discipline.has_job() {
                     connected = connect(context, &reports);
+                    // Reset only by an update: a daemon that accepts and then
+                    // refuses (busy, another version) is retried ever slower.
+                    reconnect_delay = (reconnect_delay * 2).min(RECONNECT_DELAY_MAX);
                 }
                 // A rerun that waited for its delay starts on the latest update.
                 if job.is_none() && !stop_requested && now >= rerun_after {
