@@ -468,9 +468,7 @@ fn start(
     leader: Option<NodeId>,
     reports: mpsc::Sender<Report>,
 ) -> Result<u32, CtlError> {
-    let (program, arguments) = command
-        .split_first()
-        .ok_or_else(|| CtlError::Invalid("run needs a command after --".into()))?;
+    let (program, arguments) = split_command(command)?;
     // CMD runs under a supervisor (this program again, `__supervise`),
     // the leader of the job's process group: when goosectl dies, even by
     // SIGKILL, the supervisor gets SIGUSR2 and kills the whole group, so
@@ -491,12 +489,7 @@ fn start(
         )
         .process_group(0);
     die_with_parent(&mut builder, Signal::SIGUSR2);
-    let mut child = builder.spawn().map_err(|error| {
-        CtlError::Invalid(format!(
-            "cannot start {}: {error}",
-            program.to_string_lossy()
-        ))
-    })?;
+    let mut child = spawn(&mut builder, program)?;
     let pid = child.id();
     // The waiting thread owns the child; signals go to its process group
     // by pid, so the loop never needs the handle.
@@ -560,18 +553,11 @@ pub fn supervise(command: &[OsString]) -> Result<u8, CtlError> {
     use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR2};
     let mut signals =
         signal_hook::iterator::Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR2])?;
-    let (program, arguments) = command
-        .split_first()
-        .ok_or_else(|| CtlError::Invalid("run needs a command after --".into()))?;
+    let (program, arguments) = split_command(command)?;
     let mut builder = Command::new(program);
     builder.args(arguments);
     die_with_parent(&mut builder, Signal::SIGKILL);
-    let mut child = builder.spawn().map_err(|error| {
-        CtlError::Invalid(format!(
-            "cannot start {}: {error}",
-            program.to_string_lossy()
-        ))
-    })?;
+    let mut child = spawn(&mut builder, program)?;
     for signal in signals.forever() {
         match signal {
             SIGUSR2 => {
@@ -586,6 +572,23 @@ pub fn supervise(command: &[OsString]) -> Result<u8, CtlError> {
         }
     }
     Ok(1)
+}
+
+/// CMD and its arguments.
+fn split_command(command: &[OsString]) -> Result<(&OsString, &[OsString]), CtlError> {
+    command
+        .split_first()
+        .ok_or_else(|| CtlError::Invalid("run needs a command after --".into()))
+}
+
+/// Starts `builder`, naming `program` if it cannot be started.
+fn spawn(builder: &mut Command, program: &OsString) -> Result<std::process::Child, CtlError> {
+    builder.spawn().map_err(|error| {
+        CtlError::Invalid(format!(
+            "cannot start {}: {error}",
+            program.to_string_lossy()
+        ))
+    })
 }
 
 /// Arranges for the child to get `signal` if goosectl dies first, so a

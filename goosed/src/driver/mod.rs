@@ -15,7 +15,7 @@ use crate::hooks::{self, Hooks, Reason, Transition};
 use crate::net::peer::PeerDatagram;
 use crate::net::DropReason;
 use crate::net::Transport;
-use crate::raft::{Event, Input, Node, PeerFaults, ProposalId, Ready};
+use crate::raft::{Event, GooseAnswer, Input, Node, PeerFaults, ProposalId, Ready};
 use crate::storage::{DiskStorage, Storage};
 use goose_common::control::{NodeRole, NodeStatus, Reply, WatchEvent, WatchEventKind};
 use goose_common::{wire, Message, NodeId, Term, Timestamp};
@@ -403,8 +403,8 @@ impl Driver {
 
     /// This node's own answer, decided now from a fresh clock read.
     pub(crate) fn local_status(&mut self) -> NodeStatus {
-        let promise_max = self.node.config().promise_max;
-        self.status_with_promise(promise_max)
+        let answer = self.node.goose(clock::now());
+        self.status_of(answer)
     }
 
     /// Tells every runner what changed since its last update: the status
@@ -415,14 +415,20 @@ impl Driver {
         if self.runners.is_empty() {
             return;
         }
-        let status = self.status_with_promise(Duration::MAX);
-        let key = (
-            status.role,
-            status.term,
-            status.leader_id,
-            status.lease_until_ns,
-        );
-        let reply = Reply::Runner(status);
+        // Asked after every step while runners exist: the full status (its
+        // drop counters, its address) is built only when a runner needs it.
+        let answer = self.node.goose_with_promise(clock::now(), Duration::MAX);
+        let role = if answer.is_goose() {
+            NodeRole::Goose
+        } else {
+            NodeRole::Duck
+        };
+        let lease_until_ns = answer.lease_until.map(Timestamp::as_nanos);
+        let key = (role, answer.term, answer.leader, lease_until_ns);
+        if self.runners.iter().all(|runner| runner.last == Some(key)) {
+            return;
+        }
+        let reply = Reply::Runner(self.status_of(answer));
         self.runners.retain_mut(|runner| {
             if runner.last == Some(key) {
                 return true;
@@ -432,11 +438,9 @@ impl Driver {
         });
     }
 
-    /// This node's own answer with a promise of at most `promise_max`,
-    /// decided now from a fresh clock read.
-    fn status_with_promise(&mut self, promise_max: Duration) -> NodeStatus {
-        let now = clock::now();
-        let answer = self.node.goose_with_promise(now, promise_max);
+    /// This node's status around `answer`, which the caller has just asked
+    /// of the core (so its promise is recorded).
+    fn status_of(&self, answer: GooseAnswer) -> NodeStatus {
         let listen = self.transport.local_addr().ok();
         let addr = self
             .node
