@@ -12,7 +12,7 @@
 
 use goose_common::{MemberRole, NodeId, Term, Timestamp};
 use goose_tests::golden::check_golden;
-use goose_tests::sim::{node_addr, PartitionShape, RaftRole, Sim, SimConfig};
+use goose_tests::sim::{node_addr, PartitionShape, RaftRole, ReleasePolicy, Sim, SimConfig};
 use goosed::raft::{Config, Event, MembershipChange, RejectReason};
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
@@ -81,7 +81,13 @@ fn cluster(voters: usize, name: &str) -> Story {
 
 /// [`cluster`] for one of several stories of test `test`, told under `name`.
 fn cluster_variant(voters: usize, test: &str, name: &str) -> Story {
+    cluster_releasing(voters, test, name, ReleasePolicy::prompt())
+}
+
+/// [`cluster_variant`] whose daemons release handoffs by `release`.
+fn cluster_releasing(voters: usize, test: &str, name: &str, release: ReleasePolicy) -> Story {
     let mut config = SimConfig::new(SEED, voters, timing());
+    config.release = release;
     config.probe_interval = Some(ms(1));
     config.replay_command =
         format!("cargo test -p goose-tests --test scenarios {test} -- --nocapture");
@@ -213,6 +219,68 @@ fn graceful_handoff() {
         "the old goose answered goose again in term {old_term}"
     );
     assert_eq!(sim.goose(), Some(new), "the new goose keeps the goose");
+}
+
+/// design.md §7: a handoff waits for what acts on the role. Runners that
+/// confirm late leave no goose until they do, and the handoff then goes on
+/// at once; a runner that never confirms means no TimeoutNow: the node
+/// gives the role up and the next goose comes only once its lease has run
+/// out, by an ordinary election.
+#[test]
+fn a_handoff_waits_for_its_runners() {
+    let test = "a_handoff_waits_for_its_runners";
+    let late = ms(800);
+    let policy = ReleasePolicy {
+        prompt_max: late,
+        late_percent: 0,
+        unconfirmed_percent: 0,
+        late_max: late,
+    };
+    let mut sim = cluster_releasing(5, test, "handoff_released_late", policy);
+    let old = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(1000)).unwrap();
+    let request = sim.handoff(old, None).unwrap();
+    let (_, took) = wait_for_new_goose(&mut sim, old, ms(2000));
+    assert!(emitted(&sim, old, &Event::Done { id: request }));
+    let bound = late + timing().promise_max + ms(10);
+    println!("late release: goose-less for {took:?} (release after {late:?})");
+    assert!(
+        took >= late && took <= bound,
+        "goose-less for {took:?}: the release came after {late:?}, the bound is {bound:?}"
+    );
+    assert_eq!(sim.stats().releases, 1);
+
+    let given_up_after = ms(400);
+    let policy = ReleasePolicy {
+        prompt_max: given_up_after,
+        late_percent: 0,
+        unconfirmed_percent: 100,
+        late_max: given_up_after + ms(1),
+    };
+    let mut sim = cluster_releasing(5, test, "handoff_not_released", policy);
+    let old = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(1000)).unwrap();
+    let request = sim.handoff(old, None).unwrap();
+    let (_, took) = wait_for_new_goose(&mut sim, old, ms(3000));
+    let rejected = Event::Rejected {
+        id: request,
+        reason: RejectReason::NotReleased,
+    };
+    assert!(
+        emitted(&sim, old, &rejected),
+        "the handoff reports NotReleased"
+    );
+    // The voters heard the old leader until it gave up (its last heartbeat
+    // at most one interval before), and grant no vote for an election
+    // timeout after that.
+    let floor = given_up_after + timing().election_timeout_min - timing().heartbeat_interval;
+    println!("unconfirmed release: goose-less for {took:?} (floor {floor:?})");
+    assert!(
+        took >= floor,
+        "goose-less for only {took:?}, floor {floor:?}"
+    );
+    assert!(took <= given_up_after + FAILOVER_BOUND);
+    assert_eq!(sim.stats().releases_unconfirmed, 1);
 }
 
 /// Adding a node (design.md §3, dissertation §4.2.1): it starts empty, is

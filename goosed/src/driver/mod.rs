@@ -191,7 +191,7 @@ impl Driver {
         self.handoff_reason = match &input {
             Input::Handoff { id, .. } if *id == SHUTDOWN_PROPOSAL_ID => Some(Reason::Shutdown),
             Input::Handoff { .. } => Some(Reason::StepDown),
-            Input::Receive(_) | Input::Tick | Input::Propose { .. } => None,
+            Input::Receive(_) | Input::Tick | Input::Propose { .. } | Input::Release { .. } => None,
         };
         let ready = self.node.step(clock::now(), input);
         let result = self.carry_out(ready).await;
@@ -417,7 +417,7 @@ impl Driver {
         }
         // Asked after every step while runners exist: the full status (its
         // drop counters, its address) is built only when a runner needs it.
-        let answer = self.node.goose_with_promise(clock::now(), Duration::MAX);
+        let answer = self.node.runner_answer(clock::now());
         let role = if answer.is_goose() {
             NodeRole::Goose
         } else {

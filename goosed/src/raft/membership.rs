@@ -3,13 +3,20 @@
 //! term, and one change at a time), learner promotion, and handoffs
 //! (dissertation §3.10 with the promise wait of design.md §2).
 
-use super::node::{Handoff, Node, PendingChange};
+use super::node::{Handoff, HandoffStage, Node, PendingChange};
 use super::types::{Event, MembershipChange, ProposalId, RejectReason};
 use goose_common::limits::{LEARNERS_MAX, VOTERS_MAX};
 use goose_common::{
     wire, Entry, EntryPayload, Identity, Member, MemberRole, Membership, MessageBody, NodeId,
     Timestamp,
 };
+use std::time::Duration;
+
+/// The longest a handoff waits for [`Input::Release`](super::Input::Release)
+/// before it gives the role up without `TimeoutNow`: a bound for a driver
+/// that never answers. The daemon's own wait (a runner's grace, the
+/// `on_duck` hook's timeout) is shorter.
+pub const RELEASE_WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// Bytes a membership entry may take, so that it fits in one datagram.
 const MEMBERSHIP_ENTRY_BYTES_MAX: usize = goose_common::limits::MESSAGE_BYTES_MAX - 64;
@@ -308,25 +315,62 @@ impl Node {
         self.start_handoff(now, Some(id), target);
     }
 
-    /// Stops answering goose at once; `continue_handoff` sends TimeoutNow
-    /// once every promise has run out and the target has caught up.
+    /// Stops answering goose at once. The driver then stops what acts on
+    /// the role and says so with [`Input::Release`](super::Input::Release);
+    /// `continue_handoff` sends TimeoutNow once that is done, every promise
+    /// has run out and the target has caught up.
     fn start_handoff(&mut self, now: Timestamp, id: Option<ProposalId>, target: Option<NodeId>) {
-        let deadline = now.add(self.config.election_timeout_min);
         self.leading_mut().handoff = Some(Handoff {
             id,
             target,
-            deadline,
+            stage: HandoffStage::Releasing {
+                by: now.add(RELEASE_WAIT_MAX),
+            },
         });
         self.broadcast_appends();
         self.continue_handoff(now);
     }
 
-    /// Moves a handoff forward: time out, or send TimeoutNow and step down.
+    /// The driver's [`Input::Release`](super::Input::Release): what acts on
+    /// the role has stopped (`stopped`), or did not confirm in time. Ignored
+    /// unless a handoff waits for it.
+    pub(crate) fn on_release(&mut self, now: Timestamp, stopped: bool) {
+        let Some(handoff) = self.leader_state().and_then(|state| state.handoff) else {
+            return; // Not leading, or no handoff under way.
+        };
+        if !matches!(handoff.stage, HandoffStage::Releasing { .. }) {
+            return;
+        }
+        if !stopped {
+            return self.give_up_without_handoff(now, handoff);
+        }
+        // The target gets an election timeout once the last promise runs
+        // out, however long that promise was.
+        let by = now
+            .max(self.promise_until)
+            .add(self.config.election_timeout_min);
+        self.leading_mut().handoff = Some(Handoff {
+            stage: HandoffStage::Transferring { by },
+            ..handoff
+        });
+        self.continue_handoff(now);
+    }
+
+    /// Moves a handoff forward: give up, or send TimeoutNow and step down.
     pub(crate) fn continue_handoff(&mut self, now: Timestamp) {
         let Some(handoff) = self.leader_state().and_then(|state| state.handoff) else {
             return; // Not leading, or no handoff under way.
         };
-        if now >= handoff.deadline {
+        let by = match handoff.stage {
+            HandoffStage::Releasing { by } => {
+                if now >= by {
+                    self.give_up_without_handoff(now, handoff);
+                }
+                return;
+            }
+            HandoffStage::Transferring { by } => by,
+        };
+        if now >= by {
             self.leading_mut().handoff = None;
             if let Some(id) = handoff.id {
                 self.emit(Event::Rejected {
@@ -350,6 +394,21 @@ impl Node {
         // Never goose again in this term: step down now, and keep still for an
         // election timeout so the target's campaign is not disturbed.
         // (Stepping down counts as hearing from itself: see `become_follower`.)
+        let term = self.term;
+        self.become_follower(now, term, None);
+    }
+
+    /// What acts on the role did not confirm it stopped: no TimeoutNow
+    /// (design.md §7). The node stops leading, so its lease runs out on its
+    /// own; until then no voter that acknowledged it grants a vote.
+    fn give_up_without_handoff(&mut self, now: Timestamp, handoff: Handoff) {
+        self.leading_mut().handoff = None;
+        if let Some(id) = handoff.id {
+            self.emit(Event::Rejected {
+                id,
+                reason: RejectReason::NotReleased,
+            });
+        }
         let term = self.term;
         self.become_follower(now, term, None);
     }

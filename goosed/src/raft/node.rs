@@ -131,8 +131,33 @@ pub(crate) struct Handoff {
     pub(crate) id: Option<ProposalId>,
     /// The requested target; `None` picks the most up-to-date voter.
     pub(crate) target: Option<NodeId>,
-    /// Give up (and answer goose again) at this instant.
-    pub(crate) deadline: Timestamp,
+    pub(crate) stage: HandoffStage,
+}
+
+/// Where a handoff stands (design.md §7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HandoffStage {
+    /// Waiting for the driver's `Input::Release`; at `by` the node gives the
+    /// role up without TimeoutNow.
+    Releasing {
+        /// When to stop waiting.
+        by: Timestamp,
+    },
+    /// Released: TimeoutNow once every promise has run out and the target
+    /// has caught up; at `by` the handoff times out and the node answers
+    /// goose again.
+    Transferring {
+        /// When to give up.
+        by: Timestamp,
+    },
+}
+
+impl HandoffStage {
+    fn deadline(self) -> Timestamp {
+        match self {
+            HandoffStage::Releasing { by } | HandoffStage::Transferring { by } => by,
+        }
+    }
 }
 
 /// What only a leader keeps.
@@ -257,6 +282,7 @@ impl Node {
             Input::Tick => {}
             Input::Propose { id, change } => self.on_propose(now, id, change),
             Input::Handoff { id, target } => self.on_handoff_request(now, id, target),
+            Input::Release { stopped } => self.on_release(now, stopped),
         }
         self.on_tick(now);
         assert!(
@@ -312,17 +338,8 @@ impl Node {
     /// (`promise_until`) so that a handoff waits it out before another node
     /// may take over. That is why it takes `&mut self`.
     pub fn goose(&mut self, now: Timestamp) -> GooseAnswer {
-        self.goose_with_promise(now, self.config.promise_max)
-    }
-
-    /// [`Node::goose`] with a promise of at most `promise_max` instead of
-    /// the configured one: a `goosectl run` runner asks for the whole lease
-    /// (`Duration::MAX`), since it stops its job before the lease ends
-    /// whatever happens. The promise is recorded like any other, so a
-    /// handoff waits it out before another node may take over.
-    pub fn goose_with_promise(&mut self, now: Timestamp, promise_max: Duration) -> GooseAnswer {
         let promise = self.lease_until(now).map(|lease_until| {
-            let promise = now.add(promise_max).min(lease_until);
+            let promise = now.add(self.config.promise_max).min(lease_until);
             self.promise_until = self.promise_until.max(promise);
             promise
         });
@@ -332,6 +349,40 @@ impl Node {
             decided_at: now,
             lease_until: promise,
         }
+    }
+
+    /// What a `goosectl run` runner is told at `now`: a goose answer whose
+    /// `lease_until` is the lease end itself, not a short promise. It is not
+    /// recorded as a promise: a runner stops its job by that lease end on an
+    /// involuntary loss (no other node can be elected before it), and a
+    /// handoff sends TimeoutNow only after the driver's
+    /// [`Input::Release`] says every runner confirmed its job stopped.
+    pub fn runner_answer(&self, now: Timestamp) -> GooseAnswer {
+        GooseAnswer {
+            term: self.term,
+            leader: self.leader,
+            decided_at: now,
+            lease_until: self.lease_until(now),
+        }
+    }
+
+    /// Whether a handoff waits for [`Input::Release`]: the driver must
+    /// stop what acts on the role and then say so.
+    pub fn awaits_release(&self) -> bool {
+        self.leader_state()
+            .and_then(|leader| leader.handoff)
+            .is_some_and(|handoff| matches!(handoff.stage, HandoffStage::Releasing { .. }))
+    }
+
+    /// While a handoff waits for [`Input::Release`]: the lease end, which
+    /// this node still holds and renews, so a runner stopping its job may
+    /// let it run (within its grace) until then. `None` otherwise, and
+    /// while the lease has lapsed.
+    pub fn releasing(&self, now: Timestamp) -> Option<Timestamp> {
+        if !self.awaits_release() {
+            return None;
+        }
+        self.lease_end(now)
     }
 
     /// This node's id.
@@ -479,10 +530,19 @@ impl Node {
     /// end if this node may answer goose at `now`.
     fn lease_until(&self, now: Timestamp) -> Option<Timestamp> {
         let leader = self.leader_state()?;
-        let own_entry_committed = self.commit_index >= leader.noop_index;
         // A leader removed from the membership is handing over (condition 4).
         let handing_over = leader.handoff.is_some() || !self.is_voter();
-        if !own_entry_committed || handing_over {
+        if handing_over {
+            return None;
+        }
+        self.lease_end(now)
+    }
+
+    /// The end of the lease a leader holds at `now` once its own entry has
+    /// committed, handing over or not.
+    fn lease_end(&self, now: Timestamp) -> Option<Timestamp> {
+        let leader = self.leader_state()?;
+        if self.commit_index < leader.noop_index {
             return None;
         }
         let sent_at = leader.lease_start?;
@@ -864,7 +924,7 @@ impl Node {
             deadline = deadline.min(lease_until);
         }
         if let Some(handoff) = leader.handoff {
-            deadline = deadline.min(handoff.deadline);
+            deadline = deadline.min(handoff.stage.deadline());
             // Wake when the last promise runs out; after that, replies and
             // heartbeats drive the handoff (waking at `now` would spin).
             if self.promise_until > now {

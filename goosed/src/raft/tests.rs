@@ -3,6 +3,7 @@
 //! clock is exact. The simulator in `tests/` covers faults and many seeds;
 //! these tests pin the paper's rules one by one and cite the section.
 
+use super::node::{Handoff, HandoffStage};
 use super::*;
 use goose_common::{
     Append, AppendReply, Entry, EntryPayload, HardState, Identity, InstallSnapshot, LogIndex,
@@ -22,6 +23,11 @@ struct Cluster {
     in_flight: Vec<(Timestamp, Message)>,
     cut: BTreeSet<(NodeId, NodeId)>,
     events: Vec<(NodeId, Event)>,
+    /// Whether a node that starts a handoff is released at once, as a
+    /// daemon with no runner and no `on_duck` hook does.
+    auto_release: bool,
+    /// TimeoutNow messages sent, by sender.
+    timeout_now_from: Vec<NodeId>,
 }
 
 fn addr(id: u64) -> goose_common::SocketAddr {
@@ -43,6 +49,8 @@ impl Cluster {
             in_flight: Vec::new(),
             cut: BTreeSet::new(),
             events: Vec::new(),
+            auto_release: true,
+            timeout_now_from: Vec::new(),
         };
         for &id in &ids {
             cluster.start(
@@ -70,8 +78,12 @@ impl Cluster {
             return;
         };
         let ready = node.step(self.now, input);
+        let releasing = node.awaits_release();
         self.durable.get_mut(&id).unwrap().apply(&ready.persist);
         for message in ready.messages {
+            if message.body == MessageBody::TimeoutNow {
+                self.timeout_now_from.push(message.from);
+            }
             if !self.cut.contains(&(message.from, message.to)) {
                 self.in_flight.push((self.now.add(DELAY), message));
             }
@@ -79,6 +91,9 @@ impl Cluster {
         self.events
             .extend(ready.events.into_iter().map(|event| (id, event)));
         self.deadlines.insert(id, ready.next_deadline);
+        if releasing && self.auto_release {
+            self.step(id, Input::Release { stopped: true });
+        }
     }
 
     /// Runs until `until`, processing messages and deadlines in time order.
@@ -324,11 +339,14 @@ fn a_handoff_waits_out_promises_and_the_old_goose_never_returns_in_its_term() {
     assert!(cluster.nodes[&target].hard_state().term > term);
 }
 
-/// A runner's promise runs to the lease end, not `promise_max`, and a
-/// handoff waits it out: the target campaigns only after it has passed.
+/// A runner is told the lease end itself, not `promise_max`. A handoff
+/// holds (no TimeoutNow, the lease renewed, `releasing` telling the lease
+/// end) until the driver's release, however long that takes, and then does
+/// not wait for the runner's lease end: the release says its job is gone.
 #[test]
-fn a_runner_promise_runs_to_the_lease_end_and_a_handoff_waits_it_out() {
+fn a_handoff_holds_until_the_release_and_then_hands_over_at_once() {
     let mut cluster = Cluster::new(3);
+    cluster.auto_release = false;
     cluster.run_for(Duration::from_secs(1));
     let old = cluster.goose().unwrap();
     let target = NodeId(if old.0 == 3 { 1 } else { 3 });
@@ -336,16 +354,14 @@ fn a_runner_promise_runs_to_the_lease_end_and_a_handoff_waits_it_out() {
     let now = cluster.now;
     let node = cluster.nodes.get_mut(&old).unwrap();
     let short = node.goose(now).lease_until.unwrap();
-    let long = node
-        .goose_with_promise(now, Duration::MAX)
-        .lease_until
-        .unwrap();
+    let long = node.runner_answer(now).lease_until.unwrap();
     assert_eq!(short, now.add(node.config().promise_max));
     assert!(
         long.since(now) > node.config().heartbeat_interval,
-        "a runner's promise is the lease, {:?} from now",
+        "a runner is told the lease end, {:?} from now",
         long.since(now)
     );
+    assert_eq!(node.releasing(now), None, "no handoff yet");
     cluster.step(
         old,
         Input::Handoff {
@@ -353,20 +369,148 @@ fn a_runner_promise_runs_to_the_lease_end_and_a_handoff_waits_it_out() {
             target: Some(target),
         },
     );
-    while cluster.now < long {
-        cluster.run_for(Duration::from_millis(1));
-        if cluster.now < long {
-            assert_eq!(
-                cluster.nodes[&target].hard_state().term,
-                term,
-                "the target campaigned before the runner's promise ran out"
-            );
-        }
-    }
-    cluster.run_for(Duration::from_millis(200));
+    assert!(cluster.nodes[&old].awaits_release());
+    let held = cluster.nodes[&old].releasing(cluster.now).unwrap();
+    assert!(held >= long, "the lease still held while releasing");
+    // A runner may take its whole grace: the lease is renewed meanwhile.
+    cluster.run_for(Duration::from_secs(2));
+    let node = cluster.nodes.get_mut(&old).unwrap();
+    let renewed = node.releasing(cluster.now).expect("still releasing");
+    assert!(renewed > cluster.now && renewed > long);
+    assert!(!node.goose(cluster.now).is_goose());
+    assert!(!node.runner_answer(cluster.now).is_goose());
+    assert_eq!(cluster.nodes[&target].hard_state().term, term);
+    assert!(cluster.timeout_now_from.is_empty());
+    // Released well before the runner's lease end: TimeoutNow at once.
+    let released_at = cluster.now;
+    cluster.step(old, Input::Release { stopped: true });
+    assert_eq!(cluster.timeout_now_from, vec![old]);
+    assert_eq!(cluster.nodes[&old].releasing(cluster.now), None);
     assert!(cluster
         .events
         .contains(&(old, Event::Done { id: ProposalId(8) })));
+    while cluster.goose() != Some(target) {
+        cluster.run_for(Duration::from_millis(1));
+        let waited = cluster.now.since(released_at);
+        assert!(
+            waited < Duration::from_millis(20),
+            "no goose {waited:?} after the release"
+        );
+    }
+}
+
+/// design.md §7: a runner that does not confirm in time means no
+/// TimeoutNow. The node gives the role up and another is elected only once
+/// its lease has run out.
+#[test]
+fn a_release_that_did_not_stop_everything_gives_up_without_timeout_now() {
+    let mut cluster = Cluster::new(3);
+    cluster.auto_release = false;
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    cluster.step(
+        old,
+        Input::Handoff {
+            id: ProposalId(9),
+            target: None,
+        },
+    );
+    cluster.run_for(Duration::from_millis(500));
+    let lease_end = cluster.nodes[&old].releasing(cluster.now).unwrap();
+    cluster.step(old, Input::Release { stopped: false });
+    assert_eq!(cluster.nodes[&old].raft_role(), RaftRole::Follower);
+    assert!(cluster.events.contains(&(
+        old,
+        Event::Rejected {
+            id: ProposalId(9),
+            reason: RejectReason::NotReleased
+        }
+    )));
+    while cluster.now < lease_end {
+        cluster.run_for(Duration::from_millis(1));
+        if cluster.now < lease_end {
+            assert_eq!(cluster.goose(), None, "a goose before the lease ran out");
+        }
+    }
+    cluster.run_for(Duration::from_secs(1));
+    assert!(cluster.goose().is_some());
+    assert!(cluster.timeout_now_from.is_empty());
+    // A late release for the handoff that is over changes nothing.
+    let goose = cluster.goose().unwrap();
+    cluster.step(old, Input::Release { stopped: true });
+    cluster.step(goose, Input::Release { stopped: true });
+    assert!(cluster.timeout_now_from.is_empty());
+    assert_eq!(cluster.goose(), Some(goose));
+}
+
+/// A driver that never answers: the handoff gives up after
+/// `RELEASE_WAIT_MAX`, without TimeoutNow.
+#[test]
+fn a_release_that_never_comes_gives_up_after_the_bound() {
+    let mut cluster = Cluster::new(3);
+    cluster.auto_release = false;
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    cluster.step(
+        old,
+        Input::Handoff {
+            id: ProposalId(10),
+            target: None,
+        },
+    );
+    let started = cluster.now;
+    cluster.run_for(membership::RELEASE_WAIT_MAX - Duration::from_millis(1));
+    assert_eq!(cluster.nodes[&old].raft_role(), RaftRole::Leader);
+    assert_eq!(cluster.goose(), None);
+    cluster.run_for(Duration::from_millis(2));
+    assert!(cluster.now.since(started) >= membership::RELEASE_WAIT_MAX);
+    assert_ne!(cluster.nodes[&old].raft_role(), RaftRole::Leader);
+    assert!(cluster.events.contains(&(
+        old,
+        Event::Rejected {
+            id: ProposalId(10),
+            reason: RejectReason::NotReleased
+        }
+    )));
+    cluster.run_for(Duration::from_secs(1));
+    assert!(cluster.goose().is_some());
+    assert!(cluster.timeout_now_from.is_empty());
+}
+
+/// The target gets a whole election timeout after the last promise runs
+/// out, however long that promise ran past the release.
+#[test]
+fn the_transfer_deadline_counts_from_the_last_promise() {
+    let mut cluster = Cluster::new(3);
+    cluster.auto_release = false;
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    let target = NodeId(if old.0 == 3 { 1 } else { 3 });
+    let promise = cluster
+        .nodes
+        .get_mut(&old)
+        .unwrap()
+        .goose(cluster.now)
+        .lease_until
+        .unwrap();
+    cluster.step(
+        old,
+        Input::Handoff {
+            id: ProposalId(11),
+            target: Some(target),
+        },
+    );
+    cluster.step(old, Input::Release { stopped: true });
+    let Some(Handoff {
+        stage: HandoffStage::Transferring { by },
+        ..
+    }) = cluster.nodes[&old].leader_state().unwrap().handoff
+    else {
+        panic!("transferring after the release");
+    };
+    let timeout = cluster.nodes[&old].config().election_timeout_min;
+    assert_eq!(by, promise.add(timeout));
+    cluster.run_for(Duration::from_millis(100));
     assert_eq!(cluster.goose(), Some(target));
 }
 

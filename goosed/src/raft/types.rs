@@ -272,6 +272,15 @@ pub enum Input {
         /// The voter to hand to; `None` picks the most up-to-date one.
         target: Option<NodeId>,
     },
+    /// During a handoff, what acts on the role (runners, the `on_duck`
+    /// hook) has been told to stop (design.md §7). `stopped`: all of it
+    /// confirmed it has, so `TimeoutNow` may follow once every promise has
+    /// run out. Otherwise something did not confirm in time: the node
+    /// gives the role up without `TimeoutNow` and its lease runs out.
+    Release {
+        /// Whether everything acting on the role confirmed it stopped.
+        stopped: bool,
+    },
 }
 
 /// Why a proposal or handoff was refused or abandoned.
@@ -313,6 +322,14 @@ pub enum RejectReason {
     /// The handoff did not complete in time; the node answers goose again.
     #[error("the handoff timed out")]
     HandoffTimedOut,
+    /// What acts on the role did not confirm it stopped in time: the node
+    /// gave the role up without `TimeoutNow`, and another is elected once
+    /// its lease has run out.
+    #[error(
+        "a runner or the on_duck hook did not confirm in time; stepped down without a handoff: \
+         another node is elected once the lease runs out"
+    )]
+    NotReleased,
     /// The node id 0 or another invalid argument.
     #[error("invalid request: {0}")]
     Invalid(String),

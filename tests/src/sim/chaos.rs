@@ -4,7 +4,9 @@
 
 use super::checks::{violation, Violation};
 use super::network::{NetworkParams, PartitionShape};
-use super::world::{duration_ns, node_addr, Action, Failure, Sim, SimConfig, SimStats};
+use super::world::{
+    duration_ns, node_addr, Action, Failure, ReleasePolicy, Sim, SimConfig, SimStats,
+};
 use super::RaftRole;
 use goose_common::{MemberRole, NodeId, Term};
 use goosed::raft::{Config, MembershipChange};
@@ -175,6 +177,14 @@ pub fn plan(seed: u64, duration: Duration) -> SeedPlan {
     config.replay_command = replay_command(seed);
     let liveness_bound = config.liveness_bound.expect("liveness on by default");
     let fault_free = (liveness_bound * 2).max(Duration::from_secs(3));
+    // Runners that stop at once, late, or never (design.md §7), bounded so
+    // that a calm world still gets a goose within the liveness bound.
+    config.release = ReleasePolicy {
+        prompt_max: Duration::from_micros(rng.u64(100..=5_000)),
+        late_percent: rng.u32(0..=30),
+        unconfirmed_percent: rng.u32(0..=15),
+        late_max: liveness_bound / 4,
+    };
     let chaos = ChaosParams {
         action_interval_mean: election_timeout * rng.u32(2..=6),
         until: duration.saturating_sub(fault_free),
@@ -705,6 +715,14 @@ pub struct Summary {
     pub goose_ns: u64,
     /// The highest term reached in any run.
     pub max_term: Term,
+    /// Jobs the modelled runners started, summed.
+    pub jobs: u64,
+    /// Handoffs released (runners confirmed), summed.
+    pub releases: u64,
+    /// Of which late.
+    pub releases_late: u64,
+    /// Releases not confirmed (given up without TimeoutNow), summed.
+    pub releases_unconfirmed: u64,
     /// Operator actions, summed: restarts with other timings, rebuilds
     /// under an old id, impostors under a member's id.
     pub retimed: u64,
@@ -753,6 +771,10 @@ pub fn run_seeds(seeds: &[u64], threads: usize, options: &RunOptions) -> Summary
                         summary.retimed += stats.retimed;
                         summary.rebuilds += stats.rebuilds;
                         summary.impostors += stats.impostors;
+                        summary.jobs += stats.jobs;
+                        summary.releases += stats.releases;
+                        summary.releases_late += stats.releases_late;
+                        summary.releases_unconfirmed += stats.releases_unconfirmed;
                     }
                     Err(failure) => {
                         summary.failed += 1;

@@ -7,8 +7,12 @@
 //! (f) terms never go back, (g) a goose has been in two-way contact with a
 //! majority within its lease; plus the driver contract (persist before send)
 //! and the handoff rule (no goose after `TimeoutNow` in that term, and no
-//! `TimeoutNow` before every promise has run out). Liveness (h) lives in the
-//! simulator itself because it needs the fault state.
+//! `TimeoutNow` before every promise has run out or while a runner's job
+//! runs). (j): a `goosectl run` job, modelled as running until its runner
+//! confirmed it stopped or, failing that, until the last lease end the
+//! runner was told, never overlaps another (node, term)'s job or promise.
+//! Liveness (h) lives in the simulator itself because it needs the fault
+//! state.
 //!
 //! The checkers key what they remember by process slot, not by node id:
 //! an impostor (another process started under a member's id) is a process
@@ -74,6 +78,15 @@ struct Promise {
     until_true_ns: u64,
 }
 
+/// A `goosectl run` job, in true time: it runs until `until_true_ns` at the
+/// latest (its runner kills it by the lease end it was told).
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    slot: usize,
+    term: Term,
+    until_true_ns: u64,
+}
+
 /// What the checkers remember about one process slot.
 #[derive(Clone, Debug, Default)]
 pub struct NodeCheck {
@@ -128,6 +141,8 @@ pub struct Checker {
     committed: Vec<Option<(Term, Option<EntryPayload>, Term)>>,
     /// (b): promises that may still be running.
     promises: Vec<Promise>,
+    /// (j): jobs that may still be running.
+    jobs: Vec<Job>,
     /// (g): the last true instant a message from slot `i` was processed
     /// by slot `j`, `last_delivery[i][j]`; 0 for never.
     last_delivery: Box<[[u64; SLOTS_MAX]; SLOTS_MAX]>,
@@ -206,6 +221,7 @@ impl Checker {
             entries_seen: HashMap::new(),
             committed: vec![None],
             promises: Vec::new(),
+            jobs: Vec::new(),
             last_delivery: Box::new([[0; SLOTS_MAX]; SLOTS_MAX]),
             goose_forbidden_after_ns,
         }
@@ -593,7 +609,7 @@ impl Checker {
         node: &Node,
         durable: &PersistedState,
         message: &Message,
-        local_now: Timestamp,
+        (local_now, now_ns): (Timestamp, u64),
     ) -> Result<(), Violation> {
         let node_id = node.id();
         let id = self.who(slot);
@@ -653,6 +669,18 @@ impl Checker {
                     }
                 }
                 check.timeout_now_term = Some(message.term);
+                let running = self.jobs.iter().find(|job| {
+                    (job.slot, job.term) == (slot, message.term) && job.until_true_ns > now_ns
+                });
+                if let Some(job) = running {
+                    return violation(
+                        "handoff",
+                        format!(
+                            "{id} sent TimeoutNow while its runner's job (term {}) may run until {} ns",
+                            job.term, job.until_true_ns
+                        ),
+                    );
+                }
                 Ok(())
             }
             _ => Ok(()),
@@ -760,7 +788,78 @@ impl Checker {
         Ok(())
     }
 
-    /// (b): no goose answer while a promise of another (process, term) runs.
+    /// (j): slot `slot`'s runner was told at true `now_ns` that its job of
+    /// `term` may run until true `until_true_ns`: a goose answer to the
+    /// lease end (`start`: a job starts if none runs), or the lease end
+    /// held while the node releases a handoff (only a running job goes on).
+    /// No job or promise of another (process, term) may be running.
+    pub fn on_job(
+        &mut self,
+        slot: usize,
+        term: Term,
+        now_ns: u64,
+        until_true_ns: u64,
+        start: bool,
+    ) -> Result<bool, Violation> {
+        self.jobs.retain(|job| job.until_true_ns > now_ns);
+        self.promises
+            .retain(|promise| promise.until_true_ns > now_ns);
+        let own = self
+            .jobs
+            .iter()
+            .position(|job| (job.slot, job.term) == (slot, term));
+        if own.is_none() && !start {
+            return Ok(false);
+        }
+        let other_job = self
+            .jobs
+            .iter()
+            .find(|job| (job.slot, job.term) != (slot, term))
+            .map(|job| (job.slot, job.term, job.until_true_ns));
+        let other_promise = self
+            .promises
+            .iter()
+            .find(|p| (p.slot, p.term) != (slot, term))
+            .map(|p| (p.slot, p.term, p.until_true_ns));
+        if let Some((other, other_term, until)) = other_job.or(other_promise) {
+            return violation(
+                "(j) job",
+                format!(
+                    "{}'s job of term {term} runs at {now_ns} ns while {} (term {other_term}) may act as goose until {until} ns",
+                    self.who(slot),
+                    self.who(other)
+                ),
+            );
+        }
+        match own {
+            Some(position) => {
+                let job = &mut self.jobs[position];
+                job.until_true_ns = job.until_true_ns.max(until_true_ns);
+                Ok(false)
+            }
+            None => {
+                self.jobs.push(Job {
+                    slot,
+                    term,
+                    until_true_ns,
+                });
+                Ok(true)
+            }
+        }
+    }
+
+    /// (j): slot `slot`'s runner confirmed at true `now_ns` that its job of
+    /// `term` has stopped.
+    pub fn on_job_stopped(&mut self, slot: usize, term: Term, now_ns: u64) {
+        for job in &mut self.jobs {
+            if (job.slot, job.term) == (slot, term) {
+                job.until_true_ns = job.until_true_ns.min(now_ns);
+            }
+        }
+    }
+
+    /// (b): no goose answer while a promise of another (process, term)
+    /// runs, nor while another's job may run (j).
     fn check_promises(
         &mut self,
         slot: usize,
@@ -770,6 +869,23 @@ impl Checker {
     ) -> Result<(), Violation> {
         self.promises
             .retain(|promise| promise.until_true_ns > now_ns);
+        self.jobs.retain(|job| job.until_true_ns > now_ns);
+        if let Some(job) = self
+            .jobs
+            .iter()
+            .find(|job| (job.slot, job.term) != (slot, term))
+        {
+            return violation(
+                "(j) job",
+                format!(
+                    "{} answered goose in term {term} at {now_ns} ns while {}'s job (term {}) may run until {} ns",
+                    self.who(slot),
+                    self.who(job.slot),
+                    job.term,
+                    job.until_true_ns
+                ),
+            );
+        }
         if let Some(other) = self
             .promises
             .iter()
@@ -847,6 +963,30 @@ impl Checker {
 mod tests {
     use super::*;
     use goose_common::Member;
+
+    /// Checks (j): a job runs until its runner confirmed it stopped or its
+    /// hold ended; another (node, term) may start a job or answer goose only
+    /// after that. A hold without a job starts nothing.
+    #[test]
+    fn jobs_exclude_other_jobs_and_answers_until_stopped_or_expired() {
+        let mut checker = Checker::new(None);
+        assert!(!checker.on_job(0, Term(3), 0, 100, false).unwrap());
+        assert!(checker.on_job(0, Term(3), 0, 100, true).unwrap());
+        assert!(!checker.on_job(0, Term(3), 50, 150, false).unwrap());
+        let other = checker.on_job(1, Term(4), 149, 300, true).unwrap_err();
+        assert_eq!(other.checker, "(j) job");
+        let answer = checker.check_promises(1, Term(4), 149, 160).unwrap_err();
+        assert_eq!(answer.checker, "(j) job");
+        // Confirmed stopped: another may go on at once.
+        checker.on_job_stopped(0, Term(3), 120);
+        assert!(checker.on_job(1, Term(4), 120, 300, true).unwrap());
+        // A promise of another node keeps a job from starting.
+        let mut checker = Checker::new(None);
+        checker.check_promises(0, Term(3), 0, 10).unwrap();
+        let job = checker.on_job(1, Term(4), 5, 300, true).unwrap_err();
+        assert_eq!(job.checker, "(j) job");
+        assert!(checker.on_job(1, Term(4), 10, 300, true).unwrap());
+    }
 
     /// Checks (b): an answer of another node, or of the same node in another
     /// term, before a running promise ends is a violation; at its end it is not.

@@ -62,4 +62,4 @@ pub use chaos::{
 pub use checks::Violation;
 pub use goosed::raft::{Node, RaftRole};
 pub use network::{NetworkParams, PartitionShape};
-pub use world::{node_addr, Failure, GooseChange, Sim, SimConfig, SimStats};
+pub use world::{node_addr, Failure, GooseChange, ReleasePolicy, Sim, SimConfig, SimStats};

@@ -134,6 +134,11 @@ pub enum InputSummary {
     Propose(u64),
     /// A handoff was asked for.
     Handoff(u64),
+    /// The daemon released a handoff: what acts on the role stopped, or not.
+    Release {
+        /// Whether everything confirmed it stopped.
+        stopped: bool,
+    },
 }
 
 /// A node's Raft state after a step.
@@ -218,6 +223,10 @@ impl fmt::Display for TraceRecord {
                     InputSummary::Receive(message) => write!(f, "recv {message}")?,
                     InputSummary::Propose(id) => write!(f, "propose #{id}")?,
                     InputSummary::Handoff(id) => write!(f, "handoff #{id}")?,
+                    InputSummary::Release { stopped: true } => write!(f, "release")?,
+                    InputSummary::Release { stopped: false } => {
+                        write!(f, "release (not confirmed)")?
+                    }
                 }
                 write!(
                     f,

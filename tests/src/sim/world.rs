@@ -73,6 +73,38 @@ pub struct SimConfig {
     pub events_max: u64,
     /// The command that replays this run, printed with a failure.
     pub replay_command: String,
+    /// How the simulated daemon releases a handoff.
+    pub release: ReleasePolicy,
+}
+
+/// How the simulated daemon answers a handoff's wait for
+/// [`Input::Release`] (design.md §7): its runners confirm that their jobs
+/// stopped (and `on_duck` ran) after a while, or one does not confirm and
+/// the daemon gives up once its grace has passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReleasePolicy {
+    /// A release comes within this long (exactly this long when no release
+    /// is late or unconfirmed).
+    pub prompt_max: Duration,
+    /// Percent of releases that come late: after `prompt_max`, within `late_max`.
+    pub late_percent: u32,
+    /// Percent of releases that are not confirmed: a runner never answered,
+    /// and the daemon says so after `prompt_max` to `late_max`.
+    pub unconfirmed_percent: u32,
+    /// See `late_percent`.
+    pub late_max: Duration,
+}
+
+impl ReleasePolicy {
+    /// Released at once (a daemon whose runners stop at once).
+    pub fn prompt() -> ReleasePolicy {
+        ReleasePolicy {
+            prompt_max: Duration::from_micros(200),
+            late_percent: 0,
+            unconfirmed_percent: 0,
+            late_max: Duration::from_micros(200),
+        }
+    }
 }
 
 impl SimConfig {
@@ -95,6 +127,7 @@ impl SimConfig {
             goose_forbidden_after: None,
             events_max: 50_000_000,
             replay_command: String::new(),
+            release: ReleasePolicy::prompt(),
         }
     }
 }
@@ -173,6 +206,14 @@ pub struct SimStats {
     pub rejected: u64,
     /// Handoffs asked for.
     pub handoffs: u64,
+    /// Jobs started by the modelled `goosectl run` runners.
+    pub jobs: u64,
+    /// Handoffs released by the daemon (what acts on the role confirmed it stopped).
+    pub releases: u64,
+    /// Of which late.
+    pub releases_late: u64,
+    /// Releases not confirmed: the node gave the role up without TimeoutNow.
+    pub releases_unconfirmed: u64,
     /// Goose questions asked.
     pub goose_questions: u64,
     /// True nanoseconds during which some node answered goose (between checks).
@@ -239,6 +280,13 @@ pub(crate) enum Action {
     Retire {
         node: usize,
     },
+    /// The daemon in slot `node` releases its `release`-th handoff.
+    Release {
+        node: usize,
+        incarnation: u32,
+        release: u64,
+        stopped: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -295,6 +343,10 @@ pub(crate) struct SimNode {
     steps_at_same_instant: u32,
     past_deadlines_in_a_row: u32,
     pub(crate) events: Vec<(u64, Event)>,
+    /// Handoffs this slot has started releasing.
+    releases: u64,
+    /// The term of the handoff being released, if one is.
+    releasing: Option<Term>,
 }
 
 impl SimNode {
@@ -721,7 +773,79 @@ impl Sim {
                 self.update_calm();
                 Ok(true)
             }
+            Action::Release {
+                node,
+                incarnation,
+                release,
+                stopped,
+            } => self.on_release(node, incarnation, release, stopped),
         }
+    }
+
+    /// A handoff began releasing in slot `index` (its node stopped answering
+    /// goose and the daemon told its runners to stop): the release comes
+    /// after a delay of the policy, confirmed or not.
+    fn schedule_release(&mut self, index: usize) {
+        let policy = self.config.release;
+        let prompt_ns = duration_ns(policy.prompt_max);
+        let late_ns = duration_ns(policy.late_max).max(prompt_ns + 1);
+        let (delay_ns, stopped) = if policy.late_percent + policy.unconfirmed_percent == 0 {
+            (prompt_ns, true)
+        } else {
+            let roll = self.rng.u32(0..100);
+            if roll < policy.unconfirmed_percent {
+                (self.rng.u64(prompt_ns..late_ns), false)
+            } else if roll < policy.unconfirmed_percent + policy.late_percent {
+                (self.rng.u64(prompt_ns..late_ns), true)
+            } else {
+                (self.rng.u64(0..=prompt_ns), true)
+            }
+        };
+        if delay_ns > prompt_ns && stopped {
+            self.stats.releases_late += 1;
+        }
+        let slot = &self.nodes[index];
+        let action = Action::Release {
+            node: index,
+            incarnation: slot.incarnation,
+            release: slot.releases,
+            stopped,
+        };
+        self.push(self.now_ns + delay_ns, action);
+    }
+
+    fn on_release(
+        &mut self,
+        index: usize,
+        incarnation: u32,
+        release: u64,
+        stopped: bool,
+    ) -> Result<bool, Violation> {
+        let slot = &mut self.nodes[index];
+        let current = slot.incarnation == incarnation && slot.releases == release;
+        // A daemon forgets a release once its handoff is over.
+        let (true, Some(term)) = (current, slot.releasing) else {
+            return Ok(false);
+        };
+        if slot.paused {
+            if slot.backlog.len() < PAUSED_BACKLOG_MAX {
+                slot.backlog.push_back(Action::Release {
+                    node: index,
+                    incarnation,
+                    release,
+                    stopped,
+                });
+            }
+            return Ok(false);
+        }
+        if stopped {
+            self.stats.releases += 1;
+            self.checker.on_job_stopped(index, term, self.now_ns);
+        } else {
+            self.stats.releases_unconfirmed += 1;
+        }
+        self.step_node(index, Input::Release { stopped })?;
+        Ok(true)
     }
 
     /// Stops the impostor in slot `index` for good.
@@ -849,6 +973,7 @@ impl Sim {
             Input::Tick => InputSummary::Tick,
             Input::Propose { id, .. } => InputSummary::Propose(id.0),
             Input::Handoff { id, .. } => InputSummary::Handoff(id.0),
+            Input::Release { stopped } => InputSummary::Release { stopped: *stopped },
         };
         let slot = &mut self.nodes[index];
         let local = slot.clock.local_at(now_ns);
@@ -887,7 +1012,7 @@ impl Sim {
         )?;
         for message in &ready.messages {
             self.checker
-                .on_send(index, node, &slot.durable, message, local)?;
+                .on_send(index, node, &slot.durable, message, (local, now_ns))?;
         }
         self.stats.steps += 1;
         let hard_state = node.hard_state();
@@ -937,6 +1062,19 @@ impl Sim {
             self.on_event(index, event)?;
         }
         self.schedule_timer(index, deadline_ns);
+        // The daemon tells its runners to stop when a handoff begins.
+        let slot = &mut self.nodes[index];
+        let releasing = slot
+            .node
+            .as_ref()
+            .filter(|node| node.awaits_release())
+            .map(|node| node.hard_state().term);
+        let began = releasing.is_some() && slot.releasing.is_none();
+        slot.releasing = releasing;
+        if began {
+            slot.releases += 1;
+            self.schedule_release(index);
+        }
         Ok(())
     }
 
@@ -1058,6 +1196,21 @@ impl Sim {
             )?;
             if answer.is_goose() {
                 geese.push((slot.id, answer.term));
+            }
+            // The runner of this slot: a goose answer to the lease end starts
+            // or renews its job; while releasing, the held lease end renews it.
+            let (until, start) = match node.releasing(local) {
+                Some(until) => (Some(until), false),
+                None => (node.runner_answer(local).lease_until, true),
+            };
+            if let Some(until) = until {
+                let until_true_ns = slot.clock.true_at(until);
+                if self
+                    .checker
+                    .on_job(index, answer.term, now_ns, until_true_ns, start)?
+                {
+                    self.stats.jobs += 1;
+                }
             }
         }
         let previous_check_ns = self.last_check_ns;
@@ -1230,6 +1383,8 @@ impl Sim {
             steps_at_same_instant: 0,
             past_deadlines_in_a_row: 0,
             events: Vec::new(),
+            releases: 0,
+            releasing: None,
         });
         index
     }
@@ -1295,6 +1450,7 @@ impl Sim {
         slot.node = None;
         slot.paused = false;
         slot.incarnation += 1;
+        slot.releasing = None;
         slot.backlog.clear();
         slot.timer_ns = None;
         slot.desired_deadline_ns = None;
