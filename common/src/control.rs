@@ -24,7 +24,9 @@
 //! The client sends one [`Request`] and reads one [`Reply`], and may repeat
 //! on the same connection. [`Request::Watch`] and [`Request::Run`] are the
 //! exceptions: the daemon answers with a stream of [`Reply::Event`] (or
-//! [`Reply::Runner`]) until either side closes.
+//! [`Reply::Runner`]) until either side closes. On a run stream the runner
+//! in turn sends [`Request::Released`] when the daemon asks it to stop its
+//! job for a handoff and the job is gone.
 
 use crate::ids::{LogIndex, NodeId, Term};
 use crate::limits::{LEARNERS_MAX, VOTERS_MAX};
@@ -41,7 +43,11 @@ use std::time::Duration;
 
 /// The version of this protocol, the first two bytes of every frame payload.
 /// Bump it whenever the postcard layout of [`Request`] or [`Reply`] changes.
-pub const CONTROL_PROTOCOL_VERSION: u16 = 4;
+pub const CONTROL_PROTOCOL_VERSION: u16 = 5;
+
+/// The longest grace a `goosectl run` runner may ask for: a handoff waits
+/// at most this (plus a margin) for a runner to stop its job.
+pub const RUNNER_GRACE_MAX: Duration = Duration::from_secs(60);
 
 /// The largest frame payload (version plus body), in bytes. A cluster status
 /// of [`MEMBERS_MAX`] members is a few kilobytes, so this leaves ample room
@@ -308,11 +314,23 @@ pub enum Request {
         to: Option<NodeId>,
     },
     /// Register a `goosectl run` runner: a stream of [`Reply::Runner`], the
-    /// first at once, then one whenever the role, term, leader or promise
-    /// changes. A runner's promise runs to the lease end, and the daemon
-    /// records it like any promise, so a handoff waits it out (design.md §7).
-    /// Added in protocol version 4.
-    Run,
+    /// first at once, then one whenever the role, term, leader, promise or
+    /// release changes. A runner's promise runs to the lease end. On a
+    /// voluntary handoff the daemon asks the runner to stop its job
+    /// ([`RunnerUpdate::release`]) and sends no `TimeoutNow` until the runner
+    /// answers [`Request::Released`], or `grace_ms` (plus a margin) has
+    /// passed (design.md §7). Added in protocol version 4; `grace_ms` in 5.
+    Run {
+        /// How long the runner gives its job between SIGTERM and SIGKILL.
+        grace_ms: u64,
+    },
+    /// Sent by a runner on its run stream, never alone: its job is gone
+    /// after the daemon asked for handoff `handoff`'s release. Added in
+    /// protocol version 5.
+    Released {
+        /// The [`ReleaseRequest::handoff`] answered.
+        handoff: u64,
+    },
 }
 
 impl Request {
@@ -323,7 +341,8 @@ impl Request {
             Request::Status { .. }
             | Request::IsGoose
             | Request::Watch
-            | Request::Run
+            | Request::Run { .. }
+            | Request::Released { .. }
             | Request::MemberList
             | Request::PartitionList => false,
             Request::MemberAdd { .. }
@@ -354,7 +373,8 @@ impl Request {
             Request::PartitionSplit { .. } => "partition split",
             Request::PartitionHeal => "partition heal",
             Request::StepDown { .. } => "step-down",
-            Request::Run => "run",
+            Request::Run { .. } => "run",
+            Request::Released { .. } => "run (released)",
         }
     }
 
@@ -363,7 +383,7 @@ impl Request {
     /// that the daemon's own timeout error reaches it first.
     pub fn reply_timeout(&self) -> Option<Duration> {
         match self {
-            Request::Watch | Request::Run => None,
+            Request::Watch | Request::Run { .. } | Request::Released { .. } => None,
             Request::Status { local: false }
             | Request::PartitionSplit { .. }
             | Request::PartitionHeal => Some(CLUSTER_REPLY_TIMEOUT),
@@ -392,6 +412,9 @@ impl Request {
         match self {
             Request::MemberAdd { id, .. } | Request::MemberRemove { id } => valid_id(id),
             Request::StepDown { to: Some(id) } => valid_id(id),
+            Request::Run { grace_ms } if *grace_ms > RUNNER_GRACE_MAX.as_millis() as u64 => Err(
+                format!("the grace is at most {} s", RUNNER_GRACE_MAX.as_secs()),
+            ),
             Request::PartitionAdd(rule) => rule.validate().map_err(|error| error.to_string()),
             Request::PartitionSplit {
                 sides: (left, right),
@@ -399,7 +422,8 @@ impl Request {
             Request::Status { .. }
             | Request::IsGoose
             | Request::Watch
-            | Request::Run
+            | Request::Run { .. }
+            | Request::Released { .. }
             | Request::MemberList
             | Request::PartitionList
             | Request::PartitionDelete(_)
@@ -620,9 +644,31 @@ pub enum Reply {
     Rules(Vec<ListedRule>),
     /// A mutating request succeeded; one line for a person.
     Ok(String),
-    /// One update of a `Run` stream: this node's status, whose
-    /// `lease_until_ns` (a goose's promise) runs to the lease end.
-    Runner(NodeStatus),
+    /// One update of a `Run` stream.
+    Runner(RunnerUpdate),
+}
+
+/// What a `goosectl run` runner is told (design.md §7).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerUpdate {
+    /// This node's status; a goose's `lease_until_ns` is the lease end
+    /// itself, not a short promise.
+    pub status: NodeStatus,
+    /// Set during a voluntary handoff: stop the job and answer
+    /// [`Request::Released`] once it is gone.
+    pub release: Option<ReleaseRequest>,
+}
+
+/// A voluntary handoff's request to stop a runner's job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    /// Which handoff asks (echoed in [`Request::Released`]).
+    pub handoff: u64,
+    /// The lease end the node still holds and renews while it waits
+    /// (CLOCK_BOOTTIME ns): no other node is the goose before it, so the
+    /// job may take its grace to stop, but must be gone by then. `None`
+    /// once the lease has lapsed.
+    pub hold_until_ns: Option<u64>,
 }
 
 impl Reply {
@@ -732,7 +778,8 @@ mod tests {
             Request::StepDown {
                 to: Some(NodeId(2)),
             },
-            Request::Run,
+            Request::Run { grace_ms: 5000 },
+            Request::Released { handoff: 3 },
         ]
     }
 
@@ -747,7 +794,17 @@ mod tests {
             }),
             Reply::NodeStatus(duck_status(2)),
             Reply::IsGoose(goose_status()),
-            Reply::Runner(goose_status()),
+            Reply::Runner(RunnerUpdate {
+                status: goose_status(),
+                release: None,
+            }),
+            Reply::Runner(RunnerUpdate {
+                status: duck_status(3),
+                release: Some(ReleaseRequest {
+                    handoff: 2,
+                    hold_until_ns: Some(1_000_000),
+                }),
+            }),
             Reply::Event(WatchEvent {
                 kind: WatchEventKind::BecameGoose,
                 status: goose_status(),

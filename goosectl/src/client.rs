@@ -3,7 +3,7 @@
 
 use crate::error::CtlError;
 use goose_common::control::{
-    read_frame, socket_path_candidates, write_frame, NodeStatus, Reply, Request, WatchEvent,
+    read_frame, socket_path_candidates, write_frame, Reply, Request, RunnerUpdate, WatchEvent,
 };
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -105,20 +105,23 @@ impl Client {
         Ok(())
     }
 
-    /// Registers as a `goosectl run` runner: afterwards read updates with
-    /// [`Client::next_runner_update`].
-    pub fn start_run(&mut self) -> Result<(), CtlError> {
+    /// Registers as a `goosectl run` runner whose job gets `grace` between
+    /// SIGTERM and SIGKILL: afterwards read updates with
+    /// [`Client::next_runner_update`], and answer release requests through
+    /// the [`Releaser`] returned.
+    pub fn start_run(&mut self, grace: Duration) -> Result<Releaser, CtlError> {
         // Updates come at least once per lease while goose, but a duck may
         // hear nothing for as long as the cluster is stable.
         self.stream.set_read_timeout(None)?;
-        write_frame(&mut self.stream, &Request::Run)?;
-        Ok(())
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        write_frame(&mut self.stream, &Request::Run { grace_ms })?;
+        Ok(Releaser(self.stream.try_clone()?))
     }
 
     /// The next update of a runner's stream.
-    pub fn next_runner_update(&mut self) -> Result<NodeStatus, CtlError> {
+    pub fn next_runner_update(&mut self) -> Result<RunnerUpdate, CtlError> {
         match read_frame(&mut self.stream) {
-            Ok(Reply::Runner(status)) => Ok(status),
+            Ok(Reply::Runner(update)) => Ok(update),
             Ok(Reply::Error { kind, message }) => Err(CtlError::Daemon { kind, message }),
             Ok(_) => Err(CtlError::UnexpectedReply("run")),
             Err(goose_common::control::FrameError::Closed) => Err(CtlError::WatchClosed),
@@ -135,6 +138,17 @@ impl Client {
             Err(goose_common::control::FrameError::Closed) => Err(CtlError::WatchClosed),
             Err(error) => Err(CtlError::Protocol(error)),
         }
+    }
+}
+
+/// The writing side of a runner's stream.
+pub struct Releaser(UnixStream);
+
+impl Releaser {
+    /// Tells the daemon that the job is gone after `handoff` asked.
+    pub fn released(&mut self, handoff: u64) -> Result<(), CtlError> {
+        write_frame(&mut self.0, &Request::Released { handoff })?;
+        Ok(())
     }
 }
 

@@ -1,22 +1,28 @@
 //! `run [--grace D] [--repeat] -- CMD [ARG...]`: run CMD only while this
 //! node is the goose (design.md §7).
 //!
-//! The runner registers with the local daemon (`Request::Run`) and gets an
-//! update whenever the role, term, leader or promise changes. A runner's
-//! promise runs to the node's lease end, and the daemon records it, so no
-//! other node can be the goose before it ends (a handoff waits it out).
-//! The [`Discipline`] keeps the job inside that promise: it starts CMD only
-//! under a promise, sends SIGTERM as soon as the role is lost (or a renewal
-//! is overdue, or the daemon is gone), and SIGKILL no later than the promise
-//! minus [`KILL_MARGIN`], whatever the grace. Only a paused runner escapes
-//! this; fence with `GOOSE_TERM`.
+//! The runner registers with the local daemon (`Request::Run`, with its
+//! grace) and gets an update whenever the role, term, leader, lease end or
+//! release changes. A runner's promise runs to the node's lease end: no
+//! other node can be elected before it. The [`Discipline`] keeps the job
+//! inside that promise: it starts CMD only under a promise, sends SIGTERM
+//! as soon as the role is lost (or a renewal is overdue, or the daemon is
+//! gone), and SIGKILL no later than the promise minus [`KILL_MARGIN`],
+//! whatever the grace. On a voluntary handoff the daemon asks the runner to
+//! release the role and holds its lease meanwhile: the job gets its grace
+//! (within the lease held), and once it is gone the runner answers
+//! `Released`, upon which the daemon hands over. Only a paused runner
+//! escapes this; fence with `GOOSE_TERM`.
 
-use crate::client::Client;
+use crate::client::{Client, Releaser};
 use crate::error::CtlError;
 use goose_common::answer::{self, boottime};
-use goose_common::control::NodeStatus;
+use goose_common::control::{RunnerUpdate, RUNNER_GRACE_MAX};
 use goose_common::{NodeId, Term, Timestamp};
 use nix::sys::signal::{killpg, Signal};
+use nix::sys::time::TimeSpec;
+use nix::sys::timer::{Expiration, TimerSetTimeFlags};
+use nix::sys::timerfd::{ClockId as TimerClock, TimerFd, TimerFlags};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 use std::ffi::OsString;
@@ -64,7 +70,14 @@ pub struct RunArgs {
 }
 
 fn parse_grace(text: &str) -> Result<Duration, String> {
-    goose_common::partition::parse_duration(text).map_err(|error| error.to_string())
+    let grace = goose_common::partition::parse_duration(text).map_err(|error| error.to_string())?;
+    if grace > RUNNER_GRACE_MAX {
+        return Err(format!(
+            "the grace is at most {} s",
+            RUNNER_GRACE_MAX.as_secs()
+        ));
+    }
+    Ok(grace)
 }
 
 /// What the discipline tells the runner to do.
@@ -103,8 +116,14 @@ enum Phase {
         lease_until: Timestamp,
         renewed_at: Timestamp,
     },
-    /// The job was sent SIGTERM and is killed at `kill_at` if still there.
-    Stopping { kill_at: Timestamp, killed: bool },
+    /// The job of `term` was sent SIGTERM at `since`; it is killed after the
+    /// grace, and before the promise (or the lease held) `until` ends.
+    Stopping {
+        term: Term,
+        since: Timestamp,
+        until: Timestamp,
+        killed: bool,
+    },
 }
 
 /// The rules that keep a job inside the promise; pure, times are
@@ -113,6 +132,8 @@ enum Phase {
 pub struct Discipline {
     grace: Duration,
     phase: Phase,
+    /// The handoff that asked for a release, answered once no job runs.
+    release: Option<u64>,
 }
 
 impl Discipline {
@@ -121,6 +142,7 @@ impl Discipline {
         Discipline {
             grace,
             phase: Phase::Idle,
+            release: None,
         }
     }
 
@@ -133,10 +155,54 @@ impl Discipline {
     /// while a rerun must wait.
     pub fn on_update(
         &mut self,
-        status: &NodeStatus,
+        update: &RunnerUpdate,
         now: Timestamp,
         may_start: bool,
     ) -> Option<Action> {
+        let status = &update.status;
+        let Some(release) = update.release else {
+            // No handoff waits (or it is over): nothing to answer.
+            self.release = None;
+            return self.on_status(update, now, may_start);
+        };
+        // A voluntary handoff: stop the job, which may use its grace within
+        // the lease the node still holds, and answer once it is gone.
+        self.release = Some(release.handoff);
+        let hold = release.hold_until_ns.map(Timestamp);
+        match self.phase {
+            Phase::Idle => None,
+            Phase::Running {
+                term, lease_until, ..
+            } => {
+                let held = hold.filter(|_| status.term == term);
+                Some(self.begin_stop(now, held.map_or(lease_until, |h| h.max(lease_until))))
+            }
+            Phase::Stopping {
+                term,
+                since,
+                until,
+                killed,
+            } => {
+                if let Some(hold) = hold.filter(|_| status.term == term) {
+                    self.phase = Phase::Stopping {
+                        term,
+                        since,
+                        until: until.max(hold),
+                        killed,
+                    };
+                }
+                None
+            }
+        }
+    }
+
+    fn on_status(
+        &mut self,
+        update: &RunnerUpdate,
+        now: Timestamp,
+        may_start: bool,
+    ) -> Option<Action> {
+        let status = &update.status;
         let goose = answer::decide_status(status, now).is_goose();
         let lease_until = status.lease_until_ns.map(Timestamp);
         match self.phase {
@@ -170,37 +236,46 @@ impl Discipline {
                     };
                     None
                 }
-                _ => Some(self.begin_stop(now)),
+                _ => Some(self.begin_stop(now, held)),
             },
             Phase::Stopping { .. } => None,
         }
     }
 
-    /// The daemon is gone (the stream ended or failed): stop at once.
+    /// The daemon is gone (the stream ended or failed): stop at once. A
+    /// release it asked for needs no answer any more.
     pub fn on_daemon_gone(&mut self, now: Timestamp) -> Option<Action> {
-        match self.phase {
-            Phase::Running { .. } => Some(self.begin_stop(now)),
-            Phase::Idle | Phase::Stopping { .. } => None,
-        }
+        self.release = None;
+        self.stop(now)
     }
 
     /// The runner was asked to stop (SIGTERM or SIGINT of goosectl).
     pub fn on_stop_requested(&mut self, now: Timestamp) -> Option<Action> {
-        self.on_daemon_gone(now)
+        self.stop(now)
+    }
+
+    fn stop(&mut self, now: Timestamp) -> Option<Action> {
+        match self.phase {
+            Phase::Running { lease_until, .. } => Some(self.begin_stop(now, lease_until)),
+            Phase::Idle | Phase::Stopping { .. } => None,
+        }
     }
 
     /// Time passed: a renewal overdue starts the stop, the kill deadline kills.
     pub fn on_tick(&mut self, now: Timestamp) -> Option<Action> {
+        let due = self.next_wake().is_some_and(|wake| now >= wake);
         match self.phase {
-            Phase::Running { .. } if self.next_wake().is_some_and(|wake| now >= wake) => {
-                Some(self.begin_stop(now))
-            }
+            Phase::Running { lease_until, .. } if due => Some(self.begin_stop(now, lease_until)),
             Phase::Stopping {
-                kill_at,
+                term,
+                since,
+                until,
                 killed: false,
-            } if now >= kill_at => {
+            } if due => {
                 self.phase = Phase::Stopping {
-                    kill_at,
+                    term,
+                    since,
+                    until,
                     killed: true,
                 };
                 Some(Action::Kill)
@@ -219,6 +294,15 @@ impl Discipline {
         ended
     }
 
+    /// The handoff to answer `Released` now: one asked, and no job runs.
+    pub fn take_release(&mut self) -> Option<u64> {
+        if self.phase == Phase::Idle {
+            self.release.take()
+        } else {
+            None
+        }
+    }
+
     /// When [`Discipline::on_tick`] must run next, if ever. While running:
     /// when a renewal is overdue, which leaves the job half of what was left
     /// of the promise at the last renewal (at most the grace) to exit. While
@@ -235,19 +319,20 @@ impl Discipline {
                 let window = (stop_by.since(renewed_at) / 2).min(self.grace);
                 Some(Timestamp(stop_by.as_nanos().saturating_sub(nanos(window))))
             }
-            Phase::Stopping { kill_at, .. } => Some(kill_at),
+            Phase::Stopping { since, until, .. } => Some(since.add(self.grace).min(stop_by(until))),
         }
     }
 
-    /// SIGTERM now; SIGKILL after the grace, and never past the promise.
-    fn begin_stop(&mut self, now: Timestamp) -> Action {
-        let lease_until = match self.phase {
-            Phase::Running { lease_until, .. } => lease_until,
-            Phase::Idle | Phase::Stopping { .. } => now,
+    /// SIGTERM now; SIGKILL after the grace, and never past `until`.
+    fn begin_stop(&mut self, now: Timestamp, until: Timestamp) -> Action {
+        let term = match self.phase {
+            Phase::Running { term, .. } | Phase::Stopping { term, .. } => term,
+            Phase::Idle => Term(0),
         };
-        let kill_at = now.add(self.grace).min(stop_by(lease_until));
         self.phase = Phase::Stopping {
-            kill_at,
+            term,
+            since: now,
+            until,
             killed: false,
         };
         Action::Terminate
@@ -266,13 +351,57 @@ fn nanos(duration: Duration) -> u64 {
 /// What the runner's threads report to its loop.
 enum Report {
     /// An update from the daemon.
-    Update(NodeStatus),
+    Update(RunnerUpdate),
     /// The daemon's stream ended or failed.
     Gone(String),
     /// The job's process ended.
     Exited(ExitStatus),
     /// goosectl itself got SIGTERM, SIGINT or SIGHUP.
     Signal(i32),
+    /// The [`Alarm`] went off (or an earlier setting of it did).
+    Wake,
+}
+
+/// The loop's timer, on `CLOCK_BOOTTIME` like every deadline it keeps: a
+/// timerfd armed at an absolute instant, read by a thread that reports
+/// [`Report::Wake`]. Unlike a wait on the monotonic clock, it also counts a
+/// suspend of the host, so a runner resumed after its promise ended kills
+/// its job at once instead of sleeping out the rest of its wait.
+struct Alarm(std::sync::Arc<TimerFd>);
+
+impl Alarm {
+    fn start(reports: mpsc::Sender<Report>) -> Result<Alarm, CtlError> {
+        let timer = TimerFd::new(TimerClock::CLOCK_BOOTTIME, TimerFlags::TFD_CLOEXEC)
+            .map_err(|error| CtlError::Clock(error.into()))?;
+        let timer = std::sync::Arc::new(timer);
+        let waiting = std::sync::Arc::clone(&timer);
+        std::thread::Builder::new()
+            .name("alarm".into())
+            .spawn(move || {
+                while waiting.wait().is_ok() {
+                    if reports.send(Report::Wake).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(CtlError::Output)?;
+        Ok(Alarm(timer))
+    }
+
+    /// Goes off at `wake` (at once if it has passed), or never.
+    fn set(&self, wake: Option<Timestamp>) -> Result<(), CtlError> {
+        let result = match wake {
+            // Zero would disarm the timer: the first nanosecond has passed too.
+            Some(wake) => self.0.set(
+                Expiration::OneShot(TimeSpec::from_duration(Duration::from_nanos(
+                    wake.as_nanos().max(1),
+                ))),
+                TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+            ),
+            None => self.0.unset(),
+        };
+        result.map_err(|error| CtlError::Clock(error.into()))
+    }
 }
 
 /// Runs the command of `args` under the discipline until it ends (or for
@@ -284,7 +413,7 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
     let mut pending: std::collections::VecDeque<Report> = std::collections::VecDeque::new();
     let log = Log::start();
     watch_signals(reports.clone())?;
-    let mut connected = connect(context, &reports);
+    let mut connected = connect(context, args.grace, &reports);
     let mut reconnect_delay = RECONNECT_DELAY;
     if let Err(error) = &connected {
         if !args.repeat {
@@ -294,23 +423,29 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
     }
     let mut discipline = Discipline::new(args.grace);
     let mut job: Option<u32> = None;
-    let mut last_status: Option<NodeStatus> = None;
+    let mut last_status: Option<RunnerUpdate> = None;
     let mut rerun_after = Timestamp(0);
     let mut stop_requested = false;
+    let alarm = Alarm::start(reports.clone())?;
     loop {
         let now = clock()?;
-        let wake = discipline.next_wake();
-        let wait = match (wake, connected.is_err()) {
-            (Some(wake), _) => wake.since(now),
-            (None, true) => reconnect_delay,
+        let wake = match (discipline.next_wake(), connected.is_err()) {
+            (Some(wake), _) => Some(wake),
+            (None, true) => Some(now.add(reconnect_delay)),
             (None, false) if job.is_none() && last_status.is_some() && now < rerun_after => {
-                rerun_after.since(now)
+                Some(rerun_after)
             }
-            (None, false) => Duration::from_secs(3600),
+            (None, false) => None,
         };
         let report = match pending.pop_front() {
             Some(report) => Some(report),
-            None => newest_first(inbox.recv_timeout(wait).ok(), &inbox, &mut pending),
+            None => {
+                alarm.set(wake)?;
+                match inbox.recv() {
+                    Ok(Report::Wake) | Err(_) => None,
+                    Ok(report) => newest_first(Some(report), &inbox, &mut pending),
+                }
+            }
         };
         let now = clock()?;
         let mut actions = Vec::new();
@@ -338,6 +473,8 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
             Some(Report::Exited(status)) => {
                 job = None;
                 let ended = discipline.on_exit();
+                // Before exiting, too: the daemon's handoff waits for it.
+                answer_release(&mut discipline, &mut connected, &log);
                 let code = exit_code(status);
                 if stop_requested {
                     return Ok(0);
@@ -360,9 +497,9 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
                     return Ok(0);
                 }
             }
-            None => {
+            Some(Report::Wake) | None => {
                 if connected.is_err() && !discipline.has_job() {
-                    connected = connect(context, &reports);
+                    connected = connect(context, args.grace, &reports);
                     // Reset only by an update: a daemon that accepts and then
                     // refuses (busy, another version) is retried ever slower.
                     reconnect_delay = (reconnect_delay * 2).min(RECONNECT_DELAY_MAX);
@@ -380,7 +517,9 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
         for action in actions {
             match action {
                 Action::Start { term, leader } => {
-                    let node = last_status.as_ref().map_or(NodeId(0), |status| status.id);
+                    let node = last_status
+                        .as_ref()
+                        .map_or(NodeId(0), |update| update.status.id);
                     match start(&args.command, node, term, leader, reports.clone()) {
                         Ok(child) => job = Some(child),
                         Err(error) => {
@@ -393,6 +532,26 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
                 Action::Kill => signal_job(job, Signal::SIGKILL, &log),
             }
         }
+        answer_release(&mut discipline, &mut connected, &log);
+    }
+}
+
+/// Answers a handoff's release request once no job runs. The write may
+/// block (up to the socket's write timeout), which is harmless: there is
+/// no job to signal. A failed write shows as the stream ending.
+fn answer_release(
+    discipline: &mut Discipline,
+    connected: &mut Result<Releaser, String>,
+    log: &Log,
+) {
+    let (Some(handoff), Ok(releaser)) = (discipline.take_release(), connected.as_mut()) else {
+        return;
+    };
+    match releaser.released(handoff) {
+        Ok(()) => log.say(format!(
+            "no job runs: released the role for handoff {handoff}"
+        )),
+        Err(error) => log.say(format!("cannot answer handoff {handoff}: {error}")),
     }
 }
 
@@ -424,15 +583,20 @@ fn clock() -> Result<Timestamp, CtlError> {
     boottime().map_err(CtlError::Clock)
 }
 
-/// Registers with the daemon and forwards its updates from a thread.
-fn connect(context: &crate::Context, reports: &mpsc::Sender<Report>) -> Result<(), String> {
+/// Registers with the daemon and forwards its updates from a thread; the
+/// returned side answers release requests.
+fn connect(
+    context: &crate::Context,
+    grace: Duration,
+    reports: &mpsc::Sender<Report>,
+) -> Result<Releaser, String> {
     let mut client = Client::connect(&context.socket).map_err(|error| error.to_string())?;
-    client.start_run().map_err(|error| error.to_string())?;
+    let releaser = client.start_run(grace).map_err(|error| error.to_string())?;
     let reports = reports.clone();
     std::thread::spawn(move || loop {
         match client.next_runner_update() {
-            Ok(status) => {
-                if reports.send(Report::Update(status)).is_err() {
+            Ok(update) => {
+                if reports.send(Report::Update(update)).is_err() {
                     return;
                 }
             }
@@ -442,7 +606,7 @@ fn connect(context: &crate::Context, reports: &mpsc::Sender<Report>) -> Result<(
             }
         }
     });
-    Ok(())
+    Ok(releaser)
 }
 
 /// Forwards SIGTERM, SIGINT and SIGHUP of goosectl to the loop.
@@ -641,14 +805,14 @@ mod tests {
     //! the margin), stops it at once on any sign of loss, gives it its grace
     //! when the promise allows, and starts a job only under a promise.
     use super::*;
-    use goose_common::control::NodeRole;
+    use goose_common::control::{NodeRole, NodeStatus, ReleaseRequest};
     use goose_common::LogIndex;
     use std::collections::BTreeMap;
 
     const MS: u64 = 1_000_000;
 
-    fn status(role: NodeRole, term: u64, lease_until_ms: Option<u64>) -> NodeStatus {
-        NodeStatus {
+    fn status(role: NodeRole, term: u64, lease_until_ms: Option<u64>) -> RunnerUpdate {
+        let status = NodeStatus {
             id: NodeId(3),
             addr: "127.0.0.1:7703".parse().unwrap(),
             role,
@@ -661,10 +825,26 @@ mod tests {
             last_index: LogIndex(1),
             removed: false,
             drops: BTreeMap::new(),
+        };
+        RunnerUpdate {
+            status,
+            release: None,
         }
     }
 
-    fn goose(term: u64, lease_until_ms: u64) -> NodeStatus {
+    /// A handoff's request to release the role, holding the lease until
+    /// `hold_ms`.
+    fn release(term: u64, handoff: u64, hold_ms: Option<u64>) -> RunnerUpdate {
+        RunnerUpdate {
+            release: Some(ReleaseRequest {
+                handoff,
+                hold_until_ns: hold_ms.map(|ms| ms * MS),
+            }),
+            ..status(NodeRole::Duck, term, None)
+        }
+    }
+
+    fn goose(term: u64, lease_until_ms: u64) -> RunnerUpdate {
         status(NodeRole::Goose, term, Some(lease_until_ms))
     }
 
@@ -783,6 +963,75 @@ mod tests {
             Some(Action::Terminate)
         );
         assert_eq!(discipline.on_exit(), Ended::Stopped);
+    }
+
+    /// A voluntary handoff: the job gets its grace within the lease the
+    /// node holds (renewed while it waits), and the runner answers once the
+    /// job is gone, exactly once.
+    #[test]
+    fn a_release_gives_the_job_its_grace_within_the_lease_held() {
+        let mut discipline = running(5_000);
+        assert_eq!(discipline.take_release(), None);
+        assert_eq!(
+            discipline.on_update(&release(7, 1, Some(400)), at(100), true),
+            Some(Action::Terminate)
+        );
+        assert_eq!(discipline.take_release(), None, "the job still runs");
+        assert_eq!(
+            discipline.next_wake(),
+            Some(Timestamp(400 * MS - nanos(KILL_MARGIN)))
+        );
+        // The lease held is renewed: the kill moves with it, up to the grace.
+        assert_eq!(
+            discipline.on_update(&release(7, 1, Some(450)), at(150), true),
+            None
+        );
+        assert_eq!(
+            discipline.next_wake(),
+            Some(Timestamp(450 * MS - nanos(KILL_MARGIN)))
+        );
+        assert_eq!(discipline.on_exit(), Ended::Stopped);
+        assert_eq!(discipline.take_release(), Some(1));
+        assert_eq!(discipline.take_release(), None);
+        // A short grace kills before the lease held ends.
+        let mut discipline = running(20);
+        discipline.on_update(&release(7, 2, Some(400)), at(100), true);
+        assert_eq!(discipline.next_wake(), Some(at(120)));
+        assert_eq!(discipline.on_tick(at(120)), Some(Action::Kill));
+    }
+
+    #[test]
+    fn a_runner_without_a_job_releases_at_once() {
+        let mut discipline = Discipline::new(Duration::from_secs(5));
+        assert_eq!(
+            discipline.on_update(&release(7, 3, Some(400)), at(100), true),
+            None
+        );
+        assert!(!discipline.has_job());
+        assert_eq!(discipline.take_release(), Some(3));
+    }
+
+    /// A hold of another term, or none (the lease lapsed), never extends
+    /// the job past the promise it had; a handoff that is over, or a lost
+    /// daemon, needs no answer.
+    #[test]
+    fn a_release_never_extends_past_what_the_node_holds() {
+        let mut discipline = running(5_000);
+        discipline.on_update(&release(8, 1, Some(900)), at(100), true);
+        let promise_end = Timestamp(300 * MS - nanos(KILL_MARGIN));
+        assert_eq!(discipline.next_wake(), Some(promise_end));
+        let mut discipline = running(5_000);
+        discipline.on_update(&release(7, 1, None), at(100), true);
+        assert_eq!(discipline.next_wake(), Some(promise_end));
+        // The handoff ended (an update without a release): nothing to answer.
+        discipline.on_update(&status(NodeRole::Duck, 7, None), at(110), true);
+        discipline.on_exit();
+        assert_eq!(discipline.take_release(), None);
+        let mut discipline = running(5_000);
+        discipline.on_update(&release(7, 1, Some(400)), at(100), true);
+        discipline.on_daemon_gone(at(110));
+        discipline.on_exit();
+        assert_eq!(discipline.take_release(), None);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! the lease end at the latest. Then `on_duck` runs. Each hook gets
 //! `GOOSE_NODE_ID`, `GOOSE_ROLE`, `GOOSE_TERM` (the fencing token) and
 //! `GOOSE_LEADER_ID`, is killed after the timeout, and its output goes to
-//! the log.
+//! the log. Each transition gets a sequence number; [`Hooks::done`] tells
+//! how far the hooks have got, so that a voluntary handoff sends no
+//! `TimeoutNow` before its `on_duck` has finished (design.md §7).
 
 use goose_common::{NodeId, Term};
 use std::collections::VecDeque;
@@ -82,7 +84,10 @@ pub struct HookCommands {
 
 #[derive(Default)]
 struct Queue {
-    transitions: VecDeque<Transition>,
+    /// Waiting transitions with their sequence numbers.
+    transitions: VecDeque<(u64, Transition)>,
+    /// The sequence number of the last transition pushed (the first is 1).
+    pushed: u64,
     closed: bool,
 }
 
@@ -94,23 +99,37 @@ pub struct Hooks {
     /// Notified when a duck transition is queued (a running `on_goose`
     /// checks the queue and is killed if so).
     role_lost: Arc<Notify>,
+    /// The sequence number of the last transition whose hook has finished
+    /// (or was dropped, or had no command).
+    done: Arc<tokio::sync::watch::Sender<u64>>,
+    /// How long the hooks of one transition may take: the hook timeout if
+    /// any hook is configured.
+    bound: Duration,
 }
 
 impl Hooks {
     /// Starts the hook task on the current tokio runtime.
     pub fn spawn(node: NodeId, commands: HookCommands) -> (Hooks, tokio::task::JoinHandle<()>) {
+        let configured = commands.on_goose.is_some() || commands.on_duck.is_some();
         let hooks = Hooks {
             queue: Arc::default(),
             wake: Arc::new(Notify::new()),
             role_lost: Arc::new(Notify::new()),
+            done: Arc::new(tokio::sync::watch::channel(0).0),
+            bound: if configured {
+                commands.timeout
+            } else {
+                Duration::ZERO
+            },
         };
         let runner = hooks.clone();
         let task = tokio::spawn(async move { runner.run(node, commands).await });
         (hooks, task)
     }
 
-    /// Queues a transition; never blocks the event loop.
-    pub fn push(&self, transition: Transition) {
+    /// Queues a transition; never blocks the event loop. Returns its
+    /// sequence number (see [`Hooks::done`]).
+    pub fn push(&self, transition: Transition) -> u64 {
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.transitions.len() >= HOOK_QUEUE_MAX {
             // Dropping two consecutive transitions keeps goose/duck alternating.
@@ -120,19 +139,42 @@ impl Hooks {
                 "hooks fall behind: dropped the oldest goose/duck pair"
             );
         }
-        queue.transitions.push_back(transition);
+        queue.pushed += 1;
+        let sequence = queue.pushed;
+        queue.transitions.push_back((sequence, transition));
         drop(queue);
         self.wake.notify_one();
         if !transition.goose {
             self.role_lost.notify_one();
         }
+        sequence
+    }
+
+    /// The sequence number of the last transition pushed (0 before any).
+    pub fn pushed(&self) -> u64 {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).pushed
+    }
+
+    /// The sequence number up to which every transition's hook has
+    /// finished; watch it to learn when an `on_duck` is done.
+    pub fn done(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.done.subscribe()
+    }
+
+    /// How long the hooks of one transition may take: the hook timeout, or
+    /// nothing when no hook is configured.
+    pub fn bound(&self) -> Duration {
+        self.bound
     }
 
     /// Whether a duck transition waits in the queue: the goose role that a
     /// running `on_goose` acts on is gone.
     fn duck_queued(&self) -> bool {
         let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        queue.transitions.iter().any(|transition| !transition.goose)
+        queue
+            .transitions
+            .iter()
+            .any(|(_, transition)| !transition.goose)
     }
 
     /// Runs what is queued, then ends the task.
@@ -152,7 +194,10 @@ impl Hooks {
                 }
             };
             match next {
-                Some(transition) => self.run_hook(node, &commands, transition).await,
+                Some((sequence, transition)) => {
+                    self.run_hook(node, &commands, transition).await;
+                    self.done.send_replace(sequence);
+                }
                 None => self.wake.notified().await,
             }
         }

@@ -435,6 +435,11 @@ pub struct Options {
     /// Give every node `--on-goose` and `--on-duck` hooks that append
     /// `$GOOSE_ROLE $GOOSE_TERM $GOOSE_REASON` to the node's [`Cluster::hook_log`].
     pub record_hooks: bool,
+    /// With `record_hooks`: `on_duck` sleeps this long first, and every
+    /// hook line ends with when the hook began and ended (CLOCK_REALTIME ns,
+    /// one clock for every node of the host), so a test can order the hooks
+    /// of different nodes.
+    pub on_duck_sleep: Option<Duration>,
     /// Run node N inside the network namespace `{prefix}N`, through
     /// `ip netns exec` (which execs, so the process id is the daemon's).
     pub netns_prefix: Option<String>,
@@ -761,12 +766,30 @@ impl Cluster {
         }
         if self.options.record_hooks {
             let hook_log = directory.join("hooks.log");
-            let command = format!(
-                "echo \"$GOOSE_ROLE $GOOSE_TERM $GOOSE_REASON\" >> '{}'",
-                hook_log.display()
-            );
-            arguments.extend(["--on-goose".into(), command.clone().into()]);
-            arguments.extend(["--on-duck".into(), command.into()]);
+            let (on_goose, on_duck) = match self.options.on_duck_sleep {
+                None => {
+                    let command = format!(
+                        "echo \"$GOOSE_ROLE $GOOSE_TERM $GOOSE_REASON\" >> '{}'",
+                        hook_log.display()
+                    );
+                    (command.clone(), command)
+                }
+                Some(sleep) => {
+                    let line = "\"$GOOSE_ROLE $GOOSE_TERM $GOOSE_REASON $begin $(date +%s%N)\"";
+                    let on_goose = format!(
+                        "begin=$(date +%s%N); echo {line} >> '{}'",
+                        hook_log.display()
+                    );
+                    let on_duck = format!(
+                        "begin=$(date +%s%N); sleep {:.3}; echo {line} >> '{}'",
+                        sleep.as_secs_f64(),
+                        hook_log.display()
+                    );
+                    (on_goose, on_duck)
+                }
+            };
+            arguments.extend(["--on-goose".into(), on_goose.into()]);
+            arguments.extend(["--on-duck".into(), on_duck.into()]);
         }
         let node = Node {
             addr,

@@ -107,15 +107,34 @@ impl Runners {
     /// Starts the runner of node `id`; `job_flags` go to goose-job
     /// (`--ignore-term`, `--with-child`).
     pub fn start(&mut self, cluster: &Cluster, id: u64, job_flags: &[&str]) {
+        self.start_with_grace(cluster, id, "1s", job_flags);
+    }
+
+    /// [`Runners::start`] with another `--grace`.
+    pub fn start_with_grace(
+        &mut self,
+        cluster: &Cluster,
+        id: u64,
+        grace: &str,
+        job_flags: &[&str],
+    ) {
         let job = self.job.to_string_lossy().into_owned();
         let directory = self.directory.to_string_lossy().into_owned();
-        let mut arguments = vec!["run", "--repeat", "--grace", "1s", "--", &job, &directory];
+        let mut arguments = vec!["run", "--repeat", "--grace", grace, "--", &job, &directory];
         arguments.extend_from_slice(job_flags);
         let mut command = cluster.ctl_command(id, &arguments);
         command.stdout(Stdio::null()).stderr(Stdio::null());
         kill_with_parent(&mut command);
         let child = command.spawn().expect("goosectl run starts");
         self.children.insert(id, child);
+    }
+
+    /// Sends `signal` to the runner of node `id` (not to its job).
+    pub fn signal(&self, id: u64, signal: nix::sys::signal::Signal) {
+        if let Some(child) = self.children.get(&id) {
+            let pid = i32::try_from(child.id()).expect("a pid");
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
     }
 
     /// Kills the runner of node `id` with SIGKILL.

@@ -918,6 +918,75 @@ fn start_marked(cluster: &mut Cluster, id: u64) {
     cluster.start_node(id);
 }
 
+/// design.md §7: on a voluntary handoff `on_duck` runs to completion
+/// before another node can be the goose, so what the hooks move (a virtual
+/// IP) is never held by two hosts. Here on_duck takes 400 ms, far past the
+/// lease of these timers; the next goose's on_goose begins after it ended.
+#[test]
+fn a_step_down_runs_on_duck_to_completion_before_the_next_goose() {
+    let options = Options {
+        record_hooks: true,
+        on_duck_sleep: Some(Duration::from_millis(400)),
+        ..Options::fast()
+    };
+    let cluster = Cluster::start(3, options);
+    let first = cluster.wait_for_goose(GOOSE_WAIT);
+    // (role, term, reason, began, ended) of each line of a node's hook log.
+    let lines = |id: u64| -> Vec<(String, u64, String, u64, u64)> {
+        let text = std::fs::read_to_string(cluster.hook_log(id)).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                assert_eq!(fields.len(), 5, "node {id}: malformed hook line {line:?}");
+                let number = |text: &str| text.parse::<u64>().expect("a number");
+                let (term, began, ended) =
+                    (number(fields[1]), number(fields[3]), number(fields[4]));
+                (
+                    fields[0].to_string(),
+                    term,
+                    fields[2].to_string(),
+                    began,
+                    ended,
+                )
+            })
+            .collect()
+    };
+    wait_for("the first goose's on_goose", GOOSE_WAIT, || {
+        lines(first)
+            .iter()
+            .any(|line| line.0 == "goose")
+            .then_some(())
+    });
+    let started = Instant::now();
+    cluster.ctl_ok(first, &["step-down"]);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400),
+        "the step-down waited for on_duck: {waited:?}"
+    );
+    let second = wait_for("a new goose", GOOSE_WAIT, || {
+        cluster.goose().filter(|&id| id != first)
+    });
+    let on_goose = wait_for("the new goose's on_goose", GOOSE_WAIT, || {
+        lines(second).into_iter().find(|line| line.0 == "goose")
+    });
+    let on_duck = lines(first)
+        .into_iter()
+        .find(|line| line.0 == "duck" && line.2 == "step_down")
+        .expect("the old goose's on_duck for the step-down");
+    eprintln!(
+        "on_duck took {:.1} ms; the next on_goose began {:.1} ms after it ended",
+        (on_duck.4 - on_duck.3) as f64 / 1e6,
+        (on_goose.3 as f64 - on_duck.4 as f64) / 1e6
+    );
+    assert!(on_duck.4 - on_duck.3 >= 400_000_000, "{on_duck:?}");
+    assert!(
+        on_goose.3 > on_duck.4,
+        "node {second}'s on_goose began before node {first}'s on_duck ended: {on_goose:?} {on_duck:?}"
+    );
+    assert!(on_goose.1 > on_duck.1);
+}
+
 /// Hooks (design.md §7) through kills, a partition that isolates the goose,
 /// a SIGTERM handoff and a step-down: on every node the on_goose and
 /// on_duck lines alternate strictly (between restarts) with non-decreasing

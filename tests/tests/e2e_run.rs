@@ -18,6 +18,7 @@ use goose_tests::jobs::{
     assert_no_overlap, job_alive, overlaps_seen, read_runs, wait_for_new_run, JobRun, Runners,
     RERUN_WAIT,
 };
+use nix::sys::signal::Signal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -138,6 +139,70 @@ fn a_job_runs_on_one_host_at_a_time_through_every_fault() {
         overlaps.is_empty(),
         "a job started while a process of an earlier run was alive: {overlaps:?}"
     );
+}
+
+/// A voluntary handoff waits for the job (design.md §7): a job that takes
+/// 400 ms to stop on SIGTERM, far longer than the 50 ms lease of the fast
+/// profile, gets that time (the node holds its lease while it waits), ends
+/// cleanly, and only then is the goose handed over, with TimeoutNow, so the
+/// job starts elsewhere at once. A runner that cannot answer (SIGSTOP) means
+/// no TimeoutNow: the goose gives the role up after the runner's grace and
+/// another is elected once the lease has run out.
+#[test]
+fn a_voluntary_handoff_waits_for_the_job_and_a_silent_runner_means_no_handoff() {
+    let cluster = Cluster::start(3, Options::fast_profile());
+    let directory = cluster.root().join("jobs");
+    let job = PathBuf::from(env!("CARGO_BIN_EXE_goose-job"));
+    let mut runners = Runners::new(directory.clone(), job);
+    for id in cluster.ids() {
+        runners.start_with_grace(&cluster, id, "2s", &["--stop-delay-ms", "400"]);
+    }
+    let first = wait_for_new_run(&directory, 0, "a first job");
+    let asked = boottime_ns();
+    let reply = cluster.ctl_ok(first.node, &["step-down"]);
+    assert!(!reply.contains("without a handoff"), "{reply}");
+    let moved = wait_for_new_run(&directory, first.start, "a job after step-down");
+    assert_ne!(moved.node, first.node);
+    let stopped = read_runs(&directory)
+        .into_iter()
+        .find(|run| run.file == first.file)
+        .expect("the first run");
+    assert!(
+        stopped.stopped,
+        "the job ended by itself, not by SIGKILL: {stopped:?}"
+    );
+    let took = Duration::from_nanos(stopped.end.saturating_sub(asked));
+    assert!(
+        took >= Duration::from_millis(390),
+        "the job had its 400 ms to stop, far past the lease: {took:?}"
+    );
+    eprintln!(
+        "step-down: the job stopped {:.1} ms after the request; the next started {:.1} ms later",
+        took.as_secs_f64() * 1e3,
+        (moved.start as f64 - stopped.end as f64) / 1e6
+    );
+    assert_no_overlap(&read_runs(&directory));
+
+    // The runner of the goose cannot answer: no handoff, the role is given
+    // up after its grace (2 s) and the lease runs out.
+    runners.signal(moved.node, Signal::SIGSTOP);
+    let started = std::time::Instant::now();
+    let output = cluster.ctl(moved.node, &["step-down"]);
+    let waited = started.elapsed();
+    let reply = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{output:?}");
+    assert!(reply.contains("without a handoff"), "{reply}");
+    assert!(
+        waited >= Duration::from_secs(2),
+        "the handoff waited out the runner's grace: {waited:?}"
+    );
+    let next = wait_for("a goose elsewhere", Duration::from_secs(5), || {
+        cluster.goose().filter(|&id| id != moved.node)
+    });
+    assert_ne!(next, moved.node);
+    // The paused runner's job is the one case the discipline cannot cover
+    // (design.md §7: fence with the term); end it before it is compared.
+    runners.kill(moved.node);
 }
 
 /// The jobs of odd nodes ignore SIGTERM and leave a worker behind in their

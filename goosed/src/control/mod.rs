@@ -105,15 +105,26 @@ pub enum ControlRequest {
         events: mpsc::Sender<Reply>,
     },
     /// A `goosectl run` runner wants [`Reply::Runner`] updates: the current
-    /// state at once, then one whenever the role, term, leader or promise
-    /// changes. As for a watch, the driver uses `try_send` and drops a
-    /// runner whose queue is full; its runner then sees the stream end and
+    /// state at once, then one whenever the role, term, leader, promise or
+    /// release changes. As for a watch, the driver uses `try_send` and drops
+    /// a runner whose queue is full; its runner then sees the stream end and
     /// stops its job.
     Run {
         /// Who asks.
         peer: Option<PeerCredentials>,
+        /// The server's number for this runner (in its `Released` answers).
+        runner: u64,
+        /// How long the runner gives its job between SIGTERM and SIGKILL.
+        grace: std::time::Duration,
         /// Where the updates go; bounded by [`WATCH_EVENTS_QUEUED_MAX`].
         updates: mpsc::Sender<Reply>,
+    },
+    /// Runner `runner`'s job is gone after handoff `handoff` asked.
+    Released {
+        /// The server's number for the runner.
+        runner: u64,
+        /// The handoff it answers.
+        handoff: u64,
     },
 }
 

@@ -72,6 +72,8 @@ struct Shared {
     daemon_uid: u32,
     /// One permit per open connection.
     connections: Arc<Semaphore>,
+    /// The number the next `goosectl run` runner gets.
+    next_runner: std::sync::atomic::AtomicU64,
 }
 
 /// The listening control socket. Dropping it (or the future of
@@ -124,6 +126,7 @@ impl ControlServer {
                 requests,
                 daemon_uid: rustix::process::geteuid().as_raw(),
                 connections: Arc::new(Semaphore::new(CONNECTIONS_MAX)),
+                next_runner: std::sync::atomic::AtomicU64::new(1),
             }),
         })
     }
@@ -259,8 +262,12 @@ async fn serve_connection(mut stream: UnixStream, shared: &Shared) {
             }
             continue;
         }
-        if request == Request::Watch || request == Request::Run {
-            serve_stream(&mut stream, &request, peer, shared).await;
+        if let Request::Run { grace_ms } = request {
+            serve_runner(stream, grace_ms, peer, shared).await;
+            return;
+        }
+        if request == Request::Watch {
+            serve_watch(&mut stream, peer, shared).await;
             return;
         }
         let reply = call_driver(request, peer, shared).await;
@@ -356,25 +363,12 @@ fn refused_by_queue<T>(error: &TrySendError<T>) -> Reply {
     }
 }
 
-/// Streams the driver's events to a watcher, or its updates to a runner,
-/// until either side ends it.
-async fn serve_stream(
-    stream: &mut UnixStream,
-    request: &Request,
-    peer: Option<PeerCredentials>,
-    shared: &Shared,
-) {
+/// Streams the driver's events to a watcher until either side ends it.
+async fn serve_watch(stream: &mut UnixStream, peer: Option<PeerCredentials>, shared: &Shared) {
     let (events_sender, mut events) = mpsc::channel(WATCH_EVENTS_QUEUED_MAX);
-    let watch = if *request == Request::Run {
-        ControlRequest::Run {
-            peer,
-            updates: events_sender,
-        }
-    } else {
-        ControlRequest::Watch {
-            peer,
-            events: events_sender,
-        }
+    let watch = ControlRequest::Watch {
+        peer,
+        events: events_sender,
     };
     if let Err(error) = shared.requests.try_send(watch) {
         let _ = write_reply(stream, &refused_by_queue(&error)).await;
@@ -385,15 +379,7 @@ async fn serve_stream(
     loop {
         tokio::select! {
             event = events.recv() => {
-                let Some(reply) = event else {
-                    let reply = Reply::error(
-                        ErrorKind::Internal,
-                        "the daemon ended the stream (it is shutting down, or this client fell behind)",
-                    );
-                    let _ = write_reply(&mut writer, &reply).await;
-                    return;
-                };
-                if write_reply(&mut writer, &reply).await.is_err() {
+                if !forward(&mut writer, event).await {
                     return;
                 }
             }
@@ -405,6 +391,80 @@ async fn serve_stream(
     }
 }
 
+/// Streams the driver's updates to a `goosectl run` runner, and passes
+/// the runner's [`Request::Released`] answers to the driver, until either
+/// side ends it. Anything else from the runner ends the stream.
+async fn serve_runner(
+    mut stream: UnixStream,
+    grace_ms: u64,
+    peer: Option<PeerCredentials>,
+    shared: &Shared,
+) {
+    use std::sync::atomic::Ordering;
+    let runner = shared.next_runner.fetch_add(1, Ordering::Relaxed);
+    let (updates_sender, mut updates) = mpsc::channel(WATCH_EVENTS_QUEUED_MAX);
+    let run = ControlRequest::Run {
+        peer,
+        runner,
+        grace: Duration::from_millis(grace_ms),
+        updates: updates_sender,
+    };
+    if let Err(error) = shared.requests.try_send(run) {
+        let _ = write_reply(&mut stream, &refused_by_queue(&error)).await;
+        return;
+    }
+    let (mut reader, mut writer) = stream.split();
+    // One long-lived future, so that a frame half read is never lost to
+    // the other branch of the select.
+    let answers = async {
+        loop {
+            match read_request(&mut reader).await {
+                Ok(Request::Released { handoff }) => {
+                    let released = ControlRequest::Released { runner, handoff };
+                    // Waits for room rather than lose a confirmation: the
+                    // handoff waits for it.
+                    if shared.requests.send(released).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(other) => {
+                    tracing::warn!(
+                        request = other.command_name(),
+                        "a runner sent something else than a release; closing its stream"
+                    );
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    };
+    tokio::pin!(answers);
+    loop {
+        tokio::select! {
+            update = updates.recv() => {
+                if !forward(&mut writer, update).await {
+                    return;
+                }
+            }
+            () = &mut answers => return,
+        }
+    }
+}
+
+/// Writes one streamed reply; at the end of the driver's stream, says why.
+/// Returns whether the stream goes on.
+async fn forward<W: AsyncWrite + Unpin>(writer: &mut W, reply: Option<Reply>) -> bool {
+    let Some(reply) = reply else {
+        let reply = Reply::error(
+            ErrorKind::Internal,
+            "the daemon ended the stream (it is shutting down, or this client fell behind)",
+        );
+        let _ = write_reply(writer, &reply).await;
+        return false;
+    };
+    write_reply(writer, &reply).await.is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     //! Drives a real socket in a temporary directory with a fake driver:
@@ -414,7 +474,7 @@ mod tests {
 
     use super::*;
     use goose_common::control::{
-        read_frame, write_frame, NodeRole, NodeStatus, WatchEvent, WatchEventKind,
+        read_frame, write_frame, NodeRole, NodeStatus, RunnerUpdate, WatchEvent, WatchEventKind,
         CONTROL_FRAME_BYTES_MAX, CONTROL_PROTOCOL_VERSION,
     };
     use goose_common::{LogIndex, NodeId, Term};
@@ -506,10 +566,21 @@ mod tests {
                             }
                             watchers.push(events);
                         }
-                        ControlRequest::Run { updates, .. } => {
-                            driver_seen.lock().unwrap().push(Request::Run);
-                            let _ = updates.try_send(Reply::Runner(status()));
+                        ControlRequest::Run { updates, grace, .. } => {
+                            let grace_ms = grace.as_millis() as u64;
+                            driver_seen.lock().unwrap().push(Request::Run { grace_ms });
+                            let update = RunnerUpdate {
+                                status: status(),
+                                release: None,
+                            };
+                            let _ = updates.try_send(Reply::Runner(update));
                             watchers.push(updates);
+                        }
+                        ControlRequest::Released { handoff, .. } => {
+                            driver_seen
+                                .lock()
+                                .unwrap()
+                                .push(Request::Released { handoff });
                         }
                     }
                 }
@@ -708,19 +779,48 @@ mod tests {
         );
     }
 
+    /// A run request becomes a stream of updates; the runner's `Released`
+    /// answers on it reach the driver, and anything else ends the stream.
     #[tokio::test]
     async fn a_run_request_becomes_a_runner_stream() {
         let harness = start(DriverMode::Answer).await;
         let path = harness.path.clone();
-        let first = tokio::task::spawn_blocking(move || {
+        let (first, after_other) = tokio::task::spawn_blocking(move || {
             let mut stream = connect(&path);
-            write_frame(&mut stream, &Request::Run).unwrap();
-            read_frame::<_, Reply>(&mut stream).unwrap()
+            write_frame(&mut stream, &Request::Run { grace_ms: 1500 }).unwrap();
+            let first = read_frame::<_, Reply>(&mut stream).unwrap();
+            write_frame(&mut stream, &Request::Released { handoff: 4 }).unwrap();
+            write_frame(&mut stream, &Request::IsGoose).unwrap();
+            (first, read_frame::<_, Reply>(&mut stream))
         })
         .await
         .unwrap();
-        assert_eq!(first, Reply::Runner(status()));
-        assert!(harness.seen.lock().unwrap().contains(&Request::Run));
+        let expected = RunnerUpdate {
+            status: status(),
+            release: None,
+        };
+        assert_eq!(first, Reply::Runner(expected));
+        assert!(
+            matches!(after_other, Err(FrameError::Closed)),
+            "{after_other:?}"
+        );
+        let seen = harness.seen.lock().unwrap().clone();
+        assert!(seen.contains(&Request::Run { grace_ms: 1500 }), "{seen:?}");
+        assert!(seen.contains(&Request::Released { handoff: 4 }), "{seen:?}");
+        assert!(!seen.contains(&Request::IsGoose), "{seen:?}");
+    }
+
+    /// A grace past the bound is refused before the driver sees the runner.
+    #[tokio::test]
+    async fn a_runner_with_too_long_a_grace_is_refused() {
+        let harness = start(DriverMode::Answer).await;
+        let grace_ms = goose_common::control::RUNNER_GRACE_MAX.as_millis() as u64 + 1;
+        let reply = ask_async(&harness.path, Request::Run { grace_ms }).await;
+        assert!(
+            matches!(&reply, Reply::Error { kind: ErrorKind::InvalidRequest, message } if message.contains("grace")),
+            "{reply:?}"
+        );
+        assert!(harness.seen.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

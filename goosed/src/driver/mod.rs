@@ -7,6 +7,7 @@
 //! to it only through bounded channels or cancel-safe futures.
 
 mod operator;
+mod runners;
 mod waiters;
 
 use crate::clock;
@@ -34,16 +35,7 @@ pub const PEER_ADDRESSES_MAX: usize = 128;
 /// The most open watch streams.
 pub const WATCHERS_MAX: usize = 32;
 
-/// The most `goosectl run` runners at once.
-pub const RUNNERS_MAX: usize = 16;
-
-/// A registered `goosectl run` runner and what it was last told.
-pub(crate) struct Runner {
-    /// Where its updates go (`try_send` only; a full or closed queue ends it).
-    pub(crate) updates: mpsc::Sender<Reply>,
-    /// Role, term, leader and promise of the last update sent.
-    pub(crate) last: Option<(NodeRole, Term, Option<NodeId>, Option<u64>)>,
-}
+pub use runners::{RELEASE_MARGIN, RUNNERS_MAX};
 
 /// How long a goose waits for its handoff on SIGTERM before it exits anyway,
 /// in election timeouts.
@@ -71,7 +63,13 @@ pub struct Driver {
     peer_addrs: BTreeMap<NodeId, SocketAddr>,
     waiting: Waiting,
     watchers: Vec<mpsc::Sender<Reply>>,
-    runners: Vec<Runner>,
+    runners: Vec<runners::Runner>,
+    /// A voluntary handoff waiting for runners and hooks to stop.
+    release: Option<runners::Release>,
+    /// The number of the last handoff released.
+    next_handoff: u64,
+    /// How far the hooks have got (see [`Hooks::done`]).
+    hooks_done: tokio::sync::watch::Receiver<u64>,
     /// Why the input being stepped would end the goose role, if it would
     /// (a step-down or the shutdown handoff): `GOOSE_REASON` of `on_duck`.
     handoff_reason: Option<Reason>,
@@ -94,6 +92,7 @@ impl Driver {
         state_file: Option<PathBuf>,
     ) -> Driver {
         let notify_systemd = std::env::var_os("NOTIFY_SOCKET").is_some();
+        let hooks_done = hooks.done();
         Driver {
             deadline: clock::now(),
             node,
@@ -105,6 +104,9 @@ impl Driver {
             waiting: Waiting::default(),
             watchers: Vec::new(),
             runners: Vec::new(),
+            release: None,
+            next_handoff: 0,
+            hooks_done,
             handoff_reason: None,
             goose_term: Term(0),
             goose: false,
@@ -125,15 +127,22 @@ impl Driver {
         // watchdog's, the shutdown handoff's) is on the daemon's clock.
         let mut next_watchdog = clock::now();
         let mut stopping_until: Option<Timestamp> = None;
+        let mut hooks_progress = self.hooks.done();
         loop {
+            if let Some(stopped) = self.release_outcome(clock::now()) {
+                if let Err(exit) = self.step(Input::Release { stopped }).await {
+                    return exit;
+                }
+            }
             if clock::now() >= self.deadline {
                 if let Err(exit) = self.step(Input::Tick).await {
                     return exit;
                 }
             }
-            let wake = self
-                .deadline
-                .min(self.waiting.next_deadline().unwrap_or(self.deadline));
+            let wake = [self.waiting.next_deadline(), self.release_deadline()]
+                .into_iter()
+                .flatten()
+                .fold(self.deadline, Timestamp::min);
             // Tokio's timer only sleeps for the time left; the deadline
             // itself is a daemon-clock reading.
             let sleep = wake.since(clock::now()).max(Duration::from_micros(50));
@@ -168,13 +177,16 @@ impl Driver {
                         return Exit::Signal;
                     }
                     tracing::info!("handing the goose over before exiting");
-                    let timeout = self.node.config().election_timeout_min * SHUTDOWN_HANDOFF_TIMEOUTS;
-                    stopping_until = Some(clock::now().add(timeout));
                     let input = Input::Handoff { id: SHUTDOWN_PROPOSAL_ID, target: None };
                     if let Err(exit) = self.step(input).await {
                         return exit;
                     }
+                    // Runners and on_duck first, then the handoff itself.
+                    let now = clock::now();
+                    let timeout = self.node.config().election_timeout_min * SHUTDOWN_HANDOFF_TIMEOUTS;
+                    stopping_until = Some(now.add(self.release_wait_left(now) + timeout));
                 }
+                Ok(()) = hooks_progress.changed() => {}
                 () = tokio::time::sleep(sleep) => {
                     self.expire_waiters().await;
                 }
@@ -405,37 +417,6 @@ impl Driver {
     pub(crate) fn local_status(&mut self) -> NodeStatus {
         let answer = self.node.goose(clock::now());
         self.status_of(answer)
-    }
-
-    /// Tells every runner what changed since its last update: the status
-    /// with a promise to the lease end, which the core records (a handoff
-    /// waits it out). A runner whose queue is full or closed is dropped; it
-    /// sees its stream end and stops its job by the lease end.
-    pub(crate) fn update_runners(&mut self) {
-        if self.runners.is_empty() {
-            return;
-        }
-        // Asked after every step while runners exist: the full status (its
-        // drop counters, its address) is built only when a runner needs it.
-        let answer = self.node.runner_answer(clock::now());
-        let role = if answer.is_goose() {
-            NodeRole::Goose
-        } else {
-            NodeRole::Duck
-        };
-        let lease_until_ns = answer.lease_until.map(Timestamp::as_nanos);
-        let key = (role, answer.term, answer.leader, lease_until_ns);
-        if self.runners.iter().all(|runner| runner.last == Some(key)) {
-            return;
-        }
-        let reply = Reply::Runner(self.status_of(answer));
-        self.runners.retain_mut(|runner| {
-            if runner.last == Some(key) {
-                return true;
-            }
-            runner.last = Some(key);
-            runner.updates.try_send(reply.clone()).is_ok()
-        });
     }
 
     /// This node's status around `answer`, which the caller has just asked

@@ -148,7 +148,7 @@ fn partition_clock() -> Instant {
     Instant::now()
 }
 
-fn busy() -> Reply {
+pub(crate) fn busy() -> Reply {
     Reply::error(
         ErrorKind::Busy,
         "too many requests in flight; try again shortly",
@@ -200,17 +200,17 @@ fn unreachable_status(id: NodeId, addr: SocketAddr, voter: bool) -> NodeStatus {
 impl Driver {
     pub(crate) async fn on_control(&mut self, request: ControlRequest) -> Result<(), super::Exit> {
         match request {
-            ControlRequest::Run { updates, peer } => {
-                if self.runners.len() >= super::RUNNERS_MAX {
-                    let _ = updates.try_send(busy());
-                    return Ok(());
-                }
-                tracing::info!(pid = ?peer.and_then(|p| p.pid), "runner registered");
-                self.runners.push(super::Runner {
-                    updates,
-                    last: None,
-                });
-                self.update_runners();
+            ControlRequest::Run {
+                updates,
+                peer,
+                runner,
+                grace,
+            } => {
+                self.add_runner(runner, grace, updates, peer);
+                Ok(())
+            }
+            ControlRequest::Released { runner, handoff } => {
+                self.on_released(runner, handoff);
                 Ok(())
             }
             ControlRequest::Watch { events, .. } => {
@@ -309,7 +309,11 @@ impl Driver {
                 return Ok(());
             }
             Request::Watch => Reply::error(ErrorKind::InvalidRequest, "watch is a stream"),
-            Request::Run => Reply::error(ErrorKind::InvalidRequest, "run is a stream"),
+            Request::Run { .. } => Reply::error(ErrorKind::InvalidRequest, "run is a stream"),
+            Request::Released { .. } => Reply::error(
+                ErrorKind::InvalidRequest,
+                "released is sent only on a run stream",
+            ),
         };
         let _ = reply.send(answer);
         Ok(())
@@ -424,6 +428,8 @@ impl Driver {
         };
         let outcome = match result {
             Ok(()) => Outcome::Done(format!("{what} (leader {})", self.node.id())),
+            // The goose did leave this node, by election instead of a handoff.
+            Err(reason @ RejectReason::NotReleased) => Outcome::Done(format!("{what}: {reason}")),
             Err(reason) => Outcome::Failed {
                 kind: reject_kind(&reason),
                 message: reason.to_string(),

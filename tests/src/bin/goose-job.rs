@@ -9,7 +9,9 @@
 //! `start <ns> <node> <term>` to a new file `DIR/job-<node>-<pid>.txt` and
 //! every millisecond overwrites the line after it with `alive <ns>`. On
 //! SIGTERM it writes `stop <ns>` and exits 0, unless `--ignore-term`: then
-//! only SIGKILL ends it (the runner's deadline is what stops it).
+//! only SIGKILL ends it (the runner's deadline is what stops it). With
+//! `--stop-delay-ms N` it goes on for N ms after SIGTERM before it stops:
+//! a job that takes its time to shut down cleanly.
 //! `--with-child` starts a second process in the job's process group that
 //! ignores SIGTERM, records itself in `DIR/child-<node>-<pid>.txt` and runs
 //! until killed: what a job's forgotten worker looks like.
@@ -35,10 +37,18 @@ fn main() {
     let directory = PathBuf::from(
         arguments
             .iter()
-            .find(|argument| !argument.starts_with("--"))
-            .expect("usage: goose-job DIR [--ignore-term] [--with-child] [--child]"),
+            .find(|argument| !argument.starts_with("--") && argument.parse::<u64>().is_err())
+            .expect(
+                "usage: goose-job DIR [--ignore-term] [--with-child] [--stop-delay-ms N] [--child]",
+            ),
     );
     let flag = |name: &str| arguments.iter().any(|argument| argument == name);
+    let stop_delay = arguments
+        .iter()
+        .position(|argument| argument == "--stop-delay-ms")
+        .and_then(|at| arguments.get(at + 1))
+        .map(|ms| Duration::from_millis(ms.parse().expect("--stop-delay-ms takes milliseconds")))
+        .unwrap_or_default();
     let node = std::env::var("GOOSE_NODE_ID").unwrap_or_default();
     if flag("--child") {
         child(&directory, &node);
@@ -75,7 +85,14 @@ fn main() {
         signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
             .expect("a SIGTERM handler");
     }
-    while !stop.load(Ordering::Relaxed) {
+    let mut stop_at: Option<std::time::Instant> = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            let at = *stop_at.get_or_insert_with(|| std::time::Instant::now() + stop_delay);
+            if std::time::Instant::now() >= at {
+                break;
+            }
+        }
         // One write of fixed width, so each record replaces the last whole.
         let record = format!("alive {:020}\n", boottime_ns());
         file.seek(SeekFrom::Start(offset)).expect("seek");
