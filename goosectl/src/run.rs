@@ -134,6 +134,8 @@ pub struct Discipline {
     phase: Phase,
     /// The handoff that asked for a release, answered once no job runs.
     release: Option<u64>,
+    /// The last handoff answered: a release is answered once.
+    answered: Option<u64>,
 }
 
 impl Discipline {
@@ -143,6 +145,7 @@ impl Discipline {
             grace,
             phase: Phase::Idle,
             release: None,
+            answered: None,
         }
     }
 
@@ -167,7 +170,9 @@ impl Discipline {
         };
         // A voluntary handoff: stop the job, which may use its grace within
         // the lease the node still holds, and answer once it is gone.
-        self.release = Some(release.handoff);
+        if self.answered != Some(release.handoff) {
+            self.release = Some(release.handoff);
+        }
         let hold = release.hold_until_ns.map(Timestamp);
         match self.phase {
             Phase::Idle => None,
@@ -297,7 +302,9 @@ impl Discipline {
     /// The handoff to answer `Released` now: one asked, and no job runs.
     pub fn take_release(&mut self) -> Option<u64> {
         if self.phase == Phase::Idle {
-            self.release.take()
+            let handoff = self.release.take();
+            self.answered = handoff.or(self.answered);
+            handoff
         } else {
             None
         }
@@ -1009,6 +1016,12 @@ mod tests {
         );
         assert!(!discipline.has_job());
         assert_eq!(discipline.take_release(), Some(3));
+        // The lease held is renewed with every heartbeat: answered once.
+        discipline.on_update(&release(7, 3, Some(450)), at(150), true);
+        assert_eq!(discipline.take_release(), None);
+        // A later handoff is answered again.
+        discipline.on_update(&release(7, 4, Some(900)), at(600), true);
+        assert_eq!(discipline.take_release(), Some(4));
     }
 
     /// A hold of another term, or none (the lease lapsed), never extends

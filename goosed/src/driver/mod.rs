@@ -68,6 +68,9 @@ pub struct Driver {
     release: Option<runners::Release>,
     /// The number of the last handoff released.
     next_handoff: u64,
+    /// The latest lease end told to a runner that has since gone: a
+    /// handoff sends no TimeoutNow before it (its job may still be dying).
+    gone_until: Timestamp,
     /// How far the hooks have got (see [`Hooks::done`]).
     hooks_done: tokio::sync::watch::Receiver<u64>,
     /// Why the input being stepped would end the goose role, if it would
@@ -106,6 +109,7 @@ impl Driver {
             runners: Vec::new(),
             release: None,
             next_handoff: 0,
+            gone_until: Timestamp(0),
             hooks_done,
             handoff_reason: None,
             goose_term: Term(0),

@@ -48,6 +48,9 @@ pub(crate) struct Runner {
     /// Where its updates go (`try_send` only; a full or closed queue ends it).
     updates: mpsc::Sender<Reply>,
     last: Option<UpdateKey>,
+    /// The latest lease end it was told (goose or held): its job may run
+    /// until then.
+    told_until: Timestamp,
 }
 
 /// A voluntary handoff waiting for what acts on the role to stop.
@@ -90,6 +93,7 @@ impl Driver {
             grace,
             updates,
             last: None,
+            told_until: Timestamp(0),
         });
         self.update_runners();
     }
@@ -109,8 +113,17 @@ impl Driver {
         let awaits = self.node.awaits_release();
         match (&self.release, awaits) {
             (None, true) => {
-                // A runner that has gone (its connection closed) has no job.
-                self.runners.retain(|runner| !runner.updates.is_closed());
+                // A runner that has gone (its connection closed) is not
+                // asked, but its job may still be dying until the lease end
+                // it was told (`gone_until`).
+                let gone_until = &mut self.gone_until;
+                self.runners.retain(|runner| {
+                    let closed = runner.updates.is_closed();
+                    if closed {
+                        *gone_until = (*gone_until).max(runner.told_until);
+                    }
+                    !closed
+                });
                 self.next_handoff += 1;
                 let waiting: BTreeSet<u64> = self.runners.iter().map(|r| r.id).collect();
                 let longest_grace = self.runners.iter().map(|r| r.grace).max();
@@ -142,7 +155,9 @@ impl Driver {
         let hooks_done = *self.hooks_done.borrow();
         let release = self.release.as_mut().filter(|release| !release.told)?;
         let hooks_finished = hooks_done >= release.hooks_through;
-        let stopped = release.waiting.is_empty() && hooks_finished;
+        // A runner that went away stopped its job by the lease end it was told.
+        let gone_stopped = now >= self.gone_until;
+        let stopped = release.waiting.is_empty() && hooks_finished && gone_stopped;
         if !stopped && now < release.deadline {
             return None;
         }
@@ -163,10 +178,11 @@ impl Driver {
 
     /// When [`Driver::release_outcome`] must be asked again at the latest.
     pub(crate) fn release_deadline(&self) -> Option<Timestamp> {
+        let gone_until = Some(self.gone_until).filter(|&until| until > clock::now());
         self.release
             .as_ref()
             .filter(|release| !release.told)
-            .map(|release| release.deadline)
+            .map(|release| gone_until.map_or(release.deadline, |g| g.min(release.deadline)))
     }
 
     /// The longest a started release may still take, for the shutdown wait.
@@ -205,16 +221,33 @@ impl Driver {
             status: self.status_of(answer),
             release,
         });
+        let mut gone_until = self.gone_until;
+        let mut gone = Vec::new();
         self.runners.retain_mut(|runner| {
             if runner.last == Some(key) {
                 return true;
             }
             runner.last = Some(key);
+            let told = lease_until_ns
+                .max(release.and_then(|release| release.hold_until_ns))
+                .map_or(Timestamp(0), Timestamp);
+            runner.told_until = runner.told_until.max(told);
             let kept = runner.updates.try_send(reply.clone()).is_ok();
             if !kept {
                 tracing::info!(runner = runner.id, "runner gone");
+                // Its job may run until the lease end it was last told.
+                gone_until = gone_until.max(runner.told_until);
+                gone.push(runner.id);
             }
             kept
         });
+        self.gone_until = gone_until;
+        // A release need not wait for a runner that has gone: only for the
+        // lease end it was told.
+        if let Some(release) = self.release.as_mut() {
+            for id in gone {
+                release.waiting.remove(&id);
+            }
+        }
     }
 }

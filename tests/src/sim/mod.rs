@@ -38,6 +38,15 @@
 //!   changes make their majorities overlap). It never asks for more than the
 //!   goose rule implies, so it is sound; a goose cut off from its majority
 //!   fails it as soon as `W` has passed.
+//! - (j) jobs: a modelled `goosectl run` job of (node, term) may run until
+//!   the true instant at which its node's clock reads the last lease end
+//!   its runner was told (a runner kills its job by then), or until its
+//!   runner confirmed it stopped (the simulated daemon's `Input::Release`
+//!   with `stopped`, which the simulator sends only after ending the job).
+//!   That is pessimistic about the runner (a crashed daemon's job is kept
+//!   running to its lease end) and exact about what the core promised, so
+//!   a correct core never trips it. A handoff released late is bounded by a
+//!   quarter of the liveness bound, so (h) still holds.
 //! - (h) liveness: the world is calm when the network is whole and
 //!   lossless and every node runs unpaused. Within `liveness_bound`
 //!   (default ten election timeouts) of the world becoming calm some node
