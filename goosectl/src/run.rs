@@ -17,7 +17,7 @@
 use crate::client::{Client, Releaser};
 use crate::error::CtlError;
 use goose_common::answer::{self, boottime};
-use goose_common::control::{RunnerUpdate, RUNNER_GRACE_MAX};
+use goose_common::control::{NodeStatus, RunnerUpdate, RUNNER_GRACE_MAX};
 use goose_common::{NodeId, Term, Timestamp};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::time::TimeSpec;
@@ -166,7 +166,7 @@ impl Discipline {
         let Some(release) = update.release else {
             // No handoff waits (or it is over): nothing to answer.
             self.release = None;
-            return self.on_status(update, now, may_start);
+            return self.on_status(status, now, may_start);
         };
         // A voluntary handoff: stop the job, which may use its grace within
         // the lease the node still holds, and answer once it is gone.
@@ -201,13 +201,13 @@ impl Discipline {
         }
     }
 
+    /// An update without a release: the role, term and lease end.
     fn on_status(
         &mut self,
-        update: &RunnerUpdate,
+        status: &NodeStatus,
         now: Timestamp,
         may_start: bool,
     ) -> Option<Action> {
-        let status = &update.status;
         let goose = answer::decide_status(status, now).is_goose();
         let lease_until = status.lease_until_ns.map(Timestamp);
         match self.phase {
@@ -812,7 +812,7 @@ mod tests {
     //! the margin), stops it at once on any sign of loss, gives it its grace
     //! when the promise allows, and starts a job only under a promise.
     use super::*;
-    use goose_common::control::{NodeRole, NodeStatus, ReleaseRequest};
+    use goose_common::control::{NodeRole, ReleaseRequest};
     use goose_common::LogIndex;
     use std::collections::BTreeMap;
 
