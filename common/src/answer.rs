@@ -278,6 +278,12 @@ mod tests {
             last_index: LogIndex(4),
             removed: false,
             drops: Default::default(),
+            eligible: true,
+            health: crate::control::HealthState::None,
+            health_reason: None,
+            drained: false,
+            priority: 100,
+            observer: false,
         }
     }
 

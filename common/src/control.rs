@@ -43,7 +43,7 @@ use std::time::Duration;
 
 /// The version of this protocol, the first two bytes of every frame payload.
 /// Bump it whenever the postcard layout of [`Request`] or [`Reply`] changes.
-pub const CONTROL_PROTOCOL_VERSION: u16 = 5;
+pub const CONTROL_PROTOCOL_VERSION: u16 = 6;
 
 /// The longest grace a `goosectl run` runner may ask for: a handoff waits
 /// at most this (plus a margin) for a runner to stop its job.
@@ -331,6 +331,15 @@ pub enum Request {
         /// The [`ReleaseRequest::handoff`] answered.
         handoff: u64,
     },
+    /// Make this node ineligible (`drained`: true, `goosectl drain`) or
+    /// eligible again (`goosectl undrain`), kept across restarts; a drained
+    /// goose hands over first. Answered with [`Reply::Ok`] once the
+    /// intent is durable (and, for a drained goose, once it handed over or
+    /// the handoff settled). Added in protocol version 6.
+    Drain {
+        /// Drain (true) or undrain (false).
+        drained: bool,
+    },
 }
 
 impl Request {
@@ -352,7 +361,8 @@ impl Request {
             | Request::PartitionFlush
             | Request::PartitionSplit { .. }
             | Request::PartitionHeal
-            | Request::StepDown { .. } => true,
+            | Request::StepDown { .. }
+            | Request::Drain { .. } => true,
         }
     }
 
@@ -375,6 +385,8 @@ impl Request {
             Request::StepDown { .. } => "step-down",
             Request::Run { .. } => "run",
             Request::Released { .. } => "run (released)",
+            Request::Drain { drained: true } => "drain",
+            Request::Drain { drained: false } => "undrain",
         }
     }
 
@@ -388,7 +400,9 @@ impl Request {
             | Request::PartitionSplit { .. }
             | Request::PartitionHeal => Some(CLUSTER_REPLY_TIMEOUT),
             Request::MemberAdd { .. } => Some(MEMBER_ADD_REPLY_TIMEOUT),
-            Request::MemberRemove { .. } | Request::StepDown { .. } => Some(CHANGE_REPLY_TIMEOUT),
+            Request::MemberRemove { .. } | Request::StepDown { .. } | Request::Drain { .. } => {
+                Some(CHANGE_REPLY_TIMEOUT)
+            }
             Request::Status { local: true }
             | Request::IsGoose
             | Request::MemberList
@@ -429,7 +443,8 @@ impl Request {
             | Request::PartitionDelete(_)
             | Request::PartitionFlush
             | Request::PartitionHeal
-            | Request::StepDown { to: None } => Ok(()),
+            | Request::StepDown { to: None }
+            | Request::Drain { .. } => Ok(()),
         }
     }
 }
@@ -511,6 +526,52 @@ pub struct NodeStatus {
     pub removed: bool,
     /// Datagrams it dropped since start, by reason (bad MAC, replay, ...).
     pub drops: BTreeMap<String, u64>,
+    /// Whether it may be the goose: a voter, healthy and not drained
+    /// (design.md §2, eligibility). Added in protocol version 6.
+    pub eligible: bool,
+    /// Its health check's verdict (design.md §7).
+    pub health: HealthState,
+    /// The last failure of its health check, while unhealthy (exit status,
+    /// timeout, output tail); `None` otherwise.
+    pub health_reason: Option<String>,
+    /// Whether an operator drained it (`goosectl drain`).
+    pub drained: bool,
+    /// Its priority (0-255; a higher one is preferred as goose).
+    pub priority: u8,
+    /// Whether it is a permanent non-voting member (design.md §1).
+    pub observer: bool,
+}
+
+/// A health check's verdict (design.md §7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthState {
+    /// No health check is configured: the node counts as healthy.
+    None,
+    /// The check has not yet given its first result: not eligible.
+    Unknown,
+    /// The check passes.
+    Healthy,
+    /// The check failed `health_fall` times in a row.
+    Unhealthy,
+}
+
+impl HealthState {
+    /// Whether the node counts as healthy for eligibility.
+    pub fn is_healthy(self) -> bool {
+        matches!(self, HealthState::None | HealthState::Healthy)
+    }
+}
+
+impl fmt::Display for HealthState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HealthState::None => "no check",
+            HealthState::Unknown => "health unknown",
+            HealthState::Healthy => "healthy",
+            HealthState::Unhealthy => "unhealthy",
+        })
+    }
 }
 
 impl NodeStatus {
@@ -568,6 +629,9 @@ pub enum WatchEventKind {
     LeaderChanged,
     /// The node learnt that it was removed from the cluster.
     Removed,
+    /// The node's eligibility (health, drain) changed. Added in protocol
+    /// version 6.
+    EligibilityChanged,
 }
 
 impl fmt::Display for WatchEventKind {
@@ -578,6 +642,7 @@ impl fmt::Display for WatchEventKind {
             WatchEventKind::BecameDuck => "became duck",
             WatchEventKind::LeaderChanged => "leader changed",
             WatchEventKind::Removed => "removed",
+            WatchEventKind::EligibilityChanged => "eligibility changed",
         })
     }
 }
@@ -669,6 +734,42 @@ pub struct ReleaseRequest {
     /// job may take its grace to stop, but must be gone by then. `None`
     /// once the lease has lapsed.
     pub hold_until_ns: Option<u64>,
+    /// Why the goose hands over (`GOOSE_REASON` of the hooks). Added in
+    /// protocol version 6.
+    pub reason: HandoffCause,
+}
+
+/// Why a goose hands over voluntarily (design.md §7): the value of
+/// `GOOSE_REASON`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffCause {
+    /// `goosectl step-down`.
+    StepDown,
+    /// SIGTERM or SIGINT of goosed.
+    Shutdown,
+    /// Its removal from the membership.
+    Removed,
+    /// `goosectl drain`.
+    Drain,
+    /// Its health check failed.
+    Unhealthy,
+    /// A voter of higher priority asked to take over.
+    Preempted,
+}
+
+impl HandoffCause {
+    /// The value of `GOOSE_REASON`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandoffCause::StepDown => "step_down",
+            HandoffCause::Shutdown => "shutdown",
+            HandoffCause::Removed => "removed",
+            HandoffCause::Drain => "drain",
+            HandoffCause::Unhealthy => "unhealthy",
+            HandoffCause::Preempted => "preempted",
+        }
+    }
 }
 
 impl Reply {
@@ -735,6 +836,12 @@ mod tests {
             last_index: LogIndex(12),
             removed: false,
             drops: BTreeMap::from([("bad_mac".to_string(), 2)]),
+            eligible: true,
+            health: HealthState::Healthy,
+            health_reason: None,
+            drained: false,
+            priority: 100,
+            observer: false,
         }
     }
 
@@ -780,6 +887,8 @@ mod tests {
             },
             Request::Run { grace_ms: 5000 },
             Request::Released { handoff: 3 },
+            Request::Drain { drained: true },
+            Request::Drain { drained: false },
         ]
     }
 
@@ -803,11 +912,24 @@ mod tests {
                 release: Some(ReleaseRequest {
                     handoff: 2,
                     hold_until_ns: Some(1_000_000),
+                    reason: HandoffCause::Drain,
                 }),
             }),
             Reply::Event(WatchEvent {
                 kind: WatchEventKind::BecameGoose,
                 status: goose_status(),
+            }),
+            Reply::Event(WatchEvent {
+                kind: WatchEventKind::EligibilityChanged,
+                status: NodeStatus {
+                    eligible: false,
+                    health: HealthState::Unhealthy,
+                    health_reason: Some("exit status 1: disk full".into()),
+                    drained: true,
+                    priority: 7,
+                    observer: true,
+                    ..duck_status(2)
+                },
             }),
             Reply::Members(vec![MemberInfo {
                 id: NodeId(1),
@@ -973,6 +1095,13 @@ mod tests {
             "last_index",
             "removed",
             "drops",
+            // Eligibility (protocol version 6).
+            "eligible",
+            "health",
+            "health_reason",
+            "drained",
+            "priority",
+            "observer",
         ];
         let mut keys_sorted = keys.clone();
         keys_sorted.sort_unstable();
@@ -988,6 +1117,18 @@ mod tests {
         assert_eq!(value["clock_ns"], 1_000_000_000u64);
         assert_eq!(value["lease_until_ns"], 1_008_000_000u64);
         assert_eq!(value["drops"]["bad_mac"], 2);
+        assert_eq!(value["eligible"], true);
+        assert_eq!(value["health"], "healthy");
+        assert!(value["health_reason"].is_null());
+        assert_eq!(value["drained"], false);
+        assert_eq!(value["priority"], 100);
+        assert_eq!(value["observer"], false);
+        let health = |state: HealthState| serde_json::to_value(state).unwrap();
+        assert_eq!(health(HealthState::None), "none");
+        assert_eq!(health(HealthState::Unknown), "unknown");
+        assert_eq!(health(HealthState::Unhealthy), "unhealthy");
+        assert!(!HealthState::Unknown.is_healthy() && !HealthState::Unhealthy.is_healthy());
+        assert!(HealthState::None.is_healthy() && HealthState::Healthy.is_healthy());
 
         let duck = serde_json::to_value(duck_status(2)).unwrap();
         assert_eq!(duck["role"], "duck");
@@ -1043,7 +1184,7 @@ mod tests {
     }
 
     #[test]
-    fn mutating_requests_are_exactly_member_partition_and_step_down_changes() {
+    fn mutating_requests_are_exactly_member_partition_step_down_and_drain_changes() {
         let mutating: Vec<&str> = sample_requests()
             .iter()
             .filter(|request| request.is_mutating())
@@ -1059,7 +1200,9 @@ mod tests {
                 "partition flush",
                 "partition split",
                 "partition heal",
-                "step-down"
+                "step-down",
+                "drain",
+                "undrain"
             ]
         );
     }

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! offset  size  field
-//!      0     1  version          (VERSION, currently 1)
+//!      0     1  version          (VERSION, currently 2)
 //!      1     8  cluster id       (u64, derived from the cluster key)
 //!      9     8  sender id        (u64, NodeId of the sender)
 //!     17     8  receiver id      (u64, NodeId the sender addressed)
@@ -41,7 +41,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The datagram format version this build writes and accepts.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Bytes of the header: version, cluster id, sender, receiver, boot id, counter.
 pub const HEADER_BYTES: usize = 1 + 8 + 8 + 8 + 8 + 8;
@@ -455,7 +455,7 @@ mod tests {
         big.resize(DATAGRAM_BYTES_MAX + 1, 0);
         assert_eq!(open(&key, &big, NodeId(2)), Err(OpenError::Oversize));
         let mut version = good.clone();
-        version[0] = 2;
+        version[0] = VERSION + 1;
         assert_eq!(
             open(&key, &version, NodeId(2)),
             Err(OpenError::UnknownVersion)

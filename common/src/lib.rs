@@ -22,8 +22,8 @@ pub mod wire;
 
 pub use ids::{Identity, LogIndex, NodeId, Round, Term, Timestamp};
 pub use messages::{
-    Append, AppendReply, Entry, EntryPayload, HardState, InstallSnapshot, Member, MemberRole,
-    Membership, Message, MessageBody, PreVote, RequestVote, Snapshot, VoteReply,
+    Append, AppendReply, Candidacy, Entry, EntryPayload, HardState, InstallSnapshot, Member,
+    MemberRole, Membership, Message, MessageBody, PreVote, RequestVote, Snapshot, VoteReply,
 };
 /// A member's UDP address (a plain value type, re-exported so the sans-IO core
 /// need not name `std::net`).

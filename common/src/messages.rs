@@ -252,6 +252,22 @@ pub struct AppendReply {
     /// On success, the last index known to match; on failure, the
     /// follower's last index, a hint for where to probe next.
     pub match_index: LogIndex,
+    /// Whether and how keenly the follower may lead (design.md §2).
+    pub candidacy: Candidacy,
+}
+
+/// What a follower tells its leader about its eligibility (design.md §2):
+/// the leader hands over only to an eligible voter, prefers a higher
+/// priority, and is preempted by one that asks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Candidacy {
+    /// Healthy and not drained (voter-ness is the leader's to judge).
+    pub eligible: bool,
+    /// The follower's priority (0-255).
+    pub priority: u8,
+    /// Eligible for its whole preempt delay, with preemption on: a leader
+    /// of lower priority should hand over to it.
+    pub preempting: bool,
 }
 
 /// The leader's compacted prefix, sent to a follower that lags behind it.

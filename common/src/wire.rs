@@ -114,6 +114,11 @@ mod tests {
                 round: Round(9),
                 success: true,
                 match_index: LogIndex(3),
+                candidacy: crate::Candidacy {
+                    eligible: true,
+                    priority: 200,
+                    preempting: true,
+                },
             }),
             MessageBody::InstallSnapshot(InstallSnapshot {
                 round: Round(3),
@@ -170,7 +175,7 @@ mod tests {
         "011d02000402030201",
         "011d0200040300",
         "011d02000404090101020202000302010501007f000001953c000002007f000001963c000003007f000001973c000004007f000001983c000005007f000001993c0000020080c6868f01",
-        "011d02000405090103",
+        "011d0200040509010301c801",
         "011d020004060307030501007f000001953c000002007f000001963c000003007f000001973c000004007f000001983c000005007f000001993c00000080e1eb17",
         "011d02000407",
     ];

@@ -7,6 +7,7 @@
 
 mod client;
 mod docs;
+mod drain;
 mod error;
 mod handoff;
 mod keygen;
@@ -52,7 +53,7 @@ enum Command {
     /// Exit 0 if this node is the goose (its promise still in the future on
     /// goosectl's own clock when it decides), 1 if a duck, 2 if it cannot tell.
     IsGoose,
-    /// Print a line per role or leader change until interrupted.
+    /// Print a line per role, leader or eligibility change until interrupted.
     Watch,
     /// Run CMD only while this node is the goose; stop it before anyone
     /// else can start it (exit codes: CMD's own when it ends by itself, 75
@@ -74,6 +75,11 @@ enum Command {
     Partition(partition::PartitionCommand),
     /// Hand the goose over to another voter.
     StepDown(handoff::StepDownArgs),
+    /// Make this node ineligible to be the goose, kept across restarts until
+    /// undrain; a goose hands over first. Returns once that has settled.
+    Drain,
+    /// Make this node eligible to be the goose again (undo drain).
+    Undrain,
     /// Print a new cluster key (64 hex characters) for --key-file.
     Keygen,
     /// Print shell completions (install per the README).
@@ -111,6 +117,8 @@ fn main() -> ExitCode {
         Command::Member(command) => member::run(&context, command).map_err(Into::into),
         Command::Partition(command) => partition::run(&context, command).map_err(Into::into),
         Command::StepDown(args) => handoff::step_down(&context, &args).map_err(Into::into),
+        Command::Drain => drain::drain(&context, true).map_err(Into::into),
+        Command::Undrain => drain::drain(&context, false).map_err(Into::into),
         Command::Keygen => keygen::keygen(&context).map_err(Into::into),
         Command::Completions { shell } => docs::completions(shell).map_err(Into::into),
         Command::Man => docs::man().map_err(Into::into),
@@ -203,6 +211,22 @@ fn command_path(rendered: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_and_undrain_take_no_arguments() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["goosectl"].iter().chain(args));
+        assert!(matches!(parse(&["drain"]).unwrap().command, Command::Drain));
+        assert!(matches!(
+            parse(&["undrain"]).unwrap().command,
+            Command::Undrain
+        ));
+        let json = parse(&["--json", "drain", "--socket", "/tmp/s"]).unwrap();
+        assert!(json.json && matches!(json.command, Command::Drain));
+        assert_eq!(json.socket, Some(PathBuf::from("/tmp/s")));
+        for wrong in [&["drain", "3"][..], &["undrain", "--to", "2"], &["drained"]] {
+            assert!(parse(wrong).is_err(), "{wrong:?}");
+        }
+    }
 
     #[test]
     fn clap_errors_become_one_line_with_a_help_hint() {

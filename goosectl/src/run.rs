@@ -535,7 +535,15 @@ pub fn run(context: &crate::Context, args: &RunArgs) -> Result<u8, CtlError> {
                         }
                     }
                 }
-                Action::Terminate => signal_job(job, Signal::SIGTERM, &log),
+                Action::Terminate => {
+                    if let Some(release) = last_status.as_ref().and_then(|u| u.release) {
+                        log.say(format!(
+                            "the goose hands over ({}): stopping the job",
+                            release.reason.as_str()
+                        ));
+                    }
+                    signal_job(job, Signal::SIGTERM, &log);
+                }
                 Action::Kill => signal_job(job, Signal::SIGKILL, &log),
             }
         }
@@ -812,7 +820,7 @@ mod tests {
     //! the margin), stops it at once on any sign of loss, gives it its grace
     //! when the promise allows, and starts a job only under a promise.
     use super::*;
-    use goose_common::control::{NodeRole, ReleaseRequest};
+    use goose_common::control::{HealthState, NodeRole, ReleaseRequest};
     use goose_common::LogIndex;
     use std::collections::BTreeMap;
 
@@ -832,6 +840,12 @@ mod tests {
             last_index: LogIndex(1),
             removed: false,
             drops: BTreeMap::new(),
+            eligible: true,
+            health: HealthState::None,
+            health_reason: None,
+            drained: false,
+            priority: 100,
+            observer: false,
         };
         RunnerUpdate {
             status,
@@ -846,6 +860,7 @@ mod tests {
             release: Some(ReleaseRequest {
                 handoff,
                 hold_until_ns: hold_ms.map(|ms| ms * MS),
+                reason: goose_common::control::HandoffCause::StepDown,
             }),
             ..status(NodeRole::Duck, term, None)
         }

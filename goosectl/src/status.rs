@@ -11,7 +11,7 @@ use crate::error::CtlError;
 use crate::output::{self, EXIT_DUCK, EXIT_SUCCESS};
 use crate::Context;
 use goose_common::answer::{self, Decision, DuckReason};
-use goose_common::control::{ClusterStatus, NodeRole, NodeStatus, Reply, Request};
+use goose_common::control::{ClusterStatus, HealthState, NodeRole, NodeStatus, Reply, Request};
 use goose_common::{NodeId, Timestamp};
 use serde::Serialize;
 
@@ -117,8 +117,8 @@ struct JudgedCluster<'a> {
     goose: Option<NodeId>,
 }
 
-/// `status`: one line per member and a line naming the goose; with
-/// `--local`, this node's line only.
+/// `status`: one line per member and a line naming the goose (or saying why
+/// there is none); with `--local`, this node's line only.
 pub fn status(context: &Context, args: &StatusArgs) -> Result<u8, CtlError> {
     let request = Request::Status { local: args.local };
     match client::call(context, &request)? {
@@ -213,7 +213,7 @@ fn cluster_lines(cluster: &ClusterStatus, local: &Judged) -> Vec<String> {
         ran_out.push(local.status.id.to_string());
     }
     let none = if ran_out.is_empty() {
-        "no goose: no quorum reachable from here".to_string()
+        format!("no goose: {}", why_no_goose(&cluster.members))
     } else {
         format!(
             "no goose at the instant of the reply: the goose answer of node {} ran out before it (status waits up to 500 ms for silent members; is-goose on that node answers at once)",
@@ -222,6 +222,66 @@ fn cluster_lines(cluster: &ClusterStatus, local: &Judged) -> Vec<String> {
     };
     lines.push(goose.unwrap_or(none));
     lines
+}
+
+/// Why no member answered goose, as far as their answers tell: too few
+/// voters reachable for a majority, no reachable voter eligible (and how
+/// many are drained or unhealthy), or else no goose elected yet.
+fn why_no_goose(members: &[NodeStatus]) -> String {
+    let voters: Vec<&NodeStatus> = members
+        .iter()
+        .filter(|member| member.voter && !member.observer)
+        .collect();
+    let reachable: Vec<&NodeStatus> = voters
+        .iter()
+        .copied()
+        .filter(|member| member.role != NodeRole::Unreachable)
+        .collect();
+    if voters.is_empty() {
+        return "no voter known from here (this node has no configuration yet)".to_string();
+    }
+    let majority = voters.len() / 2 + 1;
+    if reachable.len() < majority {
+        return format!(
+            "only {} of {} voters reachable",
+            reachable.len(),
+            voters.len()
+        );
+    }
+    if reachable.iter().all(|member| !member.eligible) {
+        let count = |keep: fn(&NodeStatus) -> bool| reachable.iter().filter(|m| keep(m)).count();
+        let counts: Vec<String> = [
+            (count(|member| member.drained), "drained"),
+            (
+                count(|member| member.health == HealthState::Unhealthy),
+                "unhealthy",
+            ),
+            (
+                count(|member| member.health == HealthState::Unknown),
+                "health unknown",
+            ),
+        ]
+        .into_iter()
+        .filter(|(count, _)| *count > 0)
+        .map(|(count, what)| format!("{count} {what}"))
+        .collect();
+        let voter = if reachable.len() == voters.len() {
+            "voter"
+        } else {
+            "reachable voter"
+        };
+        return if counts.is_empty() {
+            format!("no {voter} is eligible")
+        } else {
+            format!("no {voter} is eligible ({})", counts.join(", "))
+        };
+    }
+    let term = reachable
+        .iter()
+        .map(|member| member.term)
+        .max()
+        .unwrap_or_default();
+    format!("no goose elected yet (term {term})")
 }
 
 /// `is-goose`: prints `goose` or `duck` (or the judged NodeStatus as JSON)
@@ -270,7 +330,41 @@ mod tests {
             last_index: LogIndex(1),
             removed: false,
             drops: Default::default(),
+            eligible: true,
+            health: HealthState::None,
+            health_reason: None,
+            drained: false,
+            priority: output::DEFAULT_PRIORITY,
+            observer: false,
         }
+    }
+
+    /// The last line of the cluster status of `members`, none goose.
+    fn no_goose_line(members: Vec<NodeStatus>) -> String {
+        let cluster = ClusterStatus {
+            local: members[0].clone(),
+            members,
+            goose: None,
+            expired: Vec::new(),
+        };
+        let local = Judged::new(cluster.local.clone(), Timestamp(105 * MS));
+        cluster_lines(&cluster, &local).pop().unwrap()
+    }
+
+    fn unreachable(id: u64) -> NodeStatus {
+        NodeStatus {
+            term: Term(0),
+            eligible: false,
+            health: HealthState::Unknown,
+            priority: 0,
+            ..node(id, NodeRole::Unreachable)
+        }
+    }
+
+    fn with(status: NodeStatus, change: impl FnOnce(&mut NodeStatus)) -> NodeStatus {
+        let mut status = status;
+        change(&mut status);
+        status
     }
 
     #[test]
@@ -291,8 +385,136 @@ mod tests {
         };
         assert_eq!(
             cluster_lines(&headless, &local).last().unwrap(),
-            "no goose: no quorum reachable from here"
+            "no goose: no goose elected yet (term 7)"
         );
+    }
+
+    #[test]
+    fn no_goose_says_why() {
+        let duck = |id| node(id, NodeRole::Duck);
+        let drained = |id| {
+            with(duck(id), |status| {
+                status.eligible = false;
+                status.drained = true;
+            })
+        };
+        let unhealthy = |id| {
+            with(duck(id), |status| {
+                status.eligible = false;
+                status.health = HealthState::Unhealthy;
+                status.health_reason = Some("exit status 1".to_string());
+            })
+        };
+        // Fewer than a majority of voters answered.
+        assert_eq!(
+            no_goose_line(vec![
+                duck(1),
+                duck(2),
+                unreachable(3),
+                unreachable(4),
+                unreachable(5)
+            ]),
+            "no goose: only 2 of 5 voters reachable"
+        );
+        // Learners and observers do not count among the voters.
+        let learner = |id| with(duck(id), |status| status.voter = false);
+        let observer = |id| with(learner(id), |status| status.observer = true);
+        assert_eq!(
+            no_goose_line(vec![duck(1), unreachable(2), learner(3), observer(4)]),
+            "no goose: only 1 of 2 voters reachable"
+        );
+        // Every voter answered and none may lead.
+        assert_eq!(
+            no_goose_line(vec![
+                drained(1),
+                drained(2),
+                unhealthy(3),
+                unhealthy(4),
+                with(unhealthy(5), |status| status.drained = true),
+            ]),
+            "no goose: no voter is eligible (3 drained, 3 unhealthy)"
+        );
+        let unknown = |id| {
+            with(duck(id), |status| {
+                status.eligible = false;
+                status.health = HealthState::Unknown;
+            })
+        };
+        assert_eq!(
+            no_goose_line(vec![drained(1), unknown(2), unknown(3)]),
+            "no goose: no voter is eligible (1 drained, 2 health unknown)"
+        );
+        // A majority answered, none eligible; the silent one may be.
+        assert_eq!(
+            no_goose_line(vec![drained(1), unhealthy(2), unreachable(3)]),
+            "no goose: no reachable voter is eligible (1 drained, 1 unhealthy)"
+        );
+        // Ineligible for a reason the answers do not carry.
+        assert_eq!(
+            no_goose_line(vec![with(duck(1), |status| status.eligible = false)]),
+            "no goose: no voter is eligible"
+        );
+        // A majority answered and one of them is eligible: an election is due.
+        assert_eq!(
+            no_goose_line(vec![
+                drained(1),
+                with(duck(2), |status| status.term = Term(9)),
+                unreachable(3)
+            ]),
+            "no goose: no goose elected yet (term 9)"
+        );
+        // A node that has no configuration yet knows of no voter.
+        assert_eq!(
+            no_goose_line(vec![learner(1)]),
+            "no goose: no voter known from here (this node has no configuration yet)"
+        );
+    }
+
+    #[test]
+    fn status_lines_carry_the_eligibility_and_json_every_field() {
+        let drained = with(node(2, NodeRole::Duck), |status| {
+            status.eligible = false;
+            status.drained = true;
+            status.priority = 50;
+        });
+        let cluster = ClusterStatus {
+            local: node(1, NodeRole::Duck),
+            members: vec![node(1, NodeRole::Duck), drained, unreachable(3)],
+            goose: None,
+            expired: Vec::new(),
+        };
+        let local = Judged::new(cluster.local.clone(), Timestamp(105 * MS));
+        let lines = cluster_lines(&cluster, &local);
+        assert_eq!(
+            lines,
+            [
+                "node 1 (10.0.0.1:7700): duck, term 7, leader none",
+                "node 2 (10.0.0.2:7700): duck, term 7, leader none, priority 50, not eligible: drained",
+                "node 3 (10.0.0.3:7700): unreachable",
+                "no goose: no goose elected yet (term 7)",
+            ]
+        );
+        let json = serde_json::to_value(judged_cluster(&cluster, &local)).unwrap();
+        for member in [&json["self"], &json["members"][0], &json["members"][1]] {
+            for key in [
+                "eligible",
+                "health",
+                "health_reason",
+                "drained",
+                "priority",
+                "observer",
+            ] {
+                assert!(member.get(key).is_some(), "{key} missing: {member}");
+            }
+        }
+        let member = &json["members"][1];
+        assert_eq!(member["eligible"], false);
+        assert_eq!(member["drained"], true);
+        assert_eq!(member["health"], "none");
+        assert!(member["health_reason"].is_null());
+        assert_eq!(member["priority"], 50);
+        assert_eq!(member["observer"], false);
+        assert_eq!(json["members"][2]["health"], "unknown");
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! codes, the one-line error rule, and the text and JSON output of design.md §6.
 
 use goose_common::control::{
-    read_frame, write_frame, ClusterStatus, ErrorKind, NodeRole, NodeStatus, Reply, Request,
-    WatchEvent, WatchEventKind,
+    read_frame, write_frame, ClusterStatus, ErrorKind, HealthState, NodeRole, NodeStatus, Reply,
+    Request, WatchEvent, WatchEventKind,
 };
 use goose_common::partition::{Chain, DropPercent, ListedRule, Matcher, Rule};
 use goose_common::{LogIndex, NodeId, Term};
@@ -80,6 +80,12 @@ fn answer_with(id: u64, role: NodeRole, clock_ns: u64, lease_until_ns: Option<u6
         last_index: LogIndex(5),
         removed: false,
         drops: Default::default(),
+        eligible: role != NodeRole::Unreachable,
+        health: HealthState::None,
+        health_reason: None,
+        drained: false,
+        priority: 100,
+        observer: false,
     }
 }
 
@@ -442,7 +448,7 @@ fn status_text_lists_members_and_names_the_goose() {
     let text = stdout(&goosectl(&duck.socket, &["status"]));
     assert_eq!(
         text.lines().last(),
-        Some("no goose: no quorum reachable from here")
+        Some("no goose: no goose elected yet (term 7)")
     );
     let local = goosectl(&goose.socket, &["status", "--local"]);
     assert_eq!(
@@ -474,6 +480,21 @@ fn status_json_has_the_design_shapes() {
     assert_eq!(value["goose"], 3);
     assert_eq!(value["self"]["role"], "goose");
     assert_eq!(value["members"][2]["role"], "unreachable");
+    for member in [&value["self"], &value["members"][0], &value["members"][2]] {
+        for key in [
+            "eligible",
+            "health",
+            "health_reason",
+            "drained",
+            "priority",
+            "observer",
+        ] {
+            assert!(member.get(key).is_some(), "{key} missing: {member}");
+        }
+    }
+    assert_eq!(value["self"]["eligible"], true);
+    assert_eq!(value["self"]["health"], "none");
+    assert_eq!(value["self"]["priority"], 100);
 
     let local = goosectl(&goose.socket, &["--json", "status", "--local"]);
     let value: serde_json::Value = serde_json::from_str(&stdout(&local)).unwrap();
@@ -501,7 +522,7 @@ fn a_daemon_error_is_one_line_and_exit_2() {
 #[test]
 fn commands_send_the_requests_of_the_design() {
     let daemon = cluster_daemon(NodeRole::Goose);
-    let runs: [&[&str]; 8] = [
+    let runs: [&[&str]; 10] = [
         &["member", "add", "4", "10.0.0.4:7700"],
         &[
             "partition",
@@ -520,6 +541,8 @@ fn commands_send_the_requests_of_the_design() {
         &["partition", "split", "1,2", "3"],
         &["partition", "heal"],
         &["step-down", "--to", "2"],
+        &["drain"],
+        &["undrain"],
     ];
     for args in runs {
         let output = goosectl(&daemon.socket, args);
@@ -558,9 +581,49 @@ fn commands_send_the_requests_of_the_design() {
             Request::StepDown {
                 to: Some(NodeId(2))
             },
+            Request::Drain { drained: true },
+            Request::Drain { drained: false },
             Request::StepDown { to: None },
         ]
     );
+}
+
+#[test]
+fn drain_and_undrain_print_the_daemons_line_or_fail_with_exit_2() {
+    let daemon = fake_daemon(|request| {
+        vec![match request {
+            Request::Drain { drained: true } => {
+                Reply::Ok("node 3 drained: it hands the goose to node 1\n(term 8)".to_string())
+            }
+            Request::Drain { drained: false } => Reply::error(
+                ErrorKind::PermissionDenied,
+                "permission denied: 'undrain' needs root or the daemon's user",
+            ),
+            _ => Reply::error(ErrorKind::InvalidRequest, "only drain here"),
+        }]
+    });
+    let output = goosectl(&daemon.socket, &["drain"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "node 3 drained: it hands the goose to node 1 (term 8)\n"
+    );
+    let json = goosectl(&daemon.socket, &["drain", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(value["ok"], true);
+    assert_eq!(
+        value["message"],
+        "node 3 drained: it hands the goose to node 1\n(term 8)"
+    );
+    let refused = goosectl(&daemon.socket, &["undrain"]);
+    let line = assert_one_line_error(&refused);
+    assert!(
+        line.starts_with("goosectl: permission denied: 'undrain'"),
+        "{line}"
+    );
+    assert!(stdout(&refused).is_empty());
+    let nowhere = goosectl(Path::new("/nonexistent/goosed.sock"), &["drain"]);
+    assert!(assert_one_line_error(&nowhere).contains("cannot reach goosed"));
 }
 
 #[test]
@@ -687,6 +750,18 @@ fn watch_prints_a_line_per_event_until_the_daemon_closes() {
                 kind: WatchEventKind::BecameGoose,
                 status: node(3, NodeRole::Goose),
             }),
+            Reply::Event(WatchEvent {
+                kind: WatchEventKind::EligibilityChanged,
+                status: NodeStatus {
+                    eligible: false,
+                    drained: true,
+                    ..node(3, NodeRole::Duck)
+                },
+            }),
+            Reply::Event(WatchEvent {
+                kind: WatchEventKind::EligibilityChanged,
+                status: node(3, NodeRole::Duck),
+            }),
         ],
         _ => vec![Reply::error(ErrorKind::InvalidRequest, "only watch here")],
     });
@@ -694,7 +769,9 @@ fn watch_prints_a_line_per_event_until_the_daemon_closes() {
     assert_eq!(
         stdout(&output),
         "now: node 3 (10.0.0.3:7700): duck, term 7, leader 3\n\
-         became goose: node 3 (10.0.0.3:7700): goose, term 7, leader 3, lease 3600000 ms\n"
+         became goose: node 3 (10.0.0.3:7700): goose, term 7, leader 3, lease 3600000 ms\n\
+         eligibility changed: node 3 (10.0.0.3:7700): duck, term 7, leader 3, not eligible: drained\n\
+         eligibility changed: node 3 (10.0.0.3:7700): duck, term 7, leader 3, eligible\n"
     );
     let line = assert_one_line_error(&output);
     assert!(line.contains("closed the watch"), "{line}");
@@ -704,7 +781,15 @@ fn watch_prints_a_line_per_event_until_the_daemon_closes() {
         .lines()
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"].to_string())
         .collect();
-    assert_eq!(kinds, ["\"initial\"", "\"became_goose\""]);
+    assert_eq!(
+        kinds,
+        [
+            "\"initial\"",
+            "\"became_goose\"",
+            "\"eligibility_changed\"",
+            "\"eligibility_changed\""
+        ]
+    );
 }
 
 #[test]
@@ -726,7 +811,15 @@ fn completions_and_the_man_page_come_from_the_cli_definition() {
     let bash = goosectl(socket, &["completions", "bash"]);
     assert!(bash.status.success());
     let script = stdout(&bash);
-    for command in ["status", "is-goose", "partition", "step-down", "keygen"] {
+    for command in [
+        "status",
+        "is-goose",
+        "partition",
+        "step-down",
+        "drain",
+        "undrain",
+        "keygen",
+    ] {
         assert!(
             script.contains(command),
             "bash completions mention {command}"

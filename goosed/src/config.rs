@@ -1,6 +1,7 @@
 //! `goosed run` settings: command-line flags merged over a TOML file
 //! (flags win), with systemd's directory variables honoured (design.md §6).
 
+use crate::health::{self, HealthCheck};
 use crate::raft;
 use goose_common::NodeId;
 use serde::Deserialize;
@@ -13,6 +14,27 @@ pub const CONFIG_PATH_DEFAULT: &str = "/etc/goose/goosed.toml";
 
 /// The default hook timeout.
 pub const HOOK_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+
+/// The shortest `health_interval_ms` and `health_timeout_ms`.
+pub const HEALTH_MS_MIN: u64 = 10;
+
+/// The longest `health_interval_ms` and `health_timeout_ms` (one hour).
+pub const HEALTH_MS_MAX: u64 = 3_600_000;
+
+/// The smallest `health_fall` and `health_rise`.
+pub const HEALTH_COUNT_MIN: u32 = 1;
+
+/// The largest `health_fall` and `health_rise`.
+pub const HEALTH_COUNT_MAX: u32 = 100;
+
+/// The lowest `priority`.
+pub const PRIORITY_MIN: i64 = 0;
+
+/// The highest `priority`.
+pub const PRIORITY_MAX: i64 = u8::MAX as i64;
+
+/// The longest `preempt_delay_ms` (one hour).
+pub const PREEMPT_DELAY_MS_MAX: u64 = 3_600_000;
 
 /// The flags of `goosed run`; every one may also come from the TOML file.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -59,6 +81,30 @@ pub struct RunFlags {
     /// Hook timeout in milliseconds, after which a hook is killed [default: 10000]
     #[arg(long, value_name = "MS")]
     pub hook_timeout_ms: Option<u64>,
+    /// Eligibility check run through /bin/sh; exit status 0 passes (design.md §7)
+    #[arg(long, value_name = "CMD")]
+    pub health_check: Option<String>,
+    /// Time between the starts of two health checks in milliseconds [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub health_interval_ms: Option<u64>,
+    /// A health check running longer is killed and has failed, in milliseconds [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub health_timeout_ms: Option<u64>,
+    /// Failed health checks in a row that make this node unhealthy [default: 3]
+    #[arg(long, value_name = "N")]
+    pub health_fall: Option<u32>,
+    /// Passed health checks in a row that make this node healthy again [default: 2]
+    #[arg(long, value_name = "N")]
+    pub health_rise: Option<u32>,
+    /// Preference as goose, 0-255; a higher one is preferred [default: 100]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub priority: Option<i64>,
+    /// Whether to take the goose over from a goose of lower priority [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub preempt: Option<bool>,
+    /// How long this node must be eligible without a break before it preempts, in milliseconds [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub preempt_delay_ms: Option<u64>,
     /// Longest promise of a goose answer in milliseconds [default: 10]
     #[arg(long, value_name = "MS")]
     pub promise_ms: Option<u64>,
@@ -91,6 +137,14 @@ struct FileSettings {
     on_goose: Option<String>,
     on_duck: Option<String>,
     hook_timeout_ms: Option<u64>,
+    health_check: Option<String>,
+    health_interval_ms: Option<u64>,
+    health_timeout_ms: Option<u64>,
+    health_fall: Option<u32>,
+    health_rise: Option<u32>,
+    priority: Option<i64>,
+    preempt: Option<bool>,
+    preempt_delay_ms: Option<u64>,
     promise_ms: Option<u64>,
     lease_margin_ms: Option<u64>,
     clock_drift_ppm: Option<u32>,
@@ -122,6 +176,9 @@ pub struct Settings {
     pub on_duck: Option<String>,
     /// How long a hook may run.
     pub hook_timeout: Duration,
+    /// The health check; `None` when no `health_check` is configured (the
+    /// node counts as healthy).
+    pub health: Option<HealthCheck>,
     /// Rolling log files directory.
     pub log_dir: Option<PathBuf>,
 }
@@ -282,6 +339,27 @@ impl Settings {
         if let Err(e) = raft.validate() {
             return error(format!("invalid timing settings: {e}"));
         }
+        let priority = flags.priority.or(file.priority);
+        raft.priority = match priority {
+            None => defaults.priority,
+            Some(value) => match u8::try_from(value) {
+                Ok(priority) if (PRIORITY_MIN..=PRIORITY_MAX).contains(&value) => priority,
+                _ => {
+                    return error(format!(
+                        "priority must be {PRIORITY_MIN}-{PRIORITY_MAX}, not {value}"
+                    ))
+                }
+            },
+        };
+        raft.preempt = flags.preempt.or(file.preempt).unwrap_or(defaults.preempt);
+        let preempt_delay_ms = flags.preempt_delay_ms.or(file.preempt_delay_ms);
+        if let Some(value) = preempt_delay_ms.filter(|&ms| ms > PREEMPT_DELAY_MS_MAX) {
+            return error(format!(
+                "preempt_delay_ms must be at most {PREEMPT_DELAY_MS_MAX}, not {value}"
+            ));
+        }
+        raft.preempt_delay = preempt_delay_ms.map_or(defaults.preempt_delay, Duration::from_millis);
+        let health = Self::health_check(flags, &file)?;
         let Some(data_dir) = flags
             .data_dir
             .clone()
@@ -318,8 +396,68 @@ impl Settings {
                 file.hook_timeout_ms,
                 HOOK_TIMEOUT_DEFAULT,
             ),
+            health,
             log_dir: flags.log_dir.clone().or(file.log_dir),
         })
+    }
+
+    /// The health check settings: `health_check` and its `health_*` keys.
+    fn health_check(
+        flags: &RunFlags,
+        file: &FileSettings,
+    ) -> Result<Option<HealthCheck>, SettingsError> {
+        let interval_ms = flags.health_interval_ms.or(file.health_interval_ms);
+        let timeout_ms = flags.health_timeout_ms.or(file.health_timeout_ms);
+        let fall = flags.health_fall.or(file.health_fall);
+        let rise = flags.health_rise.or(file.health_rise);
+        let Some(command) = flags.health_check.clone().or(file.health_check.clone()) else {
+            let given = [
+                ("health_interval_ms", interval_ms.is_some()),
+                ("health_timeout_ms", timeout_ms.is_some()),
+                ("health_fall", fall.is_some()),
+                ("health_rise", rise.is_some()),
+            ];
+            if let Some((key, _)) = given.iter().find(|(_, given)| *given) {
+                return error(format!(
+                    "{key} is set but there is no health_check (--health-check CMD)"
+                ));
+            }
+            return Ok(None);
+        };
+        if command.trim().is_empty() {
+            return error("health_check must not be empty (drop the key to run without a check)");
+        }
+        let ms = |key: &str, value: Option<u64>, default: Duration| match value {
+            None => Ok(default),
+            Some(ms) if (HEALTH_MS_MIN..=HEALTH_MS_MAX).contains(&ms) => {
+                Ok(Duration::from_millis(ms))
+            }
+            Some(ms) => error(format!(
+                "{key} must be {HEALTH_MS_MIN}-{HEALTH_MS_MAX} (milliseconds), not {ms}"
+            )),
+        };
+        let count = |key: &str, value: Option<u32>, default: u32| match value {
+            None => Ok(default),
+            Some(n) if (HEALTH_COUNT_MIN..=HEALTH_COUNT_MAX).contains(&n) => Ok(n),
+            Some(n) => error(format!(
+                "{key} must be {HEALTH_COUNT_MIN}-{HEALTH_COUNT_MAX}, not {n}"
+            )),
+        };
+        Ok(Some(HealthCheck {
+            command,
+            interval: ms(
+                "health_interval_ms",
+                interval_ms,
+                health::HEALTH_INTERVAL_DEFAULT,
+            )?,
+            timeout: ms(
+                "health_timeout_ms",
+                timeout_ms,
+                health::HEALTH_TIMEOUT_DEFAULT,
+            )?,
+            fall: count("health_fall", fall, health::HEALTH_FALL_DEFAULT)?,
+            rise: count("health_rise", rise, health::HEALTH_RISE_DEFAULT)?,
+        }))
     }
 
     fn check_peers(
@@ -489,6 +627,299 @@ mod tests {
             assert!(!message.contains('\n'), "one line: {message}");
         }
     }
+
+    /// Resolves `flags` over a config file holding `toml`.
+    fn resolve_with_file(toml: &str, flags: RunFlags) -> Result<Settings, SettingsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("goosed.toml");
+        std::fs::write(&path, toml).unwrap();
+        Settings::resolve(&RunFlags {
+            config: Some(path),
+            ..flags
+        })
+    }
+
+    const HEALTH_FILE: &str = "health_check = \"test -f /run/ok\"\nhealth_interval_ms = 250\n\
+        health_timeout_ms = 150\nhealth_fall = 5\nhealth_rise = 4\npriority = 200\n\
+        preempt = false\npreempt_delay_ms = 7000\n";
+
+    #[test]
+    fn without_the_new_keys_there_is_no_health_check_and_the_core_defaults_hold() {
+        let settings = resolve_with_file("", flags()).unwrap();
+        assert_eq!(settings.health, None);
+        let defaults = raft::Config::new(NodeId(1));
+        assert_eq!(settings.raft.priority, raft::PRIORITY_DEFAULT);
+        assert_eq!(settings.raft.preempt, defaults.preempt);
+        assert_eq!(settings.raft.preempt_delay, defaults.preempt_delay);
+    }
+
+    #[test]
+    fn health_check_alone_takes_the_default_interval_timeout_fall_and_rise() {
+        let settings = resolve_with_file("health_check = \"true\"\n", flags()).unwrap();
+        assert_eq!(settings.health, Some(HealthCheck::new("true")));
+        let health = settings.health.unwrap();
+        assert_eq!(health.interval, Duration::from_millis(1000));
+        assert_eq!(health.timeout, Duration::from_millis(1000));
+        assert_eq!((health.fall, health.rise), (3, 2));
+    }
+
+    #[test]
+    fn every_new_key_is_read_from_the_file() {
+        let settings = resolve_with_file(HEALTH_FILE, flags()).unwrap();
+        assert_eq!(
+            settings.health,
+            Some(HealthCheck {
+                command: "test -f /run/ok".into(),
+                interval: Duration::from_millis(250),
+                timeout: Duration::from_millis(150),
+                fall: 5,
+                rise: 4,
+            })
+        );
+        assert_eq!(settings.raft.priority, 200);
+        assert!(!settings.raft.preempt);
+        assert_eq!(settings.raft.preempt_delay, Duration::from_millis(7000));
+    }
+
+    #[test]
+    fn every_new_flag_is_read_and_wins_over_the_file() {
+        let new_flags = RunFlags {
+            health_check: Some("exit 0".into()),
+            health_interval_ms: Some(20),
+            health_timeout_ms: Some(30),
+            health_fall: Some(1),
+            health_rise: Some(100),
+            priority: Some(0),
+            preempt: Some(true),
+            preempt_delay_ms: Some(0),
+            ..flags()
+        };
+        let expected = HealthCheck {
+            command: "exit 0".into(),
+            interval: Duration::from_millis(20),
+            timeout: Duration::from_millis(30),
+            fall: 1,
+            rise: 100,
+        };
+        for file in ["", HEALTH_FILE] {
+            let settings = resolve_with_file(file, new_flags.clone()).unwrap();
+            assert_eq!(settings.health.as_ref(), Some(&expected), "file {file:?}");
+            assert_eq!(settings.raft.priority, 0);
+            assert!(settings.raft.preempt);
+            assert_eq!(settings.raft.preempt_delay, Duration::ZERO);
+        }
+        // One flag over the file: the rest still comes from the file.
+        let settings = resolve_with_file(
+            HEALTH_FILE,
+            RunFlags {
+                health_fall: Some(9),
+                ..flags()
+            },
+        )
+        .unwrap();
+        let health = settings.health.unwrap();
+        assert_eq!((health.fall, health.rise), (9, 4));
+        assert_eq!(health.command, "test -f /run/ok");
+    }
+
+    #[test]
+    fn the_new_flags_parse_from_the_command_line() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            run: RunFlags,
+        }
+        let parsed = Wrapper::try_parse_from([
+            "goosed",
+            "--health-check",
+            "test -f /run/ok",
+            "--health-interval-ms",
+            "20",
+            "--health-timeout-ms",
+            "30",
+            "--health-fall",
+            "4",
+            "--health-rise",
+            "5",
+            "--priority",
+            "255",
+            "--preempt",
+            "false",
+            "--preempt-delay-ms",
+            "100",
+        ])
+        .unwrap()
+        .run;
+        assert_eq!(parsed.health_check.as_deref(), Some("test -f /run/ok"));
+        assert_eq!(parsed.health_interval_ms, Some(20));
+        assert_eq!(parsed.health_timeout_ms, Some(30));
+        assert_eq!(parsed.health_fall, Some(4));
+        assert_eq!(parsed.health_rise, Some(5));
+        assert_eq!(parsed.priority, Some(255));
+        assert_eq!(parsed.preempt, Some(false));
+        assert_eq!(parsed.preempt_delay_ms, Some(100));
+        let parsed = Wrapper::try_parse_from(["goosed", "--priority", "-1"])
+            .unwrap()
+            .run;
+        assert_eq!(parsed.priority, Some(-1), "refused by resolve, in one line");
+        assert!(Wrapper::try_parse_from(["goosed", "--preempt", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn bad_new_settings_are_one_clear_line() {
+        let health = |flags: RunFlags| RunFlags {
+            health_check: Some("true".into()),
+            ..flags
+        };
+        let cases: Vec<(&str, RunFlags, &str)> = vec![
+            (
+                "priority = 300\n",
+                flags(),
+                "priority must be 0-255, not 300",
+            ),
+            (
+                "",
+                RunFlags {
+                    priority: Some(256),
+                    ..flags()
+                },
+                "priority must be 0-255",
+            ),
+            (
+                "",
+                RunFlags {
+                    priority: Some(-1),
+                    ..flags()
+                },
+                "priority must be 0-255",
+            ),
+            (
+                "preempt_delay_ms = 3600001\n",
+                flags(),
+                "preempt_delay_ms must be at most 3600000",
+            ),
+            (
+                "",
+                RunFlags {
+                    preempt_delay_ms: Some(u64::MAX),
+                    ..flags()
+                },
+                "preempt_delay_ms must be at most",
+            ),
+            (
+                "health_check = \"\"\n",
+                flags(),
+                "health_check must not be empty",
+            ),
+            (
+                "",
+                RunFlags {
+                    health_check: Some("  ".into()),
+                    ..flags()
+                },
+                "health_check must not be empty",
+            ),
+            (
+                "health_fall = 2\n",
+                flags(),
+                "health_fall is set but there is no health_check",
+            ),
+            (
+                "",
+                RunFlags {
+                    health_interval_ms: Some(100),
+                    ..flags()
+                },
+                "health_interval_ms is set but there is no health_check",
+            ),
+            (
+                "",
+                RunFlags {
+                    health_timeout_ms: Some(100),
+                    ..flags()
+                },
+                "health_timeout_ms is set but there is no health_check",
+            ),
+            (
+                "health_rise = 2\n",
+                flags(),
+                "health_rise is set but there is no health_check",
+            ),
+            (
+                "",
+                health(RunFlags {
+                    health_interval_ms: Some(9),
+                    ..flags()
+                }),
+                "health_interval_ms must be 10-3600000 (milliseconds), not 9",
+            ),
+            (
+                "health_interval_ms = 3600001\n",
+                health(flags()),
+                "health_interval_ms must be 10-3600000",
+            ),
+            (
+                "",
+                health(RunFlags {
+                    health_timeout_ms: Some(0),
+                    ..flags()
+                }),
+                "health_timeout_ms must be 10-3600000",
+            ),
+            (
+                "health_timeout_ms = 3600001\n",
+                health(flags()),
+                "health_timeout_ms must be 10-3600000",
+            ),
+            (
+                "",
+                health(RunFlags {
+                    health_fall: Some(0),
+                    ..flags()
+                }),
+                "health_fall must be 1-100, not 0",
+            ),
+            (
+                "health_fall = 101\n",
+                health(flags()),
+                "health_fall must be 1-100",
+            ),
+            (
+                "",
+                health(RunFlags {
+                    health_rise: Some(0),
+                    ..flags()
+                }),
+                "health_rise must be 1-100",
+            ),
+            (
+                "health_rise = 101\n",
+                health(flags()),
+                "health_rise must be 1-100",
+            ),
+            ("preempt = \"yes\"\n", flags(), "invalid config file"),
+        ];
+        for (file, case, expected) in cases {
+            let message = match resolve_with_file(file, case) {
+                Ok(_) => String::from("accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                message.contains(expected),
+                "{file:?}: {message} should say {expected}"
+            );
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+        // The bounds themselves are accepted.
+        for file in [
+            "health_check = \"true\"\nhealth_interval_ms = 10\nhealth_timeout_ms = 3600000\nhealth_fall = 100\nhealth_rise = 1\n",
+            "priority = 255\npreempt_delay_ms = 3600000\n",
+            "priority = 0\n",
+        ] {
+            assert!(resolve_with_file(file, flags()).is_ok(), "{file:?}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -514,6 +945,13 @@ mod example_tests {
             ("lease_margin_ms", ms(defaults.lease_margin)),
             ("clock_drift_ppm", defaults.clock_drift_ppm.to_string()),
             ("hook_timeout_ms", ms(HOOK_TIMEOUT_DEFAULT)),
+            ("health_interval_ms", ms(health::HEALTH_INTERVAL_DEFAULT)),
+            ("health_timeout_ms", ms(health::HEALTH_TIMEOUT_DEFAULT)),
+            ("health_fall", health::HEALTH_FALL_DEFAULT.to_string()),
+            ("health_rise", health::HEALTH_RISE_DEFAULT.to_string()),
+            ("priority", defaults.priority.to_string()),
+            ("preempt", defaults.preempt.to_string()),
+            ("preempt_delay_ms", ms(defaults.preempt_delay)),
         ];
         let command = Wrapper::command();
         for (id, value) in expected {
@@ -554,6 +992,14 @@ mod example_tests {
             "on_goose",
             "on_duck",
             "hook_timeout_ms",
+            "health_check",
+            "health_interval_ms",
+            "health_timeout_ms",
+            "health_fall",
+            "health_rise",
+            "priority",
+            "preempt",
+            "preempt_delay_ms",
             "promise_ms",
             "lease_margin_ms",
             "clock_drift_ppm",

@@ -42,9 +42,29 @@ pub enum Reason {
     HigherTerm,
     /// The lease ran out without renewal: a partition, a pause, lost peers.
     LeaseLost,
+    /// `goosectl drain` handed the goose over.
+    Drain,
+    /// The health check failed and the goose handed over.
+    Unhealthy,
+    /// An eligible voter of higher priority took over.
+    Preempted,
 }
 
 impl Reason {
+    /// The same reason as a runner is told it, if it is a voluntary handoff.
+    pub fn handoff_cause(self) -> Option<goose_common::control::HandoffCause> {
+        use goose_common::control::HandoffCause;
+        match self {
+            Reason::StepDown => Some(HandoffCause::StepDown),
+            Reason::Shutdown => Some(HandoffCause::Shutdown),
+            Reason::Removed => Some(HandoffCause::Removed),
+            Reason::Drain => Some(HandoffCause::Drain),
+            Reason::Unhealthy => Some(HandoffCause::Unhealthy),
+            Reason::Preempted => Some(HandoffCause::Preempted),
+            Reason::Elected | Reason::HigherTerm | Reason::LeaseLost => None,
+        }
+    }
+
     /// The value of `GOOSE_REASON`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,6 +74,9 @@ impl Reason {
             Reason::Removed => "removed",
             Reason::HigherTerm => "higher_term",
             Reason::LeaseLost => "lease_lost",
+            Reason::Drain => "drain",
+            Reason::Unhealthy => "unhealthy",
+            Reason::Preempted => "preempted",
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod driver;
+pub mod health;
 pub mod hooks;
 pub mod net;
 pub mod raft;

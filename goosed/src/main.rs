@@ -211,7 +211,18 @@ async fn serve(settings: Settings, key: ClusterKey) -> anyhow::Result<Exit> {
         term = node.hard_state().term.0,
         "goosed started"
     );
-    let driver = Driver::new(node, storage, transport, hooks.clone(), state_file.clone());
+    let health = settings
+        .health
+        .clone()
+        .map(|check| goosed::health::spawn(check, id.0));
+    let driver = Driver::new(
+        node,
+        storage,
+        transport,
+        hooks.clone(),
+        state_file.clone(),
+        health,
+    );
     driver.notify_ready();
     let exit = driver.run(requests_rx, signals).await;
     server_task.abort();

@@ -909,3 +909,160 @@ fn a_process_under_the_goose_id(peers: bool) {
         assert_eq!(member.identity, sim.durable(goose).identity, "n{n}");
     }
 }
+
+/// [`cluster_variant`] whose members have `priorities` (priority, preempt,
+/// preempt delay), by id from 1.
+fn cluster_with_priorities(
+    voters: usize,
+    test: &str,
+    priorities: Vec<(u8, bool, Duration)>,
+) -> Story {
+    let mut config = SimConfig::new(SEED, voters, timing());
+    config.priorities = priorities;
+    config.probe_interval = Some(ms(1));
+    config.replay_command =
+        format!("cargo test -p goose-tests --test scenarios {test} -- --nocapture");
+    Story::new(config, test)
+}
+
+/// Runs for `duration`, failing if `node` answers goose at any check.
+fn never_goose(sim: &mut Sim, node: NodeId, duration: Duration) {
+    let seen = sim
+        .run_until(duration, |sim| sim.goose() == Some(node))
+        .unwrap();
+    assert!(
+        seen.is_none(),
+        "n{node} became the goose at {:?}",
+        sim.now()
+    );
+}
+
+/// design.md §2 and §7: a goose whose health check fails hands over the
+/// voluntary way (a handoff, not a failover: no election timeout lost) to
+/// an eligible voter, and never answers goose while unhealthy.
+#[test]
+fn an_unhealthy_goose_hands_over() {
+    let mut sim = cluster(5, "an_unhealthy_goose_hands_over");
+    let old = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(1000)).unwrap();
+    sim.set_healthy(old, false).unwrap();
+    assert_ne!(sim.goose(), Some(old), "duck at once");
+    let (new, took) = wait_for_new_goose(&mut sim, old, ms(2000));
+    println!("unhealthy goose n{old}: n{new} took over after {took:?}");
+    assert!(
+        took < timing().election_timeout_min / 2,
+        "a handoff, not a failover: {took:?}"
+    );
+    never_goose(&mut sim, old, ms(3000));
+    sim.set_healthy(old, true).unwrap();
+    sim.run_for(ms(2000)).unwrap();
+    assert_eq!(sim.goose(), Some(new), "recovering moves nothing back");
+}
+
+/// design.md §2: with no eligible voter there is no goose (status says
+/// why); the first voter whose check passes again becomes the goose.
+#[test]
+fn all_unhealthy_means_no_goose_until_one_recovers() {
+    let mut sim = cluster(3, "all_unhealthy_means_no_goose_until_one_recovers");
+    wait_for_goose(&mut sim, ms(3000));
+    for node in 1..=3 {
+        sim.set_healthy(id(node), false).unwrap();
+    }
+    let seen = sim
+        .run_until(ms(5000), |sim| sim.goose().is_some())
+        .unwrap();
+    assert!(seen.is_none(), "a goose while every voter is unhealthy");
+    let leaders = sim
+        .node_ids()
+        .into_iter()
+        .filter(|&node| sim.node(node).unwrap().raft_role() == RaftRole::Leader)
+        .count();
+    assert_eq!(
+        leaders, 1,
+        "a leader (not a goose) still holds the majority"
+    );
+    let recovered = id(2);
+    sim.set_healthy(recovered, true).unwrap();
+    let goose = wait_for_goose(&mut sim, FAILOVER_BOUND);
+    assert_eq!(goose, recovered);
+}
+
+/// A drain is the operator's intent: a drained goose hands over, and a
+/// drained node does not become the goose again across its restart (nor
+/// when the goose fails) until it is undrained.
+#[test]
+fn a_drain_holds_across_a_restart_until_undrained() {
+    let mut sim = cluster(3, "a_drain_holds_across_a_restart_until_undrained");
+    let old = wait_for_goose(&mut sim, ms(3000));
+    sim.run_for(ms(500)).unwrap();
+    sim.set_drained(old, true).unwrap();
+    let (second, took) = wait_for_new_goose(&mut sim, old, ms(2000));
+    assert!(took < timing().election_timeout_min / 2, "{took:?}");
+    sim.crash(old).unwrap();
+    sim.run_for(ms(500)).unwrap();
+    sim.restart(old).unwrap();
+    never_goose(&mut sim, old, ms(2000));
+    // The goose fails: the third node, not the drained one, takes over.
+    sim.crash(second).unwrap();
+    let (third, _) = wait_for_new_goose(&mut sim, second, ms(3000));
+    assert_ne!(third, old);
+    sim.restart(second).unwrap();
+    never_goose(&mut sim, old, ms(2000));
+    sim.set_drained(old, false).unwrap();
+    // The goose learns of it from the next heartbeat's reply.
+    sim.run_for(timing().heartbeat_interval * 2).unwrap();
+    sim.handoff(third, Some(old)).unwrap();
+    let (back, _) = wait_for_new_goose(&mut sim, third, ms(2000));
+    assert_eq!(back, old, "undrained, it may be the goose again");
+}
+
+/// design.md §2, priority: a voter of higher priority that flaps faster
+/// than its preempt delay never makes the goose move; once it stays
+/// eligible for the delay it takes over; with `preempt = false` it never does.
+#[test]
+fn preemption_waits_for_the_delay_and_ignores_a_flapping_node() {
+    let delay = ms(2000);
+    let priorities = vec![(100, true, delay), (100, true, delay), (200, true, delay)];
+    let test = "preemption_waits_for_the_delay_and_ignores_a_flapping_node";
+    let mut sim = cluster_with_priorities(3, test, priorities);
+    let keen = id(3);
+    sim.set_drained(keen, true).unwrap();
+    let old = wait_for_goose(&mut sim, ms(3000));
+    assert_ne!(old, keen);
+    sim.set_drained(keen, false).unwrap();
+    // Healthy for 1.5 s, unhealthy for 0.5 s, for 8 s: never 2 s in a row.
+    for _ in 0..4 {
+        sim.run_for(ms(1500)).unwrap();
+        sim.set_healthy(keen, false).unwrap();
+        sim.run_for(ms(500)).unwrap();
+        sim.set_healthy(keen, true).unwrap();
+    }
+    assert_eq!(sim.goose(), Some(old), "a flapping node moved the goose");
+    assert!(sim.goose_changes().len() <= 2, "{:?}", sim.goose_changes());
+    let steady_since = sim.now();
+    let (new, took) = wait_for_new_goose(&mut sim, old, delay + ms(1000));
+    assert_eq!(new, keen);
+    println!("preempted {took:?} after the preempter became steady (delay {delay:?})");
+    assert!(took >= delay && took <= delay + ms(200), "{took:?}");
+    assert!(sim.now() >= steady_since + delay);
+}
+
+/// `preempt = false` (keepalived's `nopreempt`): a higher priority never
+/// takes over from a healthy goose, but is still preferred when the goose
+/// hands over.
+#[test]
+fn without_preemption_a_higher_priority_waits_for_a_handoff() {
+    let delay = ms(1000);
+    let priorities = vec![(100, true, delay), (100, true, delay), (200, false, delay)];
+    let test = "without_preemption_a_higher_priority_waits_for_a_handoff";
+    let mut sim = cluster_with_priorities(3, test, priorities);
+    let polite = id(3);
+    sim.set_drained(polite, true).unwrap();
+    let old = wait_for_goose(&mut sim, ms(3000));
+    sim.set_drained(polite, false).unwrap();
+    never_goose(&mut sim, polite, ms(5000));
+    assert_eq!(sim.goose(), Some(old));
+    sim.handoff(old, None).unwrap();
+    let (new, _) = wait_for_new_goose(&mut sim, old, ms(2000));
+    assert_eq!(new, polite, "a handoff prefers the highest priority");
+}

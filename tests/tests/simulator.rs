@@ -68,7 +68,7 @@ fn many_seeds() {
     }
     let goose_share = summary.goose_ns as f64 / summary.simulated.as_nanos().max(1) as f64;
     let figures = format!(
-        "simulator: {} seeds, {:.0} simulated seconds, {} events, {} steps, {} goose questions, {} faults, {} requests ({} done), {} calm periods live, operator actions: {} retimed, {} rebuilt, {} impostors, {} jobs, handoffs released: {} ({} late), {} not confirmed, goose {:.1}% of the time, highest term {}, violations {}",
+        "simulator: {} seeds, {:.0} simulated seconds, {} events, {} steps, {} goose questions, {} faults, {} requests ({} done), {} calm periods live, operator actions: {} retimed, {} rebuilt, {} impostors, {} jobs, handoffs released: {} ({} late), {} not confirmed, eligibility: {} health changes, {} drains, {} calm periods preferred, goose {:.1}% of the time, highest term {}, violations {}",
         summary.seeds,
         summary.simulated.as_secs_f64(),
         summary.events,
@@ -85,6 +85,9 @@ fn many_seeds() {
         summary.releases,
         summary.releases_late,
         summary.releases_unconfirmed,
+        summary.health_changes,
+        summary.drains,
+        summary.preference_checks,
         goose_share * 100.0,
         summary.max_term,
         summary.failed,

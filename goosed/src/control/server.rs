@@ -474,8 +474,8 @@ mod tests {
 
     use super::*;
     use goose_common::control::{
-        read_frame, write_frame, NodeRole, NodeStatus, RunnerUpdate, WatchEvent, WatchEventKind,
-        CONTROL_FRAME_BYTES_MAX, CONTROL_PROTOCOL_VERSION,
+        read_frame, write_frame, HealthState, NodeRole, NodeStatus, RunnerUpdate, WatchEvent,
+        WatchEventKind, CONTROL_FRAME_BYTES_MAX, CONTROL_PROTOCOL_VERSION,
     };
     use goose_common::{LogIndex, NodeId, Term};
     use std::collections::BTreeMap;
@@ -504,6 +504,12 @@ mod tests {
             last_index: LogIndex(3),
             removed: false,
             drops: BTreeMap::new(),
+            eligible: true,
+            health: HealthState::None,
+            health_reason: None,
+            drained: false,
+            priority: 100,
+            observer: false,
         }
     }
 

@@ -6,19 +6,21 @@
 //! transport's receive loop and the control server run beside it and talk
 //! to it only through bounded channels or cancel-safe futures.
 
+mod eligibility;
 mod operator;
 mod runners;
 mod waiters;
 
 use crate::clock;
 use crate::control::ControlRequest;
+use crate::health::HealthReport;
 use crate::hooks::{self, Hooks, Reason, Transition};
 use crate::net::peer::PeerDatagram;
 use crate::net::DropReason;
 use crate::net::Transport;
 use crate::raft::{Event, GooseAnswer, Input, Node, PeerFaults, ProposalId, Ready};
 use crate::storage::{DiskStorage, Storage};
-use goose_common::control::{NodeRole, NodeStatus, Reply, WatchEvent, WatchEventKind};
+use goose_common::control::{HealthState, NodeRole, NodeStatus, Reply, WatchEvent, WatchEventKind};
 use goose_common::{wire, Message, NodeId, Term, Timestamp};
 use operator::Waiting;
 use std::collections::BTreeMap;
@@ -35,6 +37,7 @@ pub const PEER_ADDRESSES_MAX: usize = 128;
 /// The most open watch streams.
 pub const WATCHERS_MAX: usize = 32;
 
+pub use eligibility::Eligibility;
 pub use runners::{RELEASE_MARGIN, RUNNERS_MAX};
 
 /// How long a goose waits for its handoff on SIGTERM before it exits anyway,
@@ -83,6 +86,12 @@ pub struct Driver {
     notify_systemd: bool,
     /// Set once the shutdown handoff has been settled either way.
     shutdown_settled: bool,
+    /// What decides this node's eligibility besides being a voter.
+    eligibility: Eligibility,
+    /// The health check's reports, if one is configured.
+    health: Option<tokio::sync::watch::Receiver<HealthReport>>,
+    /// What watchers were last told of eligibility: eligible, health, drained.
+    reported_eligibility: Option<(bool, HealthState, bool)>,
 }
 
 impl Driver {
@@ -93,7 +102,14 @@ impl Driver {
         transport: Arc<Transport>,
         hooks: Hooks,
         state_file: Option<PathBuf>,
+        health: Option<tokio::sync::watch::Receiver<HealthReport>>,
     ) -> Driver {
+        let drained = storage.drained();
+        let health_state = if health.is_some() {
+            HealthState::Unknown
+        } else {
+            HealthState::None
+        };
         let notify_systemd = std::env::var_os("NOTIFY_SOCKET").is_some();
         let hooks_done = hooks.done();
         Driver {
@@ -116,6 +132,13 @@ impl Driver {
             goose: false,
             notify_systemd,
             shutdown_settled: false,
+            eligibility: Eligibility {
+                health: health_state,
+                health_reason: None,
+                drained,
+            },
+            health,
+            reported_eligibility: None,
         }
     }
 
@@ -126,6 +149,9 @@ impl Driver {
         mut signals: mpsc::Receiver<i32>,
     ) -> Exit {
         self.report_role(false);
+        if let Err(exit) = self.feed_eligibility().await {
+            return exit;
+        }
         let watchdog = sd_watchdog_interval();
         // Every deadline the loop keeps (the core's, the waiters', the
         // watchdog's, the shutdown handoff's) is on the daemon's clock.
@@ -191,6 +217,11 @@ impl Driver {
                     stopping_until = Some(now.add(self.release_wait_left(now) + timeout));
                 }
                 Ok(()) = hooks_progress.changed() => {}
+                report = eligibility::health_changed(&mut self.health) => {
+                    if let Err(exit) = self.on_health(report).await {
+                        return exit;
+                    }
+                }
                 () = tokio::time::sleep(sleep) => {
                     self.expire_waiters().await;
                 }
@@ -207,7 +238,11 @@ impl Driver {
         self.handoff_reason = match &input {
             Input::Handoff { id, .. } if *id == SHUTDOWN_PROPOSAL_ID => Some(Reason::Shutdown),
             Input::Handoff { .. } => Some(Reason::StepDown),
-            Input::Receive(_) | Input::Tick | Input::Propose { .. } | Input::Release { .. } => None,
+            Input::Receive(_)
+            | Input::Tick
+            | Input::Propose { .. }
+            | Input::Release { .. }
+            | Input::Eligibility { .. } => None,
         };
         let ready = self.node.step(clock::now(), input);
         let result = self.carry_out(ready).await;
@@ -230,6 +265,7 @@ impl Driver {
             self.on_event(event).await;
         }
         self.update_runners();
+        self.report_eligibility();
         self.deadline = ready.next_deadline;
         Ok(())
     }
@@ -376,7 +412,7 @@ impl Driver {
         let reason = if self.goose {
             self.goose_term = state.term;
             Reason::Elected
-        } else if let Some(reason) = self.handoff_reason {
+        } else if let Some(reason) = self.voluntary_reason() {
             reason
         } else if self.node.is_removed() || !self.node.is_voter() {
             Reason::Removed
@@ -402,9 +438,22 @@ impl Driver {
         if self.notify_systemd {
             let role = if self.goose { "goose" } else { "duck" };
             let leader = current.leader.map_or("none".to_string(), |l| l.to_string());
-            let status = format!("{role}, term {}, leader {leader}", state.term);
+            let mut status = format!("{role}, term {}, leader {leader}", state.term);
+            if let Some(why) = self.eligibility.why_not() {
+                status.push_str(&format!(", not eligible: {why}"));
+            }
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&status)]);
         }
+    }
+
+    /// Why a voluntary handoff under way (or being asked for in this
+    /// step) gives the role up.
+    pub(crate) fn voluntary_reason(&self) -> Option<Reason> {
+        self.handoff_reason.or_else(|| {
+            self.node
+                .handoff_reason()
+                .map(|reason| self.eligibility.reason_of(reason))
+        })
     }
 
     fn notify_watchers(&mut self, kind: WatchEventKind) {
@@ -459,6 +508,12 @@ impl Driver {
                 .filter(|(_, count)| *count > 0)
                 .map(|(reason, count)| (reason.to_string(), count))
                 .collect(),
+            eligible: self.node.is_eligible(),
+            health: self.eligibility.health,
+            health_reason: self.eligibility.health_reason.clone(),
+            drained: self.eligibility.drained,
+            priority: self.node.config().priority,
+            observer: self.node.is_observer(),
         }
     }
 

@@ -11,8 +11,9 @@ use crate::net::peer::{DrillAction, ForwardedRequest, Outcome, PeerDatagram};
 use crate::raft::{Input, MembershipChange, ProposalId, RejectReason};
 use goose_common::answer;
 use goose_common::control::{
-    ClusterStatus, ErrorKind, MemberInfo, NodeRole, NodeStatus, Reply, Request, WatchEvent,
-    WatchEventKind, CHANGE_REPLY_TIMEOUT, CLUSTER_REPLY_TIMEOUT, MEMBER_ADD_REPLY_TIMEOUT,
+    ClusterStatus, ErrorKind, HealthState, MemberInfo, NodeRole, NodeStatus, Reply, Request,
+    WatchEvent, WatchEventKind, CHANGE_REPLY_TIMEOUT, CLUSTER_REPLY_TIMEOUT,
+    MEMBER_ADD_REPLY_TIMEOUT,
 };
 use goose_common::partition::{Chain, Matcher, Rule};
 use goose_common::{LogIndex, NodeId, Term, Timestamp};
@@ -194,6 +195,12 @@ fn unreachable_status(id: NodeId, addr: SocketAddr, voter: bool) -> NodeStatus {
         last_index: LogIndex(0),
         removed: false,
         drops: BTreeMap::new(),
+        eligible: false,
+        health: HealthState::Unknown,
+        health_reason: None,
+        drained: false,
+        priority: 0,
+        observer: false,
     }
 }
 
@@ -272,6 +279,13 @@ impl Driver {
                     .forward_or_propose(ForwardedRequest::StepDown { to }, Caller::Local(reply))
                     .await;
             }
+            Request::Drain { drained } => match self.set_drained(drained).await {
+                Ok(line) => Reply::Ok(line),
+                Err((line, exit)) => {
+                    let _ = reply.send(Reply::error(ErrorKind::Internal, line));
+                    return Err(exit);
+                }
+            },
             Request::PartitionList => Reply::Rules(
                 self.transport
                     .with_partitions(|t| t.list(partition_clock())),

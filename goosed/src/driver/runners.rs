@@ -16,7 +16,7 @@
 use super::Driver;
 use crate::clock;
 use crate::control::PeerCredentials;
-use goose_common::control::{NodeRole, ReleaseRequest, Reply, RunnerUpdate};
+use goose_common::control::{HandoffCause, NodeRole, ReleaseRequest, Reply, RunnerUpdate};
 use goose_common::{NodeId, Term, Timestamp};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -66,6 +66,8 @@ pub(crate) struct Release {
     deadline: Timestamp,
     /// Whether the core has been told.
     told: bool,
+    /// Why the goose hands over.
+    reason: HandoffCause,
 }
 
 impl Driver {
@@ -128,11 +130,16 @@ impl Driver {
                 let waiting: BTreeSet<u64> = self.runners.iter().map(|r| r.id).collect();
                 let longest_grace = self.runners.iter().map(|r| r.grace).max();
                 let hooks = self.hooks.bound();
+                let reason = self
+                    .voluntary_reason()
+                    .and_then(|reason| reason.handoff_cause())
+                    .unwrap_or(HandoffCause::StepDown);
                 let wait = longest_grace.unwrap_or_default().max(hooks) + RELEASE_MARGIN;
                 tracing::info!(
                     handoff = self.next_handoff,
                     runners = waiting.len(),
                     wait_ms = wait.as_millis() as u64,
+                    reason = reason.as_str(),
                     "handing over: asking runners to stop their jobs and waiting for on_duck"
                 );
                 self.release = Some(Release {
@@ -141,6 +148,7 @@ impl Driver {
                     hooks_through: self.hooks.pushed(),
                     deadline: now.add(wait),
                     told: false,
+                    reason,
                 });
             }
             (Some(_), false) => self.release = None,
@@ -211,6 +219,7 @@ impl Driver {
         let release = self.release.as_ref().map(|release| ReleaseRequest {
             handoff: release.handoff,
             hold_until_ns: self.node.releasing(now).map(Timestamp::as_nanos),
+            reason: release.reason,
         });
         let lease_until_ns = answer.lease_until.map(Timestamp::as_nanos);
         let key = (role, answer.term, answer.leader, lease_until_ns, release);

@@ -141,7 +141,7 @@ impl Node {
     /// The old leader has stopped answering goose and waited out its
     /// promises: campaign at once, and voters will not hold stickiness against it.
     pub(crate) fn on_timeout_now(&mut self, now: Timestamp, from: NodeId, term: Term) {
-        if term != self.term || self.is_leader() || !self.can_campaign() {
+        if term != self.term || self.is_leader() || !self.may_lead() {
             return;
         }
         if self.leader.is_some_and(|leader| leader != from) {

@@ -4,7 +4,7 @@
 //! (dissertation §3.10 with the promise wait of design.md §2).
 
 use super::node::{Handoff, HandoffStage, Node, PendingChange};
-use super::types::{Event, MembershipChange, ProposalId, RejectReason};
+use super::types::{Event, HandoffReason, MembershipChange, ProposalId, RejectReason};
 use goose_common::limits::{LEARNERS_MAX, VOTERS_MAX};
 use goose_common::{
     wire, Entry, EntryPayload, Identity, Member, MemberRole, Membership, MessageBody, NodeId,
@@ -215,7 +215,7 @@ impl Node {
         let removed = !self.is_voter();
         let idle = self.leader_state().is_some_and(|s| s.handoff.is_none());
         if membership_committed && removed && idle {
-            self.start_handoff(now, None, None);
+            self.start_handoff(now, None, None, HandoffReason::Removed);
         }
     }
 
@@ -307,25 +307,44 @@ impl Node {
                 let why = format!("node {target} is not another voter");
                 return self.emit(reject(RejectReason::NoTarget(why)));
             }
+            if self.peer_ineligible(target) {
+                let why = format!("node {target} is not eligible (unhealthy or drained)");
+                return self.emit(reject(RejectReason::NoTarget(why)));
+            }
         } else if self.other_voters().is_empty() {
             return self.emit(reject(RejectReason::NoTarget(
                 "there is no other voter".into(),
             )));
+        } else if self
+            .other_voters()
+            .into_iter()
+            .all(|voter| self.peer_ineligible(voter))
+        {
+            return self.emit(reject(RejectReason::NoTarget(
+                "no other voter is eligible (unhealthy or drained)".into(),
+            )));
         }
-        self.start_handoff(now, Some(id), target);
+        self.start_handoff(now, Some(id), target, HandoffReason::Requested);
     }
 
     /// Stops answering goose at once. The driver then stops what acts on
     /// the role and says so with [`Input::Release`](super::Input::Release);
     /// `continue_handoff` sends TimeoutNow once that is done, every promise
     /// has run out and the target has caught up.
-    fn start_handoff(&mut self, now: Timestamp, id: Option<ProposalId>, target: Option<NodeId>) {
+    pub(crate) fn start_handoff(
+        &mut self,
+        now: Timestamp,
+        id: Option<ProposalId>,
+        target: Option<NodeId>,
+        reason: HandoffReason,
+    ) {
         self.leading_mut().handoff = Some(Handoff {
             id,
             target,
             stage: HandoffStage::Releasing {
                 by: now.add(RELEASE_WAIT_MAX),
             },
+            reason,
         });
         self.broadcast_appends();
         self.continue_handoff(now);
@@ -413,25 +432,33 @@ impl Node {
         self.become_follower(now, term, None);
     }
 
-    /// A caught-up voter to hand to: the requested one, or the one that
-    /// acknowledged the most recent heartbeat round.
-    fn handoff_target(&self, requested: Option<NodeId>) -> Option<NodeId> {
+    /// A caught-up eligible voter to hand to (design.md §2): the requested
+    /// one, or the one of highest priority, then the one that acknowledged
+    /// the most recent heartbeat round.
+    pub(crate) fn handoff_target(&self, requested: Option<NodeId>) -> Option<NodeId> {
         let state = self.leading();
         let last_index = self.log.last_index();
-        let caught_up = |id: &NodeId| {
+        let ready = |id: &NodeId| {
             state
                 .progress
                 .get(id)
                 .is_some_and(|p| p.match_index == last_index)
+                && self.peer_eligible(*id)
                 && self.membership().is_voter(*id)
         };
         match requested {
-            Some(target) => caught_up(&target).then_some(target),
+            Some(target) => ready(&target).then_some(target),
             None => self
                 .other_voters()
                 .into_iter()
-                .filter(caught_up)
-                .max_by_key(|id| (state.lease.acked_round(*id), std::cmp::Reverse(*id))),
+                .filter(ready)
+                .max_by_key(|id| {
+                    (
+                        self.peer_priority(*id),
+                        state.lease.acked_round(*id),
+                        std::cmp::Reverse(*id),
+                    )
+                }),
         }
     }
 }

@@ -24,6 +24,7 @@
 //! at the moment of asking (design.md §2).
 
 mod election;
+pub(crate) mod eligibility;
 mod lease;
 mod log;
 mod membership;
@@ -34,8 +35,8 @@ mod types;
 
 pub use node::{Node, PeerFaults, RaftRole};
 pub use types::{
-    Config, ConfigError, Event, GooseAnswer, Input, MembershipChange, Persist, PersistedState,
-    ProposalId, Ready, RejectReason,
+    Config, ConfigError, Event, GooseAnswer, HandoffReason, Input, MembershipChange, Persist,
+    PersistedState, ProposalId, Ready, RejectReason, PRIORITY_DEFAULT,
 };
 
 #[cfg(test)]

@@ -6,12 +6,13 @@
 use super::lease::LeaseTracker;
 use super::log::RaftLog;
 use super::types::{
-    Config, ConfigError, Event, GooseAnswer, Input, PersistedState, ProposalId, Ready, RejectReason,
+    Config, ConfigError, Event, GooseAnswer, HandoffReason, Input, PersistedState, ProposalId,
+    Ready, RejectReason,
 };
 use goose_common::limits::ELECTION_TIMEOUT_MS_MAX;
 use goose_common::{
-    Entry, EntryPayload, HardState, Identity, LogIndex, Member, MemberRole, Membership, Message,
-    MessageBody, NodeId, PreVote, RequestVote, Round, Snapshot, Term, Timestamp,
+    Candidacy, Entry, EntryPayload, HardState, Identity, LogIndex, Member, MemberRole, Membership,
+    Message, MessageBody, NodeId, PreVote, RequestVote, Round, Snapshot, Term, Timestamp,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -68,6 +69,9 @@ pub(crate) struct Progress {
     /// The identity the peer's replies carry (unknown until the first one);
     /// the leader binds it in the membership (`maybe_bind_identities`).
     pub(crate) identity: Identity,
+    /// What the peer's latest reply said of its eligibility (`None` until
+    /// it has replied).
+    pub(crate) candidacy: Option<Candidacy>,
 }
 
 impl Progress {
@@ -77,6 +81,7 @@ impl Progress {
             next_index,
             match_index: LogIndex(0),
             identity: Identity::UNKNOWN,
+            candidacy: None,
         }
     }
 
@@ -132,6 +137,8 @@ pub(crate) struct Handoff {
     /// The requested target; `None` picks the most up-to-date voter.
     pub(crate) target: Option<NodeId>,
     pub(crate) stage: HandoffStage,
+    /// Why it started.
+    pub(crate) reason: HandoffReason,
 }
 
 /// Where a handoff stands (design.md §7).
@@ -179,6 +186,10 @@ pub(crate) struct LeaderState {
     /// it committed: removed members are told until they acknowledge it.
     pub(crate) farewell: Option<(LogIndex, Round)>,
     pub(crate) handoff: Option<Handoff>,
+    /// Until when no preemption starts: a preemption that did not complete
+    /// is not retried before a preempt delay has passed, so an unreachable
+    /// preempter cannot make the goose flap.
+    pub(crate) preempt_quiet_until: Timestamp,
 }
 
 /// One Raft node with goose leases. See the module documentation.
@@ -211,8 +222,13 @@ pub struct Node {
     pub(crate) was_member: bool,
     /// The highest commit index a leader has told us (to prefer up-to-date candidates).
     pub(crate) leader_commit_seen: LogIndex,
+    /// The driver's half of eligibility: healthy and not drained
+    /// ([`Input::Eligibility`]).
+    pub(crate) eligible_input: bool,
+    /// Since when `eligible_input` has held without a break.
+    pub(crate) eligible_since: Option<Timestamp>,
     // What the last step reported, so transitions become events.
-    reported_goose: bool,
+    pub(crate) reported_goose: bool,
     reported_leader: Option<NodeId>,
     reported_removed: bool,
     persisted_hard_state: HardState,
@@ -263,6 +279,8 @@ impl Node {
             promise_until: Timestamp(0),
             was_member,
             leader_commit_seen: commit_index,
+            eligible_input: true,
+            eligible_since: Some(now),
             reported_goose: false,
             reported_leader: None,
             reported_removed: false,
@@ -283,6 +301,7 @@ impl Node {
             Input::Propose { id, change } => self.on_propose(now, id, change),
             Input::Handoff { id, target } => self.on_handoff_request(now, id, target),
             Input::Release { stopped } => self.on_release(now, stopped),
+            Input::Eligibility { eligible } => self.on_eligibility(now, eligible),
         }
         self.on_tick(now);
         assert!(
@@ -530,8 +549,9 @@ impl Node {
     /// end if this node may answer goose at `now`.
     fn lease_until(&self, now: Timestamp) -> Option<Timestamp> {
         let leader = self.leader_state()?;
-        // A leader removed from the membership is handing over (condition 4).
-        let handing_over = leader.handoff.is_some() || !self.is_voter();
+        // A leader removed from the membership is handing over (condition 4),
+        // and only an eligible node may be the goose (design.md §2).
+        let handing_over = leader.handoff.is_some() || !self.is_voter() || !self.eligible_input;
         if handing_over {
             return None;
         }
@@ -633,8 +653,7 @@ impl Node {
     }
 
     pub(crate) fn reset_election_deadline(&mut self, now: Timestamp) {
-        let jitter_ns = u64::try_from(self.config.election_jitter_max.as_nanos()).unwrap_or(0);
-        let mut delay = Duration::from_nanos(self.rng.u64(0..=jitter_ns));
+        let mut delay = self.campaign_delay();
         // Prefer the most up-to-date log: a node that lags what the leader
         // said was committed waits one more jitter span.
         if self.log.last_index() < self.leader_commit_seen {
@@ -838,6 +857,7 @@ impl Node {
             pending: None,
             farewell: None,
             handoff: None,
+            preempt_quiet_until: now,
         }));
         self.sync_progress();
         self.append_entry(Entry {

@@ -66,6 +66,7 @@ impl Node {
                 round,
                 success: false,
                 match_index: self.log.last_index(),
+                candidacy: self.candidacy(now),
             });
             self.send(from, body);
             return;
@@ -92,6 +93,7 @@ impl Node {
                     round,
                     success: false,
                     match_index: hint,
+                    candidacy: self.candidacy(now),
                 }),
             );
             return;
@@ -125,6 +127,7 @@ impl Node {
                 round,
                 success: true,
                 match_index: last_new,
+                candidacy: self.candidacy(now),
             }),
         );
     }
@@ -164,6 +167,7 @@ impl Node {
                 round,
                 success: false,
                 match_index: self.log.last_index(),
+                candidacy: self.candidacy(now),
             });
             self.send(from, body);
             return;
@@ -192,6 +196,7 @@ impl Node {
                 round,
                 success: true,
                 match_index: index,
+                candidacy: self.candidacy(now),
             }),
         );
     }
@@ -207,6 +212,7 @@ impl Node {
             round,
             success,
             match_index,
+            candidacy,
         } = reply;
         if term > self.term {
             self.become_follower(now, term, None);
@@ -224,6 +230,7 @@ impl Node {
         if !progress.identity.is_known() {
             progress.identity = from_identity;
         }
+        progress.candidacy = Some(candidacy);
         let resend = if success {
             let matched = match_index.min(last_index);
             progress.match_index = progress.match_index.max(matched);
@@ -240,6 +247,7 @@ impl Node {
         self.maybe_promote(now);
         self.maybe_bind_identities(now);
         self.continue_handoff(now);
+        self.maybe_yield(now);
     }
 
     /// Leader timers: heartbeat rounds and CheckQuorum.
@@ -260,6 +268,7 @@ impl Node {
         }
         self.hand_over_if_removed(now);
         self.continue_handoff(now);
+        self.maybe_yield(now);
     }
 
     /// Starts a heartbeat round: every member gets an append (with entries

@@ -28,6 +28,8 @@ struct Cluster {
     auto_release: bool,
     /// TimeoutNow messages sent, by sender.
     timeout_now_from: Vec<NodeId>,
+    /// Settings other than the defaults, by node, used at (re)start.
+    configs: BTreeMap<NodeId, Config>,
 }
 
 fn addr(id: u64) -> goose_common::SocketAddr {
@@ -51,6 +53,7 @@ impl Cluster {
             events: Vec::new(),
             auto_release: true,
             timeout_now_from: Vec::new(),
+            configs: BTreeMap::new(),
         };
         for &id in &ids {
             cluster.start(
@@ -62,7 +65,8 @@ impl Cluster {
     }
 
     fn start(&mut self, id: NodeId, state: PersistedState) {
-        let node = Node::new(Config::new(id), state.clone(), id.0, self.now).unwrap();
+        let config = self.configs.get(&id).cloned().unwrap_or(Config::new(id));
+        let node = Node::new(config, state.clone(), id.0, self.now).unwrap();
         self.durable.insert(id, state);
         self.deadlines.insert(id, self.now);
         self.nodes.insert(id, node);
@@ -149,6 +153,18 @@ impl Cluster {
 
     fn goose(&mut self) -> Option<NodeId> {
         self.geese().first().copied()
+    }
+
+    /// Restarts `id` from its durable state with `config`.
+    fn restart_with(&mut self, id: NodeId, config: Config) {
+        self.configs.insert(id, config);
+        self.crash(id);
+        let state = self.durable[&id].clone();
+        self.start(id, state);
+    }
+
+    fn set_eligible(&mut self, id: NodeId, eligible: bool) {
+        self.step(id, Input::Eligibility { eligible });
     }
 
     fn isolate(&mut self, id: NodeId) {
@@ -649,6 +665,7 @@ fn a_leader_that_steps_down_grants_no_vote_while_its_promise_may_run() {
             round: Round(1),
             success: false,
             match_index: LogIndex(0),
+            candidacy: Default::default(),
         }),
     };
     node.step(now, Input::Receive(higher));
@@ -1018,4 +1035,206 @@ fn a_node_whose_id_is_bound_to_another_identity_neither_campaigns_nor_votes() {
     assert_eq!(node.raft_role(), RaftRole::Follower, "it did not campaign");
     let ready = node.step(later, Input::Receive(vote_request(5)));
     assert!(!granted(&ready));
+}
+
+/// design.md §2, eligibility: an ineligible goose hands over, voluntarily,
+/// to an eligible voter, never to an ineligible one, and an ineligible node
+/// takes no transfer.
+#[test]
+fn an_ineligible_goose_hands_over_to_an_eligible_voter_only() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    let others: Vec<NodeId> = (1..=3).map(NodeId).filter(|&id| id != old).collect();
+    let (sleepy, heir) = (others[0], others[1]);
+    cluster.set_eligible(sleepy, false);
+    cluster.run_for(Duration::from_millis(200));
+    assert_eq!(
+        cluster.goose(),
+        Some(old),
+        "a duck's eligibility moves nothing"
+    );
+    // A step-down to the ineligible node is refused at once.
+    cluster.step(
+        old,
+        Input::Handoff {
+            id: ProposalId(5),
+            target: Some(sleepy),
+        },
+    );
+    assert!(cluster.events.iter().any(|(_, event)| matches!(
+        event,
+        Event::Rejected {
+            id: ProposalId(5),
+            reason: RejectReason::NoTarget(_)
+        }
+    )));
+    cluster.auto_release = false;
+    cluster.set_eligible(old, false);
+    let node = &cluster.nodes[&old];
+    assert_eq!(node.handoff_reason(), Some(HandoffReason::Ineligible));
+    assert!(node.awaits_release(), "the voluntary path: runners first");
+    assert!(!cluster
+        .nodes
+        .get_mut(&old)
+        .unwrap()
+        .goose(cluster.now)
+        .is_goose());
+    cluster.step(old, Input::Release { stopped: true });
+    cluster.run_for(Duration::from_millis(300));
+    assert_eq!(cluster.goose(), Some(heir));
+    assert_eq!(cluster.timeout_now_from, vec![old]);
+}
+
+/// design.md §2: with no eligible voter there is no goose, but the majority
+/// still acknowledges a leader (eligibility never decides whether a
+/// majority exists); the first voter to recover becomes the goose.
+#[test]
+fn with_no_eligible_voter_there_is_no_goose_until_one_recovers() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    for id in 1..=3 {
+        cluster.set_eligible(NodeId(id), false);
+    }
+    for _ in 0..50 {
+        cluster.run_for(Duration::from_millis(100));
+        assert_eq!(cluster.goose(), None, "no eligible voter, no goose");
+    }
+    let leaders = cluster
+        .nodes
+        .values()
+        .filter(|n| n.raft_role() == RaftRole::Leader)
+        .count();
+    assert_eq!(leaders, 1, "an ineligible leader keeps the log moving");
+    cluster.set_eligible(NodeId(2), true);
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(cluster.goose(), Some(NodeId(2)));
+}
+
+/// The only eligible voter lags the committed log, so no majority votes for
+/// it: an ineligible node campaigns after its longer delay, catches it up
+/// and hands over (simulator seed 351).
+#[test]
+fn an_eligible_voter_that_lags_is_caught_up_by_an_ineligible_leader() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    let lagging = NodeId(if old.0 == 1 { 2 } else { 1 });
+    cluster.isolate(lagging);
+    cluster.step(
+        old,
+        Input::Propose {
+            id: ProposalId(3),
+            change: MembershipChange::AddLearner {
+                id: NodeId(9),
+                addr: addr(9),
+            },
+        },
+    );
+    cluster.run_for(Duration::from_millis(200));
+    assert!(cluster.nodes[&lagging].last_index() < cluster.nodes[&old].last_index());
+    for id in 1..=3 {
+        if NodeId(id) != lagging {
+            cluster.set_eligible(NodeId(id), false);
+        }
+    }
+    cluster.crash(old);
+    let state = cluster.durable[&old].clone();
+    cluster.start(old, state);
+    cluster.set_eligible(old, false);
+    cluster.cut.clear();
+    cluster.run_for(Duration::from_secs(3));
+    assert_eq!(cluster.goose(), Some(lagging));
+}
+
+/// design.md §2, priority: a voter of higher priority takes over once it has
+/// been eligible for its preempt delay; one that flaps faster than that never
+/// does, so the goose does not flap; `preempt = false` never preempts.
+#[test]
+fn a_higher_priority_preempts_after_its_delay_and_a_flapping_one_never() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    let keen = NodeId(if old.0 == 3 { 1 } else { 3 });
+    let delay = Duration::from_secs(1);
+    let config = Config {
+        priority: 200,
+        preempt_delay: delay,
+        ..Config::new(keen)
+    };
+    cluster.restart_with(keen, config.clone());
+    // Flapping: eligible for 700 ms, ineligible for 300 ms, for 6 s.
+    for _ in 0..6 {
+        cluster.set_eligible(keen, false);
+        cluster.run_for(Duration::from_millis(300));
+        assert_eq!(cluster.goose(), Some(old));
+        cluster.set_eligible(keen, true);
+        cluster.run_for(Duration::from_millis(700));
+        assert_eq!(cluster.goose(), Some(old), "a flapping node never preempts");
+    }
+    assert!(cluster.timeout_now_from.is_empty(), "no handoff at all");
+    // Steady: it takes over once its delay has run out.
+    cluster.run_for(delay);
+    assert_eq!(cluster.goose(), Some(keen));
+    // With preemption off, the same node never takes over from a goose of
+    // lower priority.
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    let polite = NodeId(if old.0 == 3 { 1 } else { 3 });
+    cluster.restart_with(
+        polite,
+        Config {
+            preempt: false,
+            ..Config {
+                id: polite,
+                ..config
+            }
+        },
+    );
+    cluster.run_for(Duration::from_secs(4));
+    assert_eq!(
+        cluster.goose(),
+        Some(old),
+        "preempt = false keeps the goose put"
+    );
+    assert!(!cluster.nodes[&polite].is_preempting(cluster.now));
+}
+
+/// Lower priorities wait longer before campaigning; 255 draws no spread.
+#[test]
+fn the_campaign_delay_follows_priority_and_eligibility() {
+    let node = |priority: u8, seed: u64| {
+        let config = Config {
+            priority,
+            ..Config::new(NodeId(1))
+        };
+        Node::new(
+            config,
+            PersistedState::bootstrap(Identity(1), voters(&[1, 2, 3])),
+            seed,
+            Timestamp(0),
+        )
+        .unwrap()
+    };
+    let jitter = Config::new(NodeId(1)).election_jitter_max;
+    let (mut high_sum, mut default_sum) = (Duration::ZERO, Duration::ZERO);
+    for seed in 0..100 {
+        assert_eq!(node(255, seed).campaign_delay(), Duration::ZERO);
+        let high = node(200, seed).campaign_delay();
+        let default = node(100, seed).campaign_delay();
+        assert!(high <= jitter * 55 / 155 && default <= jitter);
+        high_sum += high;
+        default_sum += default;
+        let low = node(0, seed).campaign_delay();
+        assert!(low >= jitter && low <= jitter * 2, "{low:?}");
+    }
+    assert!(
+        high_sum < default_sum,
+        "a higher priority usually campaigns first"
+    );
+    let mut ineligible = node(100, 1);
+    ineligible.step(Timestamp(0), Input::Eligibility { eligible: false });
+    let timeout = ineligible.config().election_timeout_min;
+    assert!(ineligible.campaign_delay() >= timeout * eligibility::INELIGIBLE_CAMPAIGN_TIMEOUTS);
 }

@@ -7,6 +7,9 @@ use goose_common::{
 };
 use std::time::Duration;
 
+/// The priority of a node that sets none.
+pub const PRIORITY_DEFAULT: u8 = 100;
+
 /// Timing and identity of one node. All durations are on the node's own clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -27,6 +30,17 @@ pub struct Config {
     pub promise_max: Duration,
     /// Compact the log once it holds this many entries past the snapshot.
     pub compaction_threshold: usize,
+    /// This node's preference as goose, 0-255 (default 100): a higher one
+    /// campaigns sooner and may preempt a goose of lower priority.
+    pub priority: u8,
+    /// Whether this node, once eligible for `preempt_delay`, asks a goose
+    /// of lower priority to hand over to it (keepalived's `nopreempt` is
+    /// `false`).
+    pub preempt: bool,
+    /// How long this node must have been eligible without a break before
+    /// it preempts (default 5 s), so a flapping node never makes the goose
+    /// flap.
+    pub preempt_delay: Duration,
 }
 
 /// Why a node's settings were refused.
@@ -52,6 +66,9 @@ impl Config {
             lease_margin: Duration::from_millis(5),
             promise_max: Duration::from_millis(10),
             compaction_threshold: goose_common::limits::LOG_ENTRIES_BEFORE_COMPACTION,
+            priority: PRIORITY_DEFAULT,
+            preempt: true,
+            preempt_delay: Duration::from_secs(5),
         }
     }
 
@@ -281,6 +298,28 @@ pub enum Input {
         /// Whether everything acting on the role confirmed it stopped.
         stopped: bool,
     },
+    /// The local half of eligibility changed (design.md §2): `eligible`
+    /// when the health check passes (or there is none) and no operator
+    /// drained the node. An ineligible node neither campaigns nor accepts
+    /// a transfer, and an ineligible goose hands over; it still votes and
+    /// acknowledges.
+    Eligibility {
+        /// Healthy and not drained.
+        eligible: bool,
+    },
+}
+
+/// Why a handoff started (for `GOOSE_REASON`, design.md §7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandoffReason {
+    /// A caller asked ([`Input::Handoff`]: step-down, SIGTERM).
+    Requested,
+    /// The leader's own removal committed.
+    Removed,
+    /// The leader is no longer eligible (unhealthy or drained).
+    Ineligible,
+    /// An eligible voter of higher priority asked to lead.
+    Preempted,
 }
 
 /// Why a proposal or handoff was refused or abandoned.

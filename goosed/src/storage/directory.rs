@@ -6,6 +6,7 @@
 //! without it is either a crashed initialisation (which holds no data and is
 //! initialised again) or not ours (refused).
 
+use super::drain::DRAIN_TEMPORARY_FILE_NAME;
 use super::error::StorageError;
 use super::file::{self, FaultInjector};
 use super::hard_state::{self, HardStateFile, HARD_STATE_FILE_NAME};
@@ -132,6 +133,7 @@ pub(crate) fn prepare(dir: &Path, faults: &FaultInjector) -> Result<(), StorageE
         }
     }
     remove_leftover(&dir.join("snapshot.tmp"), faults)?;
+    remove_leftover(&dir.join(DRAIN_TEMPORARY_FILE_NAME), faults)?;
     remove_leftover(&dir.join("FORMAT.tmp"), faults)
 }
 

@@ -17,6 +17,8 @@
 //!                      replaced atomically
 //! wal/segment-<seq>    the log: framed, checksummed records (append an entry,
 //!                      truncate from an index, seal the segment)
+//! drained              present while an operator has drained the node
+//!                      (`goosectl drain`); replaced atomically, removed by undrain
 //! ```
 //!
 //! A persist is made durable in this order: the term and vote, then the
@@ -26,6 +28,7 @@
 //! snapshot. [`MemStorage`] is the in-memory double with the same crash model.
 
 mod directory;
+mod drain;
 mod error;
 mod file;
 mod hard_state;
@@ -67,6 +70,8 @@ pub struct DiskStorage {
     wal: Wal,
     /// What is durable, kept to check each persist before writing it.
     state: PersistedState,
+    /// The operator's drain intent as found at start or last set.
+    drain: drain::Found,
     poisoned: bool,
     faults: FaultInjector,
 }
@@ -91,6 +96,7 @@ impl DiskStorage {
         let (hard_state, found_hard_state) = HardStateFile::open(dir, &faults)?;
         let snapshot = snapshot::load(dir)?;
         let (wal, entries) = recovery::open_wal(dir, &snapshot, segment_bytes_target, &faults)?;
+        let drain = drain::load(dir);
         let state = PersistedState {
             identity: hard_state.identity(),
             hard_state: found_hard_state,
@@ -104,6 +110,7 @@ impl DiskStorage {
             identity = %state.identity,
             snapshot_index = state.snapshot.index.0,
             last_index = state.last_index().0,
+            drained = drain.is_drained(),
             "storage recovered"
         );
         let storage = DiskStorage {
@@ -112,6 +119,7 @@ impl DiskStorage {
             hard_state,
             wal,
             state: state.clone(),
+            drain,
             poisoned: false,
             faults,
         };
@@ -121,6 +129,53 @@ impl DiskStorage {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether an operator drained this node (`goosectl drain`) and has not
+    /// undrained it since: loaded at [`DiskStorage::open`], kept across
+    /// restarts and reboots. A drain file that is damaged or cannot be read
+    /// counts as drained (logged as an error at open): reading it as "not
+    /// drained" could bring the goose back to a host an operator took out,
+    /// and refusing to start would also take the node's vote away. An
+    /// undrain clears it, a drain rewrites it.
+    pub fn drained(&self) -> bool {
+        self.drain.is_drained()
+    }
+
+    /// Makes the drain intent durable: `true` writes the `drained` file
+    /// atomically (temporary file, fdatasync, rename, fsync of the
+    /// directory), `false` removes it and fsyncs the directory; a crash
+    /// leaves the old intent or the new one. Returns once the change is on
+    /// disk. Setting the value already in force does no IO and succeeds
+    /// (except that a damaged file is rewritten or removed).
+    ///
+    /// Like [`Storage::persist`], an error poisons the storage (the intent
+    /// on disk is then either the old or the new one) and is fatal to the
+    /// daemon; a poisoned storage refuses with [`StorageError::Poisoned`].
+    pub fn set_drained(&mut self, drained: bool) -> Result<(), StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        let wanted = if drained {
+            drain::Found::Drained
+        } else {
+            drain::Found::Absent
+        };
+        if self.drain == wanted {
+            return Ok(());
+        }
+        match drain::store(&self.dir, drained, &self.faults) {
+            Ok(()) => {
+                tracing::info!(dir = %self.dir.display(), drained, "drain intent stored");
+                self.drain = wanted;
+                Ok(())
+            }
+            Err(error) => {
+                self.poisoned = true;
+                tracing::error!(%error, "storage failed; it refuses further use");
+                Err(error)
+            }
+        }
     }
 
     /// The switch tests use to make the next write or fsync fail.

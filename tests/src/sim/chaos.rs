@@ -33,10 +33,18 @@ pub struct ChaosParams {
     /// stream of their own, so that without them a seed runs exactly as
     /// it did before they existed).
     pub impostors: bool,
+    /// Percent of random actions that change a node's health or drain.
+    pub eligibility_percent: u32,
 }
 
 /// The chance, per random action, that it starts an impostor.
 const IMPOSTOR_PERCENT: u32 = 2;
+
+/// The most nodes a plan creates.
+const NODES_PLANNED_MAX: usize = 12;
+
+/// The longest preempt delay a plan draws, in election timeouts.
+const PREEMPT_DELAY_TIMEOUTS_MAX: u32 = 8;
 
 /// Which timers a run uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,7 +184,28 @@ pub fn plan(seed: u64, duration: Duration) -> SeedPlan {
     config.probe_interval = Some(config.node_config.heartbeat_interval);
     config.replay_command = replay_command(seed);
     let liveness_bound = config.liveness_bound.expect("liveness on by default");
-    let fault_free = (liveness_bound * 2).max(Duration::from_secs(3));
+    // Priorities (design.md §2): in half the runs every node keeps the
+    // default; otherwise each draws one, with preemption mostly on and a
+    // preempt delay of 2 to 8 election timeouts.
+    let preempt_delay_max = election_timeout * PREEMPT_DELAY_TIMEOUTS_MAX;
+    if rng.bool() {
+        config.priorities = (0..NODES_PLANNED_MAX)
+            .map(|_| {
+                let priority = [0, 50, 100, 100, 150, 200, 255][rng.usize(0..7)];
+                let preempt = rng.u32(0..100) < 80;
+                let delay = election_timeout * rng.u32(2..=PREEMPT_DELAY_TIMEOUTS_MAX);
+                (priority, preempt, delay)
+            })
+            .collect();
+    }
+    // (l) is judged once a calm world has had time to elect, let every
+    // preempter's delay run out, and retry a preemption cut short before
+    // the calm began.
+    let preference_bound = liveness_bound + preempt_delay_max * 2;
+    config.preference_bound = Some(preference_bound);
+    let fault_free = (liveness_bound * 2)
+        .max(Duration::from_secs(3))
+        .max(preference_bound + election_timeout * 4);
     // Runners that stop at once, late, or never (design.md §7), bounded so
     // that a calm world still gets a goose within the liveness bound.
     config.release = ReleasePolicy {
@@ -189,8 +218,9 @@ pub fn plan(seed: u64, duration: Duration) -> SeedPlan {
         action_interval_mean: election_timeout * rng.u32(2..=6),
         until: duration.saturating_sub(fault_free),
         loss_max: 0.3,
-        nodes_max: (voters + 4).min(12),
+        nodes_max: (voters + 4).min(NODES_PLANNED_MAX),
         impostors: true,
+        eligibility_percent: rng.u32(0..=15),
     };
     SeedPlan {
         config,
@@ -249,7 +279,10 @@ pub fn run_seed(seed: u64, options: &RunOptions) -> Result<SeedReport, Box<Failu
         if sim.goose().is_none() {
             return violation(
                 "(h) liveness",
-                "no goose at the end of the fault-free phase".to_string(),
+                format!(
+                    "no goose at the end of the fault-free phase; nodes now:\n{}",
+                    sim.describe_nodes()
+                ),
             );
         }
         Ok(())
@@ -319,8 +352,12 @@ impl Sim {
         }
         if params.impostors && self.impostor_rng.u32(0..100) < IMPOSTOR_PERCENT {
             self.random_impostor()?;
-            let next_ns = self.now_ns + self.exponential_ns(params.action_interval_mean);
-            self.push(next_ns, Action::Chaos);
+            self.schedule_chaos(&params);
+            return Ok(());
+        }
+        if self.eligibility_rng.u32(0..100) < params.eligibility_percent {
+            self.random_eligibility_change()?;
+            self.schedule_chaos(&params);
             return Ok(());
         }
         match self.rng.u32(0..100) {
@@ -342,9 +379,16 @@ impl Sim {
             92..100 => self.random_operator_action()?,
             _ => {}
         }
-        let next_ns = self.now_ns + self.exponential_ns(params.action_interval_mean);
-        self.push(next_ns, Action::Chaos);
+        self.schedule_chaos(&params);
         Ok(())
+    }
+
+    /// Schedules the next random action, at the latest when the faults end
+    /// (so the fault-free phase is as long as planned).
+    fn schedule_chaos(&mut self, params: &ChaosParams) {
+        let until_ns = duration_ns(params.until);
+        let next_ns = self.now_ns + self.exponential_ns(params.action_interval_mean);
+        self.push(next_ns.min(until_ns.max(self.now_ns)), Action::Chaos);
     }
 
     /// The start of the fault-free phase: the network whole and lossless,
@@ -363,8 +407,38 @@ impl Sim {
             }
         }
         for index in self.member_slots.clone() {
+            self.set_health_at(index, true)?;
+            self.set_drained_at(index, false)?;
+        }
+        for index in self.member_slots.clone() {
             if self.nodes[index].node.is_none() {
                 self.start_node_from_chaos(index)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A health check that fails or passes again (sometimes flapping a few
+    /// times within an election timeout or two), or an operator's drain or
+    /// undrain; aimed at the leader half the time.
+    fn random_eligibility_change(&mut self) -> Result<(), Violation> {
+        let index = self.target_index();
+        match self.eligibility_rng.u32(0..100) {
+            0..55 => {
+                let healthy = !self.nodes[index].healthy;
+                self.set_health_at(index, healthy)?;
+            }
+            55..75 => {
+                let flips = self.eligibility_rng.u32(2..=7);
+                let span_ns = self.random_span(0.1, 2.0);
+                for _ in 0..flips {
+                    let at_ns = self.now_ns + self.eligibility_rng.u64(0..=span_ns);
+                    self.push(at_ns, Action::HealthFlip { node: index });
+                }
+            }
+            _ => {
+                let drained = !self.nodes[index].drained;
+                self.set_drained_at(index, drained)?;
             }
         }
         Ok(())
@@ -621,10 +695,21 @@ impl Sim {
             }
         };
         debug_assert!(config.validate().is_ok(), "{config:?}");
+        // Priorities are not timings: the node keeps its own.
+        let own = &self.slot_config(id);
         Config {
             compaction_threshold,
+            priority: own.priority,
+            preempt: own.preempt,
+            preempt_delay: own.preempt_delay,
             ..config
         }
+    }
+
+    /// The configuration member `id` runs with now.
+    fn slot_config(&self, id: NodeId) -> Config {
+        let index = self.index_of(id);
+        self.nodes[index].config.clone()
     }
 
     /// A random member of the membership node `index` holds.
@@ -730,6 +815,12 @@ pub struct Summary {
     pub rebuilds: u64,
     /// See `retimed`.
     pub impostors: u64,
+    /// Health verdicts that changed, summed.
+    pub health_changes: u64,
+    /// Drains and undrains, summed.
+    pub drains: u64,
+    /// Calm periods whose goose was checked against priorities (l), summed.
+    pub preference_checks: u64,
     /// The failures (the first few).
     pub failures: Vec<Box<Failure>>,
     /// How many failed in all.
@@ -775,6 +866,9 @@ pub fn run_seeds(seeds: &[u64], threads: usize, options: &RunOptions) -> Summary
                         summary.releases += stats.releases;
                         summary.releases_late += stats.releases_late;
                         summary.releases_unconfirmed += stats.releases_unconfirmed;
+                        summary.health_changes += stats.health_changes;
+                        summary.drains += stats.drains;
+                        summary.preference_checks += stats.preference_checks;
                     }
                     Err(failure) => {
                         summary.failed += 1;

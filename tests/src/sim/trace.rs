@@ -34,8 +34,9 @@ pub enum BodySummary {
     RequestVoteReply(bool),
     /// An append: round, prev index, prev term, entry count, commit.
     Append(Round, LogIndex, Term, usize, LogIndex),
-    /// An append answer: round, success, match index.
-    AppendReply(Round, bool, LogIndex),
+    /// An append answer: round, success, match index, and the follower's
+    /// eligibility, priority and wish to preempt.
+    AppendReply(Round, bool, LogIndex, goose_common::Candidacy),
     /// A snapshot: round, index, term.
     InstallSnapshot(Round, LogIndex, Term),
     /// A handoff's last step.
@@ -73,7 +74,8 @@ impl MessageSummary {
                 round,
                 success,
                 match_index,
-            }) => BodySummary::AppendReply(*round, *success, *match_index),
+                candidacy,
+            }) => BodySummary::AppendReply(*round, *success, *match_index, *candidacy),
             MessageBody::InstallSnapshot(goose_common::InstallSnapshot {
                 round, snapshot, ..
             }) => BodySummary::InstallSnapshot(*round, snapshot.index, snapshot.term),
@@ -108,10 +110,24 @@ impl fmt::Display for MessageSummary {
                 f,
                 "Append from {from} t{term} round {round} prev {prev_index}/{prev_term} +{count} commit {commit}"
             ),
-            BodySummary::AppendReply(round, success, index) => write!(
-                f,
-                "AppendReply from {from} t{term} round {round} ok={success} match {index}"
-            ),
+            BodySummary::AppendReply(round, success, index, candidacy) => {
+                write!(
+                    f,
+                    "AppendReply from {from} t{term} round {round} ok={success} match {index}"
+                )?;
+                let goose_common::Candidacy {
+                    eligible,
+                    priority,
+                    preempting,
+                } = candidacy;
+                if !eligible || priority != 100 {
+                    write!(f, " eligible={eligible} priority {priority}")?;
+                    if preempting {
+                        write!(f, " preempting")?;
+                    }
+                }
+                Ok(())
+            }
             BodySummary::InstallSnapshot(round, index, snapshot_term) => write!(
                 f,
                 "InstallSnapshot from {from} t{term} round {round} at {index}/{snapshot_term}"
@@ -138,6 +154,11 @@ pub enum InputSummary {
     Release {
         /// Whether everything confirmed it stopped.
         stopped: bool,
+    },
+    /// The daemon told the core what health and drain allow.
+    Eligibility {
+        /// Healthy and not drained.
+        eligible: bool,
     },
 }
 
@@ -227,6 +248,8 @@ impl fmt::Display for TraceRecord {
                     InputSummary::Release { stopped: false } => {
                         write!(f, "release (not confirmed)")?
                     }
+                    InputSummary::Eligibility { eligible: true } => write!(f, "eligible")?,
+                    InputSummary::Eligibility { eligible: false } => write!(f, "not eligible")?,
                 }
                 write!(
                     f,

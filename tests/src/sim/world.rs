@@ -75,6 +75,13 @@ pub struct SimConfig {
     pub replay_command: String,
     /// How the simulated daemon releases a handoff.
     pub release: ReleasePolicy,
+    /// (l): once the world is calm (and stays so), the goose must be an
+    /// eligible voter no other eligible, preempting voter outranks, within
+    /// this bound. `None` turns the check off.
+    pub preference_bound: Option<Duration>,
+    /// The priority, preemption and preempt delay of member `id`, at index
+    /// `id - 1` (members past the end keep the node configuration's).
+    pub priorities: Vec<(u8, bool, Duration)>,
 }
 
 /// How the simulated daemon answers a handoff's wait for
@@ -128,6 +135,8 @@ impl SimConfig {
             events_max: 50_000_000,
             replay_command: String::new(),
             release: ReleasePolicy::prompt(),
+            preference_bound: None,
+            priorities: Vec::new(),
         }
     }
 }
@@ -222,6 +231,12 @@ pub struct SimStats {
     pub liveness_checks: u64,
     /// Distinct terms that had a leader.
     pub leader_terms: u64,
+    /// Health checks that changed their verdict.
+    pub health_changes: u64,
+    /// Drains and undrains.
+    pub drains: u64,
+    /// Calm periods whose goose was checked against priorities (l).
+    pub preference_checks: u64,
 }
 
 /// A change in who answers goose, observed at a check.
@@ -287,6 +302,20 @@ pub(crate) enum Action {
         release: u64,
         stopped: bool,
     },
+    /// The daemon in slot `node` tells its core what health and drain
+    /// allow now (queued while it is paused).
+    Eligibility {
+        node: usize,
+        incarnation: u32,
+    },
+    /// The health check of slot `node` changes its verdict (a flap).
+    HealthFlip {
+        node: usize,
+    },
+    /// (l) for the calm period `epoch`.
+    Preference {
+        epoch: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -347,6 +376,14 @@ pub(crate) struct SimNode {
     releases: u64,
     /// The term of the handoff being released, if one is.
     releasing: Option<Term>,
+    /// Whether its health check passes (a daemon's memory: healthy again
+    /// after a restart, as a check that passes at once).
+    pub(crate) healthy: bool,
+    /// Whether an operator drained it (kept in its data directory: a wipe
+    /// forgets it).
+    pub(crate) drained: bool,
+    /// What its core was last told of eligibility (a new core starts eligible).
+    pub(crate) fed_eligible: bool,
 }
 
 impl SimNode {
@@ -361,6 +398,8 @@ struct Calm {
     since_ns: Option<u64>,
     epoch: u64,
     goose_seen: bool,
+    /// (l) found this goose outranked once; a second look decides.
+    outranked: Option<(NodeId, Term)>,
 }
 
 /// The simulator. Scenarios drive it through its methods; `run_seed`
@@ -370,6 +409,8 @@ pub struct Sim {
     pub(crate) rng: fastrand::Rng,
     /// The stream that decides when impostors come (chaos runs only).
     pub(crate) impostor_rng: fastrand::Rng,
+    /// The stream that decides health and drain changes (chaos runs only).
+    pub(crate) eligibility_rng: fastrand::Rng,
     pub(crate) now_ns: u64,
     queue: BinaryHeap<Queued>,
     sequence: u64,
@@ -406,6 +447,7 @@ impl Sim {
             // Mixed so that the world's draws differ from the plan's, which uses the seed as is.
             rng: fastrand::Rng::with_seed(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED),
             impostor_rng: fastrand::Rng::with_seed(config.seed ^ 0x1A90_57E5),
+            eligibility_rng: fastrand::Rng::with_seed(config.seed ^ 0xE11_61B1E),
             now_ns: 0,
             queue: BinaryHeap::new(),
             sequence: 0,
@@ -779,7 +821,80 @@ impl Sim {
                 release,
                 stopped,
             } => self.on_release(node, incarnation, release, stopped),
+            Action::Eligibility { node, incarnation } => {
+                self.on_eligibility_action(node, incarnation)
+            }
+            Action::HealthFlip { node } => {
+                let faults_over = self
+                    .chaos
+                    .as_ref()
+                    .is_some_and(|chaos| self.now_ns >= duration_ns(chaos.until));
+                if faults_over {
+                    return Ok(false);
+                }
+                let healthy = !self.nodes[node].healthy;
+                self.set_health_at(node, healthy)?;
+                Ok(true)
+            }
+            Action::Preference { epoch } => {
+                self.check_preference(epoch)?;
+                Ok(false)
+            }
         }
+    }
+
+    /// The health check of slot `index` says `healthy` (no change: nothing).
+    pub(crate) fn set_health_at(&mut self, index: usize, healthy: bool) -> Result<(), Violation> {
+        if self.nodes[index].healthy == healthy {
+            return Ok(());
+        }
+        self.nodes[index].healthy = healthy;
+        self.stats.health_changes += 1;
+        let id = self.nodes[index].id;
+        self.note(format!(
+            "n{id}'s health check {}",
+            if healthy { "passes" } else { "fails" }
+        ));
+        self.eligibility_changed(index)
+    }
+
+    /// An operator drains (or undrains) slot `index`.
+    pub(crate) fn set_drained_at(&mut self, index: usize, drained: bool) -> Result<(), Violation> {
+        if self.nodes[index].drained == drained {
+            return Ok(());
+        }
+        self.nodes[index].drained = drained;
+        self.stats.drains += 1;
+        let id = self.nodes[index].id;
+        self.note(format!(
+            "{} n{id}",
+            if drained { "drain" } else { "undrain" }
+        ));
+        self.eligibility_changed(index)
+    }
+
+    /// Health or drain of slot `index` changed: its daemon tells its core
+    /// (once it runs unpaused), and a calm period starts again.
+    fn eligibility_changed(&mut self, index: usize) -> Result<(), Violation> {
+        self.calm.since_ns = None;
+        let incarnation = self.nodes[index].incarnation;
+        self.on_eligibility_action(index, incarnation)?;
+        self.update_calm();
+        Ok(())
+    }
+
+    fn on_eligibility_action(&mut self, index: usize, incarnation: u32) -> Result<bool, Violation> {
+        let slot = &mut self.nodes[index];
+        if slot.incarnation != incarnation || slot.node.is_none() {
+            return Ok(false); // A restart feeds it anyway.
+        }
+        if slot.paused {
+            return Ok(false); // Fed again at resume.
+        }
+        let eligible = slot.healthy && !slot.drained;
+        slot.fed_eligible = eligible;
+        self.step_node(index, Input::Eligibility { eligible })?;
+        Ok(true)
     }
 
     /// A handoff began releasing in slot `index` (its node stopped answering
@@ -885,6 +1000,7 @@ impl Sim {
             identity,
             ..PersistedState::default()
         };
+        slot.drained = false;
         let id = slot.id;
         self.checker.on_wipe(index);
         self.stats.rebuilds += 1;
@@ -974,6 +1090,9 @@ impl Sim {
             Input::Propose { id, .. } => InputSummary::Propose(id.0),
             Input::Handoff { id, .. } => InputSummary::Handoff(id.0),
             Input::Release { stopped } => InputSummary::Release { stopped: *stopped },
+            Input::Eligibility { eligible } => InputSummary::Eligibility {
+                eligible: *eligible,
+            },
         };
         let slot = &mut self.nodes[index];
         let local = slot.clock.local_at(now_ns);
@@ -1092,6 +1211,7 @@ impl Sim {
             Event::Rejected { .. } => self.stats.rejected += 1,
             _ => {}
         }
+        let membership_changed = matches!(event, Event::MembershipCommitted { .. });
         self.trace.push(TraceRecord {
             event_number: self.event_number,
             time_ns: self.now_ns,
@@ -1099,6 +1219,10 @@ impl Sim {
         });
         if slot.events.len() < EVENTS_KEPT_MAX {
             slot.events.push((self.now_ns, event));
+        }
+        if membership_changed {
+            // Which voters are eligible depends on the membership.
+            self.update_calm();
         }
         Ok(())
     }
@@ -1195,6 +1319,15 @@ impl Sim {
                 &answer,
             )?;
             if answer.is_goose() {
+                if !slot.fed_eligible {
+                    return violation(
+                        "(k) eligibility",
+                        format!(
+                            "n{} answers goose though its daemon said it is not eligible",
+                            slot.id
+                        ),
+                    );
+                }
                 geese.push((slot.id, answer.term));
             }
             // The runner of this slot: a goose answer to the lease end starts
@@ -1260,6 +1393,31 @@ impl Sim {
                     slot.is_up()
                 }
             })
+            && self.eligible_voters().next().is_some()
+    }
+
+    /// The running members that are eligible voters (design.md §2) of the
+    /// most advanced committed membership a running node knows.
+    fn eligible_voters(&self) -> impl Iterator<Item = &SimNode> + '_ {
+        let membership = self
+            .nodes
+            .iter()
+            .filter_map(|slot| slot.node.as_ref())
+            .max_by_key(|node| node.commit_index())
+            .map(|node| node.committed_membership());
+        self.nodes.iter().filter(move |slot| {
+            let voter = membership.is_some_and(|membership| {
+                membership.get(slot.id).is_some_and(|member| {
+                    member.role == goose_common::MemberRole::Voter
+                        && member.identity.matches(slot.durable.identity)
+                })
+            });
+            !slot.impostor
+                && voter
+                && slot.healthy
+                && !slot.drained
+                && slot.node.as_ref().is_some_and(|node| node.is_eligible())
+        })
     }
 
     pub(crate) fn update_calm(&mut self) {
@@ -1269,9 +1427,17 @@ impl Sim {
                 self.calm.since_ns = Some(self.now_ns);
                 self.calm.epoch += 1;
                 self.calm.goose_seen = false;
+                self.calm.outranked = None;
                 if let Some(bound) = self.config.liveness_bound {
                     let epoch = self.calm.epoch;
                     self.push(self.now_ns + duration_ns(bound), Action::Liveness { epoch });
+                }
+                if let Some(bound) = self.config.preference_bound {
+                    let epoch = self.calm.epoch;
+                    self.push(
+                        self.now_ns + duration_ns(bound),
+                        Action::Preference { epoch },
+                    );
                 }
             }
             (false, Some(_)) => self.calm.since_ns = None,
@@ -1297,6 +1463,53 @@ impl Sim {
             );
         }
         self.stats.liveness_checks += 1;
+        Ok(())
+    }
+
+    /// (l): a calm world's goose, once it has held the role for a while,
+    /// is an eligible voter that no eligible voter of higher priority with
+    /// preemption on outranks (design.md §2).
+    fn check_preference(&mut self, epoch: u64) -> Result<(), Violation> {
+        if self.calm.since_ns.is_none() || epoch != self.calm.epoch {
+            return Ok(());
+        }
+        let Some((goose, term)) = self.geese.first().copied() else {
+            return Ok(()); // Between two geese: (h) watches over that.
+        };
+        let slot = self.slot(goose);
+        let priority = slot.config.priority;
+        let outranked: Vec<(NodeId, u8)> = self
+            .eligible_voters()
+            .filter(|other| {
+                let local = other.clock.local_at(self.now_ns);
+                other.config.priority > priority
+                    && other
+                        .node
+                        .as_ref()
+                        .is_some_and(|node| node.is_preempting(local))
+            })
+            .map(|other| (other.id, other.config.priority))
+            .collect();
+        // A preempter may have just become a voter or eligible, or the goose
+        // just taken over: a goose outranked for two election timeouts more
+        // (time to hear the preempter and stop answering goose) fails.
+        if !outranked.is_empty() && self.calm.outranked != Some((goose, term)) {
+            self.calm.outranked = Some((goose, term));
+            let settle_ns = duration_ns(self.config.node_config.election_timeout_min * 2);
+            self.push(self.now_ns + settle_ns, Action::Preference { epoch });
+            return Ok(());
+        }
+        if !outranked.is_empty() {
+            return violation(
+                "(l) preference",
+                format!(
+                    "n{goose} (priority {priority}) is still the goose, calm since {} ns, though these eligible voters preempt it: {outranked:?}; nodes now:\n{}",
+                    self.calm.since_ns.unwrap_or_default(),
+                    self.describe_nodes()
+                ),
+            );
+        }
+        self.stats.preference_checks += 1;
         Ok(())
     }
 
@@ -1326,6 +1539,20 @@ impl Sim {
                 node.is_removed(),
                 if slot.paused { ", paused" } else { "" },
             ));
+            if !slot.healthy || slot.drained || slot.config.priority != 100 {
+                text.pop();
+                text.push_str(&format!(
+                    "{}{}, priority {}{}\n",
+                    if slot.healthy { "" } else { ", unhealthy" },
+                    if slot.drained { ", drained" } else { "" },
+                    slot.config.priority,
+                    if slot.config.preempt {
+                        ""
+                    } else {
+                        " (no preempt)"
+                    },
+                ));
+            }
         }
         text
     }
@@ -1343,10 +1570,15 @@ impl Sim {
         let count = self.member_slots.len();
         assert!(count < NODES_MAX, "at most {NODES_MAX} nodes");
         let id = NodeId(count as u64 + 1);
-        let config = Config {
+        let mut config = Config {
             id,
             ..self.config.node_config.clone()
         };
+        if let Some(&(priority, preempt, preempt_delay)) = self.config.priorities.get(count) {
+            config.priority = priority;
+            config.preempt = preempt;
+            config.preempt_delay = preempt_delay;
+        }
         let index = self.create_slot(id, config, durable, false);
         self.member_slots.push(index);
         index
@@ -1385,6 +1617,9 @@ impl Sim {
             events: Vec::new(),
             releases: 0,
             releasing: None,
+            healthy: true,
+            drained: false,
+            fed_eligible: true,
         });
         index
     }
@@ -1439,6 +1674,13 @@ impl Sim {
             if impostor { " (impostor)" } else { "" },
             if reboot { " (reboot: new clock)" } else { "" }
         ));
+        // A daemon tells its core its drain and health before anything else.
+        let slot = &mut self.nodes[index];
+        slot.fed_eligible = true;
+        if !slot.healthy || slot.drained {
+            slot.fed_eligible = false;
+            self.step_node(index, Input::Eligibility { eligible: false })?;
+        }
         self.step_node(index, Input::Tick)
     }
 
@@ -1486,6 +1728,15 @@ impl Sim {
         for action in backlog {
             self.push(self.now_ns, action);
         }
+        // What health and drain did while it was paused.
+        let incarnation = self.nodes[index].incarnation;
+        self.push(
+            self.now_ns,
+            Action::Eligibility {
+                node: index,
+                incarnation,
+            },
+        );
         self.update_calm();
     }
 
@@ -1595,6 +1846,19 @@ impl Sim {
             }
             sim.start_node(index, false)
         })
+    }
+
+    /// The health check of node `id` passes (`true`) or fails from now on.
+    pub fn set_healthy(&mut self, id: NodeId, healthy: bool) -> Result<(), Box<Failure>> {
+        let index = self.index_of(id);
+        self.act(|sim| sim.set_health_at(index, healthy))
+    }
+
+    /// An operator drains (`true`) or undrains node `id` (kept across its
+    /// restarts, forgotten by a wipe).
+    pub fn set_drained(&mut self, id: NodeId, drained: bool) -> Result<(), Box<Failure>> {
+        let index = self.index_of(id);
+        self.act(|sim| sim.set_drained_at(index, drained))
     }
 
     /// Restarts node `id` with other timings (an operator changing its

@@ -3,6 +3,7 @@
 //! reference semantics [`PersistedState::apply`].
 
 mod crash;
+mod drain;
 mod faults;
 mod model;
 

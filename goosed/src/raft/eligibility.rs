@@ -1,0 +1,180 @@
+//! Eligibility and priority (design.md §2): who may lead, never whether a
+//! majority exists. An ineligible node still votes and acknowledges; it
+//! never answers goose, never accepts a transfer, and as leader it hands
+//! over to the best eligible voter. It campaigns only as a last resort,
+//! [`INELIGIBLE_CAMPAIGN_TIMEOUTS`] election timeouts later than an
+//! eligible one would: when the only eligible voters lag behind the
+//! committed log, no vote would ever go to them, and some leader must catch
+//! them up (simulator seed 351). A goose hands over to an eligible voter of
+//! higher priority that has asked to preempt it.
+
+use super::node::{Node, RaftRole};
+use super::types::{HandoffReason, PRIORITY_DEFAULT};
+use goose_common::{Candidacy, NodeId, Timestamp};
+use std::time::Duration;
+
+/// How many election timeouts longer than an eligible node an ineligible
+/// one waits before it campaigns (to lead without being the goose).
+pub const INELIGIBLE_CAMPAIGN_TIMEOUTS: u32 = 2;
+
+impl Node {
+    /// The driver's [`Input::Eligibility`](super::Input::Eligibility).
+    pub(crate) fn on_eligibility(&mut self, now: Timestamp, eligible: bool) {
+        if eligible == self.eligible_input {
+            return;
+        }
+        self.eligible_input = eligible;
+        self.eligible_since = eligible.then_some(now);
+        if !eligible
+            && matches!(
+                self.raft_role(),
+                RaftRole::PreCandidate | RaftRole::Candidate
+            )
+        {
+            // Leave the campaign to eligible nodes for now.
+            let term = self.term;
+            self.become_follower(now, term, None);
+        } else if self.raft_role() == RaftRole::Follower {
+            // The campaign delay depends on eligibility; an eligible node
+            // never waits longer than it already did.
+            let before = self.election_deadline;
+            self.reset_election_deadline(now);
+            if eligible {
+                self.election_deadline = self.election_deadline.min(before);
+            }
+        }
+        self.maybe_yield(now);
+    }
+
+    /// Whether this node may be the goose: a voter of its latest
+    /// membership, healthy and not drained.
+    pub fn is_eligible(&self) -> bool {
+        self.eligible_input && self.is_voter() && !self.id_taken()
+    }
+
+    /// Whether this node is a permanent non-voting member.
+    pub fn is_observer(&self) -> bool {
+        self.me_in(self.membership())
+            .is_some_and(|member| member.role == goose_common::MemberRole::Learner)
+    }
+
+    /// Whether this node may accept a transfer: eligible, and a voter of
+    /// a membership that may still be in force.
+    pub(crate) fn may_lead(&self) -> bool {
+        self.eligible_input && self.can_campaign()
+    }
+
+    /// What this node tells its leader in every append reply.
+    pub(crate) fn candidacy(&self, now: Timestamp) -> Candidacy {
+        let eligible = self.is_eligible();
+        let settled = self
+            .eligible_since
+            .is_some_and(|since| now.since(since) >= self.config.preempt_delay);
+        Candidacy {
+            eligible,
+            priority: self.config.priority,
+            preempting: self.config.preempt && eligible && settled,
+        }
+    }
+
+    /// Whether this node asks a goose of lower priority to hand over to it:
+    /// eligible for its whole preempt delay, with preemption on.
+    pub fn is_preempting(&self, now: Timestamp) -> bool {
+        self.candidacy(now).preempting
+    }
+
+    /// What the leader last heard of `peer`'s eligibility (`None` when it
+    /// has not heard, or does not lead).
+    pub(crate) fn peer_candidacy(&self, peer: NodeId) -> Option<Candidacy> {
+        self.leader_state()
+            .and_then(|state| state.progress.get(&peer))
+            .and_then(|progress| progress.candidacy)
+    }
+
+    /// Whether `peer` is known to be eligible (its latest reply said so).
+    pub(crate) fn peer_eligible(&self, peer: NodeId) -> bool {
+        self.peer_candidacy(peer).is_some_and(|c| c.eligible)
+    }
+
+    /// Whether `peer` is known to be ineligible (it has replied, and said so).
+    pub(crate) fn peer_ineligible(&self, peer: NodeId) -> bool {
+        self.peer_candidacy(peer).is_some_and(|c| !c.eligible)
+    }
+
+    /// The priority `peer` reported (0 before it has replied).
+    pub(crate) fn peer_priority(&self, peer: NodeId) -> u8 {
+        self.peer_candidacy(peer).map_or(0, |c| c.priority)
+    }
+
+    /// Why the handoff under way started, if one is.
+    pub fn handoff_reason(&self) -> Option<HandoffReason> {
+        self.leader_state()
+            .and_then(|state| state.handoff)
+            .map(|handoff| handoff.reason)
+    }
+
+    /// A leader that should not keep the role starts a voluntary handoff:
+    /// an ineligible one as soon as it may still hold the role or an
+    /// eligible voter could take it, an eligible one when a caught-up
+    /// eligible voter of higher priority asks to preempt it.
+    pub(crate) fn maybe_yield(&mut self, now: Timestamp) {
+        let Some(state) = self.leader_state() else {
+            return;
+        };
+        if state.handoff.is_some() || !self.is_voter() {
+            return; // Busy, or the removal path hands over.
+        }
+        if !self.eligible_input {
+            // Stop what acts on the role the voluntary way while the lease
+            // still runs (`reported_goose`), and hand over once an
+            // eligible voter can take over.
+            if self.reported_goose || self.handoff_target(None).is_some() {
+                self.start_handoff(now, None, None, HandoffReason::Ineligible);
+            }
+            return;
+        }
+        if self.commit_index < state.noop_index || now < state.preempt_quiet_until {
+            return;
+        }
+        let priority = self.config.priority;
+        let last_index = self.log.last_index();
+        let preempter = self
+            .other_voters()
+            .into_iter()
+            .filter(|id| {
+                state.progress.get(id).is_some_and(|p| {
+                    p.match_index == last_index
+                        && p.candidacy
+                            .is_some_and(|c| c.eligible && c.preempting && c.priority > priority)
+                })
+            })
+            .max_by_key(|id| (self.peer_priority(*id), std::cmp::Reverse(*id)));
+        if let Some(target) = preempter {
+            let delay = self.config.preempt_delay;
+            self.leading_mut().preempt_quiet_until = now.add(delay);
+            self.start_handoff(now, None, Some(target), HandoffReason::Preempted);
+        }
+    }
+
+    /// The random part of the election timeout, shaped by priority
+    /// (design.md §2): the default priority draws from the whole jitter
+    /// span; a higher one from a narrower span (none at 255), so it
+    /// usually campaigns first; a lower one waits up to one more span. An
+    /// ineligible node waits [`INELIGIBLE_CAMPAIGN_TIMEOUTS`] more.
+    pub(crate) fn campaign_delay(&mut self) -> Duration {
+        let jitter_ns = u64::try_from(self.config.election_jitter_max.as_nanos()).unwrap_or(0);
+        let priority = u64::from(self.config.priority);
+        let default = u64::from(PRIORITY_DEFAULT);
+        let (span_ns, offset_ns) = if priority >= default {
+            (jitter_ns * (255 - priority) / (255 - default), 0)
+        } else {
+            (jitter_ns, jitter_ns * (default - priority) / default)
+        };
+        let delay = Duration::from_nanos(offset_ns + self.rng.u64(0..=span_ns));
+        if self.eligible_input {
+            delay
+        } else {
+            delay + self.config.election_timeout_min * INELIGIBLE_CAMPAIGN_TIMEOUTS
+        }
+    }
+}
