@@ -21,6 +21,7 @@ fn options_from_env() -> RunOptions {
     RunOptions {
         trace_to_stderr: std::env::var("GOOSE_SIM_TRACE").is_ok_and(|v| v == "1"),
         without_impostors: env_u64("GOOSE_SIM_IMPOSTORS") == Some(0),
+        without_eligibility: env_u64("GOOSE_SIM_ELIGIBILITY") == Some(0),
         ..RunOptions::default()
     }
 }
@@ -48,6 +49,7 @@ fn many_seeds() {
         "GOOSE_SIM_SEEDS",
         "GOOSE_SIM_SEED_BASE",
         "GOOSE_SIM_IMPOSTORS",
+        "GOOSE_SIM_ELIGIBILITY",
     ]
     .iter()
     .all(|name| std::env::var_os(name).is_none());
@@ -183,6 +185,7 @@ fn regression_seeds() {
     // makes the very moves that once broke the core.
     let options = RunOptions {
         without_impostors: true,
+        without_eligibility: true,
         ..RunOptions::default()
     };
     for seed in seeds {
@@ -201,8 +204,13 @@ fn regression_seeds() {
 ///   binding; the operator now stops strays before removing a member).
 #[test]
 fn impostor_regression_seeds() {
+    // Found before eligibility existed: run without it.
+    let options = RunOptions {
+        without_eligibility: true,
+        ..RunOptions::default()
+    };
     for seed in [77044] {
-        if let Err(failure) = run_seed(seed, &RunOptions::default()) {
+        if let Err(failure) = run_seed(seed, &options) {
             panic!("regression seed {seed} fails again:\n{failure}");
         }
     }

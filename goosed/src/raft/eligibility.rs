@@ -5,7 +5,8 @@
 //! [`INELIGIBLE_CAMPAIGN_TIMEOUTS`] election timeouts later than an
 //! eligible one would: when the only eligible voters lag behind the
 //! committed log, no vote would ever go to them, and some leader must catch
-//! them up (simulator seed 351). A goose hands over to an eligible voter of
+//! them up (simulator seed 351, kept as the unit test
+//! `an_eligible_voter_that_lags_is_caught_up_by_an_ineligible_leader`). A goose hands over to an eligible voter of
 //! higher priority that has asked to preempt it.
 
 use super::node::{Node, RaftRole};
@@ -24,7 +25,7 @@ impl Node {
             return;
         }
         self.eligible_input = eligible;
-        self.eligible_since = eligible.then_some(now);
+        self.track_eligible_since(now);
         if !eligible
             && matches!(
                 self.raft_role(),
@@ -44,6 +45,16 @@ impl Node {
             }
         }
         self.maybe_yield(now);
+    }
+
+    /// Keeps `eligible_since` in step with eligibility, voter-ness
+    /// included: a voter just promoted has its whole preempt delay to wait.
+    pub(crate) fn track_eligible_since(&mut self, now: Timestamp) {
+        if !self.is_eligible() {
+            self.eligible_since = None;
+        } else if self.eligible_since.is_none() {
+            self.eligible_since = Some(now);
+        }
     }
 
     /// Whether this node may be the goose: a voter of its latest
@@ -133,7 +144,11 @@ impl Node {
             }
             return;
         }
-        if self.commit_index < state.noop_index || now < state.preempt_quiet_until {
+        // No preemption before this term's entry commits, during a
+        // membership change (it would be abandoned), or soon after the
+        // last one this node started.
+        let settled = self.commit_index >= state.noop_index && state.pending.is_none();
+        if !settled || now < self.preempt_quiet_until {
             return;
         }
         let priority = self.config.priority;
@@ -150,8 +165,11 @@ impl Node {
             })
             .max_by_key(|id| (self.peer_priority(*id), std::cmp::Reverse(*id)));
         if let Some(target) = preempter {
-            let delay = self.config.preempt_delay;
-            self.leading_mut().preempt_quiet_until = now.add(delay);
+            let quiet = self
+                .config
+                .preempt_delay
+                .max(self.config.election_timeout_min * 2);
+            self.preempt_quiet_until = now.add(quiet);
             self.start_handoff(now, None, Some(target), HandoffReason::Preempted);
         }
     }

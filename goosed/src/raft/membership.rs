@@ -402,7 +402,14 @@ impl Node {
         if now < self.promise_until {
             return; // A promise this node gave is still running.
         }
-        let Some(target) = self.handoff_target(handoff.target) else {
+        // A removed leader must leave even if no voter is eligible: any
+        // caught-up voter gets TimeoutNow (an ineligible one ignores it,
+        // and an election follows).
+        let removed = handoff.reason == HandoffReason::Removed;
+        let target = self
+            .handoff_target(handoff.target)
+            .or_else(|| removed.then(|| self.caught_up_voter()).flatten());
+        let Some(target) = target else {
             return;
         };
         self.send(target, MessageBody::TimeoutNow);
@@ -430,6 +437,21 @@ impl Node {
         }
         let term = self.term;
         self.become_follower(now, term, None);
+    }
+
+    /// Any caught-up voter, eligible or not, the most recently heard first.
+    fn caught_up_voter(&self) -> Option<NodeId> {
+        let state = self.leading();
+        let last_index = self.log.last_index();
+        self.other_voters()
+            .into_iter()
+            .filter(|id| {
+                state
+                    .progress
+                    .get(id)
+                    .is_some_and(|p| p.match_index == last_index)
+            })
+            .max_by_key(|id| (state.lease.acked_round(*id), std::cmp::Reverse(*id)))
     }
 
     /// A caught-up eligible voter to hand to (design.md §2): the requested

@@ -186,10 +186,6 @@ pub(crate) struct LeaderState {
     /// it committed: removed members are told until they acknowledge it.
     pub(crate) farewell: Option<(LogIndex, Round)>,
     pub(crate) handoff: Option<Handoff>,
-    /// Until when no preemption starts: a preemption that did not complete
-    /// is not retried before a preempt delay has passed, so an unreachable
-    /// preempter cannot make the goose flap.
-    pub(crate) preempt_quiet_until: Timestamp,
 }
 
 /// One Raft node with goose leases. See the module documentation.
@@ -225,8 +221,14 @@ pub struct Node {
     /// The driver's half of eligibility: healthy and not drained
     /// ([`Input::Eligibility`]).
     pub(crate) eligible_input: bool,
-    /// Since when `eligible_input` has held without a break.
+    /// Since when this node has been eligible (a voter, healthy, not
+    /// drained) without a break, as of its last step.
     pub(crate) eligible_since: Option<Timestamp>,
+    /// Until when this node, as leader, starts no preemption: one per
+    /// preempt delay (and at least two election timeouts), across terms,
+    /// so a preempter that cannot win (a partial partition) cannot make
+    /// the goose flap.
+    pub(crate) preempt_quiet_until: Timestamp,
     // What the last step reported, so transitions become events.
     pub(crate) reported_goose: bool,
     reported_leader: Option<NodeId>,
@@ -280,7 +282,8 @@ impl Node {
             was_member,
             leader_commit_seen: commit_index,
             eligible_input: true,
-            eligible_since: Some(now),
+            eligible_since: None,
+            preempt_quiet_until: now,
             reported_goose: false,
             reported_leader: None,
             reported_removed: false,
@@ -304,6 +307,7 @@ impl Node {
             Input::Eligibility { eligible } => self.on_eligibility(now, eligible),
         }
         self.on_tick(now);
+        self.track_eligible_since(now);
         assert!(
             self.commit_index >= commit_before,
             "the commit index went back from {commit_before:?} to {:?}",
@@ -857,7 +861,6 @@ impl Node {
             pending: None,
             farewell: None,
             handoff: None,
-            preempt_quiet_until: now,
         }));
         self.sync_progress();
         self.append_entry(Entry {

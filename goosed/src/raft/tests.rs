@@ -1238,3 +1238,80 @@ fn the_campaign_delay_follows_priority_and_eligibility() {
     let timeout = ineligible.config().election_timeout_min;
     assert!(ineligible.campaign_delay() >= timeout * eligibility::INELIGIBLE_CAMPAIGN_TIMEOUTS);
 }
+
+/// A leader whose removal commits leaves even when no other voter is
+/// eligible: TimeoutNow goes to a caught-up voter (which ignores it), and
+/// an ineligible node's last-resort campaign elects a leader that is never
+/// the goose (found in review: the removed leader retried forever).
+#[test]
+fn a_removed_leader_leaves_even_when_no_other_voter_is_eligible() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    for id in (1..=3).map(NodeId).filter(|&id| id != old) {
+        cluster.set_eligible(id, false);
+    }
+    cluster.run_for(Duration::from_millis(200));
+    cluster.step(
+        old,
+        Input::Propose {
+            id: ProposalId(8),
+            change: MembershipChange::Remove { id: old },
+        },
+    );
+    cluster.run_for(Duration::from_secs(3));
+    assert!(cluster.events.contains(&(old, Event::Removed)), "it left");
+    assert_ne!(cluster.nodes[&old].raft_role(), RaftRole::Leader);
+    assert_eq!(cluster.timeout_now_from, vec![old]);
+    let leader = cluster
+        .nodes
+        .iter()
+        .find(|(_, node)| node.raft_role() == RaftRole::Leader)
+        .map(|(&id, _)| id);
+    assert!(leader.is_some_and(|id| id != old), "a leader, not a goose");
+    assert_eq!(cluster.goose(), None);
+}
+
+/// A preemption quiets the node's next ones across terms, and a member
+/// counts as eligible (for its preempt delay) only while it is a voter.
+#[test]
+fn preemptions_are_spaced_and_only_voters_count_as_eligible() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    let keen = NodeId(if old.0 == 3 { 1 } else { 3 });
+    let config = Config {
+        priority: 200,
+        preempt_delay: Duration::from_millis(500),
+        ..Config::new(keen)
+    };
+    cluster.restart_with(keen, config);
+    cluster.run_for(Duration::from_secs(2));
+    assert_eq!(cluster.goose(), Some(keen));
+    // The old goose, now a follower, still holds its quiet period (its own
+    // preempt delay, 5 s, from the preemption less than 2 s ago): were it
+    // elected again, it would not hand straight back.
+    let quiet = cluster.nodes[&old].preempt_quiet_until;
+    assert!(
+        quiet > cluster.now,
+        "the old goose remembers its preemption"
+    );
+    // A learner is never eligible, whatever its health.
+    let mut membership = voters(&[1, 2]);
+    membership.members.push(goose_common::Member {
+        id: NodeId(3),
+        addr: addr(3),
+        role: goose_common::MemberRole::Learner,
+        identity: Identity::UNKNOWN,
+    });
+    let mut learner = Node::new(
+        Config::new(NodeId(3)),
+        PersistedState::bootstrap(Identity(3), membership),
+        3,
+        Timestamp(0),
+    )
+    .unwrap();
+    learner.step(Timestamp(10_000_000_000), Input::Tick);
+    assert!(!learner.is_eligible() && learner.is_observer());
+    assert!(!learner.is_preempting(Timestamp(20_000_000_000)));
+}

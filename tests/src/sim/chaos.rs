@@ -140,7 +140,15 @@ fn pick_weighted<T: Copy>(rng: &mut fastrand::Rng, choices: &[(u32, T)]) -> T {
 /// fast timers, sometimes plain Raft's election spread, a quiet or rough
 /// network, faults for all but the last stretch of the run.
 pub fn plan(seed: u64, duration: Duration) -> SeedPlan {
+    plan_with(seed, duration, true)
+}
+
+/// [`plan`], with or without health, drain and priorities (`eligibility`):
+/// those draw from a stream of their own, so without them a seed plans the
+/// run it planned before they existed (the regression seeds run so).
+pub fn plan_with(seed: u64, duration: Duration, eligibility: bool) -> SeedPlan {
     let mut rng = fastrand::Rng::with_seed(seed);
+    let mut eligibility_rng = fastrand::Rng::with_seed(seed ^ 0x0E11_61B1_E000);
     let voters = pick_weighted(
         &mut rng,
         &[
@@ -188,7 +196,8 @@ pub fn plan(seed: u64, duration: Duration) -> SeedPlan {
     // default; otherwise each draws one, with preemption mostly on and a
     // preempt delay of 2 to 8 election timeouts.
     let preempt_delay_max = election_timeout * PREEMPT_DELAY_TIMEOUTS_MAX;
-    if rng.bool() {
+    if eligibility && eligibility_rng.bool() {
+        let rng = &mut eligibility_rng;
         config.priorities = (0..NODES_PLANNED_MAX)
             .map(|_| {
                 let priority = [0, 50, 100, 100, 150, 200, 255][rng.usize(0..7)];
@@ -200,12 +209,13 @@ pub fn plan(seed: u64, duration: Duration) -> SeedPlan {
     }
     // (l) is judged once a calm world has had time to elect, let every
     // preempter's delay run out, and retry a preemption cut short before
-    // the calm began.
-    let preference_bound = liveness_bound + preempt_delay_max * 2;
-    config.preference_bound = Some(preference_bound);
-    let fault_free = (liveness_bound * 2)
-        .max(Duration::from_secs(3))
-        .max(preference_bound + election_timeout * 4);
+    // the calm began; the fault-free phase lasts long enough for it.
+    let mut fault_free = (liveness_bound * 2).max(Duration::from_secs(3));
+    if !config.priorities.is_empty() {
+        let preference_bound = liveness_bound + preempt_delay_max * 2;
+        config.preference_bound = Some(preference_bound);
+        fault_free = fault_free.max(preference_bound + election_timeout * 4);
+    }
     // Runners that stop at once, late, or never (design.md §7), bounded so
     // that a calm world still gets a goose within the liveness bound.
     config.release = ReleasePolicy {
@@ -220,7 +230,11 @@ pub fn plan(seed: u64, duration: Duration) -> SeedPlan {
         loss_max: 0.3,
         nodes_max: (voters + 4).min(NODES_PLANNED_MAX),
         impostors: true,
-        eligibility_percent: rng.u32(0..=15),
+        eligibility_percent: if eligibility {
+            eligibility_rng.u32(0..=15)
+        } else {
+            0
+        },
     };
     SeedPlan {
         config,
@@ -256,6 +270,9 @@ pub struct RunOptions {
     pub goose_forbidden_after: Option<Duration>,
     /// Start no impostors: the chaos of seeds found before impostors existed.
     pub without_impostors: bool,
+    /// No health, drain or priority changes: the chaos of seeds found
+    /// before eligibility existed.
+    pub without_eligibility: bool,
 }
 
 /// Runs seed `seed` with random faults and every checker, then checks that
@@ -266,7 +283,7 @@ pub fn run_seed(seed: u64, options: &RunOptions) -> Result<SeedReport, Box<Failu
         mut config,
         mut chaos,
         ..
-    } = plan(seed, duration);
+    } = plan_with(seed, duration, !options.without_eligibility);
     chaos.impostors &= !options.without_impostors;
     config.trace_to_stderr |= options.trace_to_stderr;
     config.goose_forbidden_after = options.goose_forbidden_after;
