@@ -9,6 +9,12 @@
 //!   `clock_ns` (one `CLOCK_BOOTTIME` on one host); the time from the event
 //!   (signal or split) to that first answer is shown beside it. Every node
 //!   is polled over the control protocol directly, a round every 2 ms.
+//! - The same window and time after the goose's health check begins to
+//!   fail (its file removed, `--health-check "test -f FILE"`), on a cluster
+//!   of its own with `--health-interval-ms 100 --health-fall 3` (half as
+//!   many rounds), then at the check's defaults, 1000 ms and 3 (a quarter as
+//!   many), each beside its bound `health_fall × health_interval` (plus a
+//!   handoff); the file is removed at a random phase of the checks.
 //! - `is-goose` answers per second from one client on one connection over
 //!   the control protocol, and from the goosectl binary (a process per
 //!   answer) for comparison.
@@ -25,6 +31,7 @@ use goose_common::control::{read_frame, write_frame, NodeStatus, Reply, Request}
 use goose_common::NodeId;
 use goose_tests::cluster::{control_call, run_bounded, wait_for, Cluster, Options};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -51,20 +58,41 @@ const QUERY_RUN: Duration = Duration::from_secs(3);
 /// How long the idle CPU is measured.
 const IDLE_RUN: Duration = Duration::from_secs(10);
 
+/// The health check's file in each node's directory (present: healthy).
+const HEALTH_FILE: &str = "healthy";
+
+/// `--health-fall` of the health-check failover (the daemon's default).
+const HEALTH_FALL: u32 = 3;
+
+/// The health-check intervals measured, in ms, and the share of the rounds
+/// each gets (a round at the default 1000 ms takes seconds).
+const HEALTH_INTERVALS: [(u64, usize); 2] = [(100, 2), (1000, 4)];
+
 /// What ended the old goose's reign.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Event {
     Kill,
     Isolate,
     Terminate,
+    /// The goose's health check begins to fail (its file is removed).
+    HealthCheckFails {
+        interval_ms: u64,
+        fall: u32,
+    },
 }
 
-impl Event {
-    fn describe(self) -> &'static str {
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Event::Kill => "SIGKILL of the goose",
-            Event::Isolate => "partition split, goose alone",
-            Event::Terminate => "SIGTERM of the goose (handoff)",
+            Event::Kill => f.write_str("SIGKILL of the goose"),
+            Event::Isolate => f.write_str("partition split, goose alone"),
+            Event::Terminate => f.write_str("SIGTERM of the goose (handoff)"),
+            Event::HealthCheckFails { interval_ms, fall } => write!(
+                f,
+                "health check of the goose fails (interval {interval_ms} ms, fall {fall}; \
+                 bound fall x interval = {} ms, plus a handoff)",
+                u64::from(*fall) * interval_ms
+            ),
         }
     }
 }
@@ -92,7 +120,7 @@ fn main() {
         options.heartbeat_ms.unwrap_or(50),
         options.election_timeout().as_millis()
     );
-    let mut cluster = Cluster::start(NODES, options);
+    let mut cluster = Cluster::start(NODES, options.clone());
     cluster.wait_for_goose(SETTLE_TIMEOUT);
     settle(&cluster);
 
@@ -102,9 +130,53 @@ fn main() {
         let failovers: Vec<Failover> = (0..rounds).map(|_| failover(&mut cluster, event)).collect();
         report(event, &failovers);
     }
+    // One cluster at a time: the health-check clusters take the harness's
+    // lock after this one has let it go.
+    drop(cluster);
+    for (interval_ms, share) in HEALTH_INTERVALS {
+        bench_health_check(&options, interval_ms, rounds.div_ceil(share));
+    }
 }
 
-/// Waits until every node runs, answers, and follows one goose; returns it.
+/// The health-check failover on a cluster of its own whose nodes check
+/// for their [`HEALTH_FILE`] every `interval_ms`.
+fn bench_health_check(options: &Options, interval_ms: u64, rounds: usize) {
+    let options = Options {
+        health_check: Some(format!("test -f '{{dir}}/{HEALTH_FILE}'")),
+        extra_arguments: vec![
+            "--health-interval-ms".to_string(),
+            interval_ms.to_string(),
+            "--health-fall".to_string(),
+            HEALTH_FALL.to_string(),
+        ],
+        ..options.clone()
+    };
+    let mut cluster = Cluster::new(NODES, options);
+    for id in cluster.ids() {
+        set_healthy(&cluster, id, true);
+        cluster.start_node(id);
+    }
+    cluster.wait_for_goose(SETTLE_TIMEOUT);
+    let event = Event::HealthCheckFails {
+        interval_ms,
+        fall: HEALTH_FALL,
+    };
+    let failovers: Vec<Failover> = (0..rounds).map(|_| failover(&mut cluster, event)).collect();
+    report(event, &failovers);
+}
+
+/// Makes node `id`'s health check pass (`true`) or fail from now on.
+fn set_healthy(cluster: &Cluster, id: u64, healthy: bool) {
+    let path = cluster.node_dir(id).join(HEALTH_FILE);
+    if healthy {
+        std::fs::write(&path, "ok\n").expect("create the health file");
+    } else {
+        std::fs::remove_file(&path).expect("remove the health file");
+    }
+}
+
+/// Waits until every node runs, answers, is eligible (its health check, if
+/// any, passes) and follows one goose; returns it.
 fn settle(cluster: &Cluster) -> u64 {
     wait_for("the cluster to settle", SETTLE_TIMEOUT, || {
         let statuses: Vec<NodeStatus> = cluster
@@ -119,7 +191,7 @@ fn settle(cluster: &Cluster) -> u64 {
         let all_follow = statuses.len() == cluster.ids().len()
             && statuses
                 .iter()
-                .all(|status| status.leader_id == Some(goose.id));
+                .all(|status| status.leader_id == Some(goose.id) && status.eligible);
         all_follow.then_some(goose.id.0)
     })
 }
@@ -185,6 +257,17 @@ fn failover(cluster: &mut Cluster, event: Event) -> Failover {
         .filter(|id| *id != old)
         .map(NodeId)
         .collect();
+    if let Event::HealthCheckFails { interval_ms, .. } = event {
+        // Every node's checks started together and the last round settled
+        // just after one of them: a random phase, not always just after a
+        // check, so that the figures span the interval as they would.
+        std::thread::sleep(Duration::from_millis(fastrand::u64(0..interval_ms)));
+        for status in pollers.poll() {
+            if status.id.0 == old && status.is_goose() {
+                last_old_answer = status.clock_ns;
+            }
+        }
+    }
     let event_ns = goosed::clock::now().0;
     match event {
         Event::Kill => cluster.kill(old),
@@ -196,14 +279,14 @@ fn failover(cluster: &mut Cluster, event: Event) -> Failover {
             assert!(matches!(reply, Ok(Reply::Ok(_))), "split: {reply:?}");
         }
         Event::Terminate => cluster.signal(old, nix::sys::signal::Signal::SIGTERM),
+        Event::HealthCheckFails { .. } => set_healthy(cluster, old, false),
     }
     let deadline = Instant::now() + FAILOVER_TIMEOUT;
     let first_new_answer = loop {
         assert!(
             Instant::now() < deadline,
-            "no new goose within {} ms after {}",
+            "no new goose within {} ms after {event}",
             FAILOVER_TIMEOUT.as_millis(),
-            event.describe()
         );
         let answers = pollers.poll();
         let mut new_answer = None;
@@ -243,6 +326,8 @@ fn failover(cluster: &mut Cluster, event: Event) -> Failover {
             assert_eq!(status.code(), Some(0), "the old goose exits 0");
             cluster.start_node(old);
         }
+        // The next round's settle waits until it is healthy again.
+        Event::HealthCheckFails { .. } => set_healthy(cluster, old, true),
     }
     result
 }
@@ -262,7 +347,7 @@ fn report(event: Event, failovers: &[Failover]) {
             at(1.0)
         )
     };
-    println!("{} ({} rounds):", event.describe(), failovers.len());
+    println!("{event} ({} rounds):", failovers.len());
     println!(
         "  goose-less window   {}",
         summary(failovers.iter().map(|f| f.window).collect())

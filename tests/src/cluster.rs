@@ -16,6 +16,9 @@
 //!   ([`Cluster::set_timers`], mixed timings or a rolling change), and a
 //!   member rebuilt under its old id with its data directory moved aside
 //!   and `--join` ([`Cluster::rebuild_as_joiner`]);
+//! - gives nodes more `goosed run` flags, for every node or one of them,
+//!   and a health check per node whose command names the node's own
+//!   directory ([`Options::health_check`], [`Options::node_arguments`]);
 //! - runs `goosectl` against a node with a bounded wait ([`Cluster::ctl`]),
 //!   or hands the command over unstarted ([`Cluster::ctl_command`]);
 //! - reads the daemons' clock, `CLOCK_BOOTTIME` ([`boottime_ns`]);
@@ -443,7 +446,21 @@ pub struct Options {
     /// Run node N inside the network namespace `{prefix}N`, through
     /// `ip netns exec` (which execs, so the process id is the daemon's).
     pub netns_prefix: Option<String>,
+    /// Give every node `--health-check` with this command, in which
+    /// [`NODE_DIR_PLACEHOLDER`] stands for the node's directory
+    /// ([`Cluster::node_dir`]), e.g. `test -f {dir}/healthy`; `None` runs
+    /// without a check.
+    pub health_check: Option<String>,
+    /// More `goosed run` arguments for every node (e.g.
+    /// `--health-interval-ms 100`), after the harness's own.
+    pub extra_arguments: Vec<String>,
+    /// More `goosed run` arguments for one node, by id, after
+    /// `extra_arguments` (e.g. `--priority 200`).
+    pub node_arguments: BTreeMap<u64, Vec<String>>,
 }
+
+/// What [`Options::health_check`] replaces by the node's directory.
+pub const NODE_DIR_PLACEHOLDER: &str = "{dir}";
 
 impl Options {
     /// Fast timers for tests that measure nothing: heartbeat 20 ms,
@@ -698,6 +715,13 @@ impl Cluster {
         Some(lines[at..lines.len().min(at + 2)].join(" "))
     }
 
+    /// A node's own directory: its data directory, socket, log and hook
+    /// log are inside, and [`Options::health_check`]'s
+    /// [`NODE_DIR_PLACEHOLDER`] stands for it.
+    pub fn node_dir(&self, id: u64) -> PathBuf {
+        self.node(id).directory.clone()
+    }
+
     /// The file a node's hooks append to (with [`Options::record_hooks`]).
     pub fn hook_log(&self, id: u64) -> PathBuf {
         self.node(id).directory.join("hooks.log")
@@ -790,6 +814,14 @@ impl Cluster {
             };
             arguments.extend(["--on-goose".into(), on_goose.into()]);
             arguments.extend(["--on-duck".into(), on_duck.into()]);
+        }
+        if let Some(template) = &self.options.health_check {
+            let command = template.replace(NODE_DIR_PLACEHOLDER, &directory.to_string_lossy());
+            arguments.extend(["--health-check".into(), command.into()]);
+        }
+        arguments.extend(self.options.extra_arguments.iter().map(OsString::from));
+        if let Some(extra) = self.options.node_arguments.get(&id) {
+            arguments.extend(extra.iter().map(OsString::from));
         }
         let node = Node {
             addr,
