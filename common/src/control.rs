@@ -333,9 +333,9 @@ pub enum Request {
     },
     /// Make this node ineligible (`drained`: true, `goosectl drain`) or
     /// eligible again (`goosectl undrain`), kept across restarts; a drained
-    /// goose hands over first. Answered with [`Reply::Ok`] once the
-    /// intent is durable (and, for a drained goose, once it handed over or
-    /// the handoff settled). Added in protocol version 6.
+    /// goose hands over first. Answered with [`Reply::Ok`] once the intent
+    /// is durable and the core knows it (a drained goose has then stopped
+    /// answering goose; its handoff goes on). Added in protocol version 6.
     Drain {
         /// Drain (true) or undrain (false).
         drained: bool,

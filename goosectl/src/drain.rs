@@ -1,7 +1,8 @@
 //! `drain` and `undrain`: make this node ineligible to be the goose, kept
 //! across restarts until undrained, or eligible again (design.md §2,
 //! "Eligibility"). A drained goose hands over first; the daemon answers once
-//! the intent is durable (and the handoff settled).
+//! the intent is durable and the node has stopped answering goose (the
+//! handoff itself goes on: `goosectl status` shows the new goose).
 
 use crate::client;
 use crate::error::CtlError;

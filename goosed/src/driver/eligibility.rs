@@ -137,6 +137,8 @@ impl Driver {
         self.reported_eligibility = Some(current);
         if !first {
             self.notify_watchers(WatchEventKind::EligibilityChanged);
+            // systemd's STATUS= line says why the node is not eligible.
+            self.report_role(false);
         }
     }
 }

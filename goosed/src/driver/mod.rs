@@ -206,10 +206,17 @@ impl Driver {
                     if stopping_until.is_some() || !self.node_is_leader() {
                         return Exit::Signal;
                     }
-                    tracing::info!("handing the goose over before exiting");
-                    let input = Input::Handoff { id: SHUTDOWN_PROPOSAL_ID, target: None };
-                    if let Err(exit) = self.step(input).await {
-                        return exit;
+                    if self.node.handoff_reason().is_some() {
+                        // A handoff (a drain, a failed check, a preemption)
+                        // is already under way: let it finish rather than
+                        // asking for another, which would be refused.
+                        tracing::info!("a handoff is under way; exiting once it is done");
+                    } else {
+                        tracing::info!("handing the goose over before exiting");
+                        let input = Input::Handoff { id: SHUTDOWN_PROPOSAL_ID, target: None };
+                        if let Err(exit) = self.step(input).await {
+                            return exit;
+                        }
                     }
                     // Runners and on_duck first, then the handoff itself.
                     let now = clock::now();
