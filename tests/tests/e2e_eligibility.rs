@@ -740,3 +740,74 @@ fn a_higher_priority_preempts_after_its_delay() {
         );
     }
 }
+
+/// `goosectl drain && systemctl stop goosed`: SIGTERM arrives while the
+/// drain's handoff still waits for `on_duck`. The daemon lets that handoff
+/// finish (on_duck completes, then TimeoutNow) and exits 0 after it, rather
+/// than ending its loop at once: the lease then ran out while on_duck still
+/// ran, and another node became the goose before it ended.
+#[test]
+fn sigterm_during_a_drain_handoff_lets_the_handoff_finish() {
+    let on_duck = Duration::from_millis(600);
+    let options = Options {
+        record_hooks: true,
+        on_duck_sleep: Some(on_duck),
+        ..Options::default()
+    };
+    let election_timeout = options.election_timeout();
+    let mut cluster = Cluster::start(3, options);
+    let poller = cluster.start_poller();
+    let goose = wait_settled(&cluster, &|_| true);
+    let term = cluster
+        .status_direct(goose)
+        .expect("the goose answers")
+        .term
+        .0;
+    let drain_ns = boottime_ns();
+    let output = cluster.ctl(goose, &["drain"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let (status, took) = cluster
+        .terminate(goose, Duration::from_secs(10))
+        .expect("the drained goose exits on SIGTERM");
+    eprintln!("SIGTERM during the drain's handoff: exited after {took:?} (on_duck {on_duck:?})");
+    assert_eq!(status.code(), Some(0), "{}", describe_exit(status));
+    assert!(
+        took >= on_duck / 2,
+        "it exited after {took:?}, before its on_duck ({on_duck:?}) could finish"
+    );
+    let text = std::fs::read_to_string(cluster.hook_log(goose)).unwrap_or_default();
+    let finished = text.lines().any(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        fields.len() == 5
+            && fields[0] == "duck"
+            && fields[1] == term.to_string()
+            && fields[2] == "drain"
+    });
+    assert!(
+        finished,
+        "on_duck ran to completion with GOOSE_REASON=drain: {text:?}"
+    );
+    let others: Vec<u64> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != goose)
+        .collect();
+    cluster.wait_for_goose_among(&others, GOOSE_WAIT);
+    let samples = poller.stop();
+    assert_goose_rule(&samples, "SIGTERM during a drain");
+    // The voluntary path: the next goose only once on_duck has run (before
+    // the fix, the daemon stopped leading at SIGTERM and another node was
+    // elected 330 ms after the drain, while on_duck still ran), and right
+    // after it (TimeoutNow, not an election timeout later).
+    let next = first_goose_after(&samples, drain_ns, goose).expect("a new goose");
+    let after = Duration::from_nanos(next.clock_ns - drain_ns);
+    eprintln!("next goose {after:?} after the drain");
+    assert!(
+        after >= on_duck,
+        "the next goose came {after:?} after the drain, before on_duck ({on_duck:?}) ended"
+    );
+    assert!(
+        after < on_duck + election_timeout / 2,
+        "the next goose came {after:?} after the drain: a failover, not a handoff"
+    );
+}
