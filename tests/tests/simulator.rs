@@ -215,3 +215,17 @@ fn impostor_regression_seeds() {
         }
     }
 }
+
+/// Replays the seeds that once failed with health, drain and priorities in
+/// the chaos:
+/// - 7800285: a goose did not let a voter of higher priority preempt it
+///   while a promotion waited for a lagging learner, which took the whole
+///   fault-free phase (preemption no longer waits for a membership change).
+#[test]
+fn eligibility_regression_seeds() {
+    for seed in [7800285] {
+        if let Err(failure) = run_seed(seed, &RunOptions::default()) {
+            panic!("regression seed {seed} fails again:\n{failure}");
+        }
+    }
+}

@@ -144,11 +144,13 @@ impl Node {
             }
             return;
         }
-        // No preemption before this term's entry commits, during a
-        // membership change (it would be abandoned), or soon after the
-        // last one this node started.
-        let settled = self.commit_index >= state.noop_index && state.pending.is_none();
-        if !settled || now < self.preempt_quiet_until {
+        // No preemption before this term's entry commits, or soon after the
+        // last one this node started. A membership change in flight does
+        // not hold it back (a promotion may wait long for a learner to
+        // catch up: simulator seed 7800285); like a step-down, it settles
+        // the change's caller with LeadershipLost, and the entry may still
+        // commit under the next leader.
+        if self.commit_index < state.noop_index || now < self.preempt_quiet_until {
             return;
         }
         let priority = self.config.priority;
