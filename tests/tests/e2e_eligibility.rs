@@ -248,6 +248,23 @@ fn a_goose_whose_health_check_fails_hands_over_within_its_bound() {
         .term
         .0;
 
+    // `goosectl watch` on the goose reports its eligibility changes.
+    let watch_log = cluster.root().join("watch.jsonl");
+    let mut watcher = std::process::Command::new(&cluster.binaries().goosectl)
+        .arg("--socket")
+        .arg(cluster.socket(old))
+        .args(["--json", "watch"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&watch_log).expect("create the watch log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start goosectl watch");
+    wait_for("the watch to start", GOOSE_WAIT, || {
+        std::fs::read_to_string(&watch_log)
+            .ok()
+            .filter(|text| !text.is_empty())
+    });
+
     let failed_ns = boottime_ns();
     set_healthy(&cluster, old, false);
     let new = wait_for("a goose other than the unhealthy one", GOOSE_WAIT, || {
@@ -292,6 +309,21 @@ fn a_goose_whose_health_check_fails_hands_over_within_its_bound() {
     );
     eprintln!("{line}");
     wait_on_duck(&cluster, old, old_term, "unhealthy");
+    let changed = wait_for(
+        "the watch to report the eligibility change",
+        GOOSE_WAIT,
+        || {
+            let text = std::fs::read_to_string(&watch_log).unwrap_or_default();
+            text.lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .find(|event| {
+                    event["kind"] == "eligibility_changed" && event["status"]["eligible"] == false
+                })
+        },
+    );
+    assert_eq!(changed["status"]["health"], "unhealthy", "{changed}");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
 
     let restored_at = Instant::now();
     set_healthy(&cluster, old, true);
