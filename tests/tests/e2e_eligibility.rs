@@ -843,3 +843,37 @@ fn sigterm_during_a_drain_handoff_lets_the_handoff_finish() {
         "the next goose came {after:?} after the drain: a failover, not a handoff"
     );
 }
+
+/// A damaged drain file counts as drained (never as "not drained", which
+/// could bring the goose back to a host an operator drained); `goosectl
+/// drain` rewrites it and `goosectl undrain` removes it.
+#[test]
+fn a_damaged_drain_file_counts_as_drained_until_rewritten_or_undrained() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let goose = wait_settled(&cluster, &|_| true);
+    let node = cluster.ids().into_iter().find(|id| *id != goose).unwrap();
+    let (status, _) = cluster
+        .terminate(node, Duration::from_secs(5))
+        .expect("the node exits on SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", describe_exit(status));
+    let file = cluster.data_dir(node).join("drained");
+    std::fs::write(&file, b"\x00garbage").expect("damage the drain file");
+    cluster.start_node(node);
+    let local = wait_for("the restarted node to answer", GOOSE_WAIT, || {
+        cluster.status_local_json(node)
+    });
+    assert_eq!(local["drained"], true, "damage counts as drained: {local}");
+    assert_eq!(local["eligible"], false, "{local}");
+    let line = cluster.ctl_ok(node, &["drain"]);
+    eprintln!("drain over a damaged file: {}", line.trim());
+    let rewritten = std::fs::read_to_string(&file).expect("the drain file is there");
+    assert!(
+        rewritten.starts_with("drained by goosectl drain"),
+        "drain rewrote the file: {rewritten:?}"
+    );
+    cluster.ctl_ok(node, &["undrain"]);
+    assert!(!file.exists(), "undrain removed the drain file");
+    let local = cluster.status_local_json(node).expect("the node answers");
+    assert_eq!(local["drained"], false, "{local}");
+    assert_eq!(local["eligible"], true, "{local}");
+}

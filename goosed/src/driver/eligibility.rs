@@ -88,14 +88,16 @@ impl Driver {
     /// for the log (the daemon never runs on a disk it cannot trust).
     pub(crate) async fn set_drained(&mut self, drained: bool) -> Result<String, (String, Exit)> {
         let id = self.node.id();
-        if self.eligibility.drained == drained {
-            let state = if drained { "drained" } else { "not drained" };
-            return Ok(format!("node {id} was already {state}"));
-        }
+        // Storage is asked even when nothing changes: it rewrites a damaged
+        // drain file (which counts as drained) and does nothing otherwise.
         if let Err(error) = self.storage.set_drained(drained) {
             tracing::error!(%error, drained, "cannot record the drain; exiting");
             let line = format!("cannot record the drain: {error}; goosed exits");
             return Err((line, Exit::StorageFailed(error.to_string())));
+        }
+        if self.eligibility.drained == drained {
+            let state = if drained { "drained" } else { "not drained" };
+            return Ok(format!("node {id} was already {state}"));
         }
         let was_goose = self.goose;
         self.eligibility.drained = drained;
