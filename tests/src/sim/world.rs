@@ -312,9 +312,11 @@ pub(crate) enum Action {
     HealthFlip {
         node: usize,
     },
-    /// (l) for the calm period `epoch`.
+    /// (l) for the calm period `epoch`, unless an operator's handoff
+    /// started a later `round` of it.
     Preference {
         epoch: u64,
+        round: u64,
     },
 }
 
@@ -400,6 +402,11 @@ struct Calm {
     goose_seen: bool,
     /// (l) found this goose outranked once; a second look decides.
     outranked: Option<(NodeId, Term)>,
+    /// Bumped by an operator's handoff during the calm period: (l) is
+    /// judged a whole bound after the last one (a step-down may hand the
+    /// goose to a lower priority, whose preemption back may fail and is
+    /// then not retried for a preempt delay: soak seed 7843194).
+    preference_round: u64,
 }
 
 /// The simulator. Scenarios drive it through its methods; `run_seed`
@@ -836,8 +843,8 @@ impl Sim {
                 self.set_health_at(node, healthy)?;
                 Ok(true)
             }
-            Action::Preference { epoch } => {
-                self.check_preference(epoch)?;
+            Action::Preference { epoch, round } => {
+                self.check_preference(epoch, round)?;
                 Ok(false)
             }
         }
@@ -1432,13 +1439,7 @@ impl Sim {
                     let epoch = self.calm.epoch;
                     self.push(self.now_ns + duration_ns(bound), Action::Liveness { epoch });
                 }
-                if let Some(bound) = self.config.preference_bound {
-                    let epoch = self.calm.epoch;
-                    self.push(
-                        self.now_ns + duration_ns(bound),
-                        Action::Preference { epoch },
-                    );
-                }
+                self.schedule_preference();
             }
             (false, Some(_)) => self.calm.since_ns = None,
             _ => {}
@@ -1469,8 +1470,9 @@ impl Sim {
     /// (l): a calm world's goose, once it has held the role for a while,
     /// is an eligible voter that no eligible voter of higher priority with
     /// preemption on outranks (design.md §2).
-    fn check_preference(&mut self, epoch: u64) -> Result<(), Violation> {
-        if self.calm.since_ns.is_none() || epoch != self.calm.epoch {
+    fn check_preference(&mut self, epoch: u64, round: u64) -> Result<(), Violation> {
+        let current = epoch == self.calm.epoch && round == self.calm.preference_round;
+        if self.calm.since_ns.is_none() || !current {
             return Ok(());
         }
         let Some((goose, term)) = self.geese.first().copied() else {
@@ -1496,7 +1498,7 @@ impl Sim {
         if !outranked.is_empty() && self.calm.outranked != Some((goose, term)) {
             self.calm.outranked = Some((goose, term));
             let settle_ns = duration_ns(self.config.node_config.election_timeout_min * 2);
-            self.push(self.now_ns + settle_ns, Action::Preference { epoch });
+            self.push(self.now_ns + settle_ns, Action::Preference { epoch, round });
             return Ok(());
         }
         if !outranked.is_empty() {
@@ -1511,6 +1513,19 @@ impl Sim {
         }
         self.stats.preference_checks += 1;
         Ok(())
+    }
+
+    /// Schedules (l) for the current calm period, a bound from now.
+    fn schedule_preference(&mut self) {
+        if let Some(bound) = self.config.preference_bound {
+            self.calm.outranked = None;
+            self.calm.preference_round += 1;
+            let (epoch, round) = (self.calm.epoch, self.calm.preference_round);
+            self.push(
+                self.now_ns + duration_ns(bound),
+                Action::Preference { epoch, round },
+            );
+        }
     }
 
     /// One line per node: role, term, log, configuration (for failure reports).
@@ -2017,6 +2032,9 @@ impl Sim {
         let at = self.nodes[index].id;
         self.note(format!("handoff #{id} asked of n{at} (to {target:?})"));
         self.step_node(index, Input::Handoff { id, target })?;
+        if self.calm.since_ns.is_some() {
+            self.schedule_preference();
+        }
         Ok(id)
     }
 }
