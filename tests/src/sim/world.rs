@@ -1554,6 +1554,14 @@ impl Sim {
                 node.is_removed(),
                 if slot.paused { ", paused" } else { "" },
             ));
+            let faults = node.peer_faults();
+            if faults != Default::default() {
+                text.pop();
+                text.push_str(&format!(
+                    ", identity {}, refused {faults:?}\n",
+                    node.identity()
+                ));
+            }
             if !slot.healthy || slot.drained || slot.config.priority != 100 {
                 text.pop();
                 text.push_str(&format!(
