@@ -69,14 +69,17 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Elected => "elected",
-            Reason::StepDown => "step_down",
-            Reason::Shutdown => "shutdown",
-            Reason::Removed => "removed",
             Reason::HigherTerm => "higher_term",
             Reason::LeaseLost => "lease_lost",
-            Reason::Drain => "drain",
-            Reason::Unhealthy => "unhealthy",
-            Reason::Preempted => "preempted",
+            // A voluntary handoff says what a runner is told (one table).
+            Reason::StepDown
+            | Reason::Shutdown
+            | Reason::Removed
+            | Reason::Drain
+            | Reason::Unhealthy
+            | Reason::Preempted => self
+                .handoff_cause()
+                .map_or("", goose_common::control::HandoffCause::as_str),
         }
     }
 }

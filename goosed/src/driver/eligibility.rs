@@ -191,6 +191,32 @@ mod tests {
         assert_eq!(sick.reason_of(HandoffReason::Removed), Reason::Removed);
         assert_eq!(sick.reason_of(HandoffReason::Requested), Reason::StepDown);
         assert_eq!(Reason::Drain.as_str(), "drain");
+        let words: Vec<&str> = [
+            Reason::Elected,
+            Reason::StepDown,
+            Reason::Shutdown,
+            Reason::Removed,
+            Reason::HigherTerm,
+            Reason::LeaseLost,
+            Reason::Unhealthy,
+            Reason::Preempted,
+        ]
+        .iter()
+        .map(|reason| reason.as_str())
+        .collect();
+        assert_eq!(
+            words,
+            [
+                "elected",
+                "step_down",
+                "shutdown",
+                "removed",
+                "higher_term",
+                "lease_lost",
+                "unhealthy",
+                "preempted"
+            ]
+        );
         assert_eq!(
             Reason::Preempted.handoff_cause().map(|c| c.as_str()),
             Some("preempted")
