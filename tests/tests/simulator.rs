@@ -224,9 +224,14 @@ fn impostor_regression_seeds() {
 /// - 7843194: (l) judged a goose that an operator's step-down had just made
 ///   (its preemption back failed and waits out a preempt delay): a fault of
 ///   the checker; (l) now counts its bound from the last handoff asked.
+/// - 7904531: node 1 was removed, wiped and added back; a late reply of its
+///   old data directory reached the leader first and bound the old identity
+///   into the membership, so the new node and the leader refused each other
+///   for good (no goose). A leader now ignores replies to rounds sent before
+///   it started replicating to a member.
 #[test]
 fn eligibility_regression_seeds() {
-    for seed in [7800285, 7843194] {
+    for seed in [7800285, 7843194, 7904531] {
         if let Err(failure) = run_seed(seed, &RunOptions::default()) {
             panic!("regression seed {seed} fails again:\n{failure}");
         }

@@ -40,6 +40,12 @@ impl LeaseTracker {
         *acked = (*acked).max(round);
     }
 
+    /// Forgets what `peer` acknowledged: it is another member now (added
+    /// back, or another data directory under its id).
+    pub(crate) fn forget(&mut self, peer: NodeId) {
+        self.acked.remove(&peer);
+    }
+
     /// When the latest round acknowledged by a majority of `membership`'s voters
     /// was sent (`self_id` counts as acknowledging every round it sent if it
     /// is a voter). `None` if no such round is remembered.

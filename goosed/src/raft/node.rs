@@ -72,16 +72,23 @@ pub(crate) struct Progress {
     /// What the peer's latest reply said of its eligibility (`None` until
     /// it has replied).
     pub(crate) candidacy: Option<Candidacy>,
+    /// The first round whose replies count: replies to earlier rounds were
+    /// sent to whatever held the id before this progress began (a member
+    /// removed, wiped and added back), so they may come from another data
+    /// directory and say nothing of this one (simulator seed 7904531).
+    pub(crate) since_round: Round,
 }
 
 impl Progress {
-    /// The progress of a peer the leader knows nothing about yet.
-    pub(crate) fn fresh(next_index: LogIndex) -> Progress {
+    /// The progress of a peer the leader knows nothing about yet, counting
+    /// replies from `since_round` on.
+    pub(crate) fn fresh(next_index: LogIndex, since_round: Round) -> Progress {
         Progress {
             next_index,
             match_index: LogIndex(0),
             identity: Identity::UNKNOWN,
             candidacy: None,
+            since_round,
         }
     }
 

@@ -222,7 +222,18 @@ impl Node {
             return;
         }
         let last_index = self.log.last_index();
-        self.leading_mut().lease.acknowledge(from, round);
+        let state = self.leading_mut();
+        if state
+            .progress
+            .get(&from)
+            .is_some_and(|progress| round < progress.since_round)
+        {
+            // A reply to a round sent before this leader began replicating
+            // to the member: perhaps from an earlier data directory under
+            // its id. It neither binds an identity nor counts for the lease.
+            return;
+        }
+        state.lease.acknowledge(from, round);
         self.refresh_lease();
         let Some(progress) = self.leading_mut().progress.get_mut(&from) else {
             return; // Not (or no longer) a member this leader replicates to.
@@ -442,6 +453,9 @@ impl Node {
             return; // Only a leader keeps progress.
         };
         let changed = state.progress_membership != membership_index;
+        // A progress begun now counts replies to the next round on: this
+        // round's appends may have gone to an earlier holder of the id.
+        let since_round = state.lease.current_round().next();
         state.progress.retain(|id, _| {
             members.iter().any(|&(member, ..)| member == *id) || leaving.contains(id)
         });
@@ -449,12 +463,16 @@ impl Node {
             // A member that was not in the previous membership, or is
             // another data directory now, starts from scratch: what the
             // leader knew of an earlier member under that id is void.
-            let progress = state.progress.entry(id).or_insert(Progress::fresh(next));
+            let progress = state
+                .progress
+                .entry(id)
+                .or_insert(Progress::fresh(next, since_round));
             let rebuilt = identity.is_known()
                 && progress.identity.is_known()
                 && identity != progress.identity;
             if (is_new && changed) || rebuilt {
-                *progress = Progress::fresh(next);
+                *progress = Progress::fresh(next, since_round);
+                state.lease.forget(id);
             }
         }
         state.progress_membership = membership_index;

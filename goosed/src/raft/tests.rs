@@ -991,7 +991,7 @@ fn a_join_node_grants_no_vote() {
 /// a hint below the match index (the peer lost entries) lowers the match.
 #[test]
 fn back_off_resends_only_when_the_probe_moved() {
-    let mut progress = super::node::Progress::fresh(LogIndex(11));
+    let mut progress = super::node::Progress::fresh(LogIndex(11), Round(1));
     progress.match_index = LogIndex(5);
     assert!(progress.back_off(LogIndex(8)), "probe moved to 9");
     assert_eq!(progress.next_index, LogIndex(9));
@@ -1314,4 +1314,83 @@ fn preemptions_are_spaced_and_only_voters_count_as_eligible() {
     learner.step(Timestamp(10_000_000_000), Input::Tick);
     assert!(!learner.is_eligible() && learner.is_observer());
     assert!(!learner.is_preempting(Timestamp(20_000_000_000)));
+}
+
+/// design.md §2, one identity per member: a member removed, wiped and added
+/// back is a new data directory. A reply of its old incarnation that arrives
+/// late, after the leader started replicating to the new one, must not bind
+/// the old identity (simulator seed 7904531: leader and new node then refused
+/// each other for good). The leader trusts only replies to rounds it sent
+/// after it began replicating to the member.
+#[test]
+fn a_late_reply_of_a_wiped_members_old_incarnation_is_ignored() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let goose = cluster.goose().unwrap();
+    let wiped = NodeId(if goose == NodeId(3) { 2 } else { 3 });
+    // Hold back one successful reply of the old incarnation.
+    cluster.run_for(Duration::from_millis(200));
+    let mut stale = None;
+    while stale.is_none() {
+        cluster.run_for(Duration::from_micros(100));
+        if let Some(position) = cluster.in_flight.iter().position(|(_, m)| {
+            m.from == wiped
+                && m.to == goose
+                && matches!(
+                    m.body,
+                    MessageBody::AppendReply(AppendReply { success: true, .. })
+                )
+        }) {
+            stale = Some(cluster.in_flight.remove(position).1);
+        }
+    }
+    let stale = stale.unwrap();
+    assert_eq!(stale.from_identity, Identity(wiped.0));
+    cluster.step(
+        goose,
+        Input::Propose {
+            id: ProposalId(1),
+            change: MembershipChange::Remove { id: wiped },
+        },
+    );
+    cluster.run_for(Duration::from_secs(1));
+    assert!(cluster
+        .events
+        .contains(&(goose, Event::Done { id: ProposalId(1) })));
+    cluster.crash(wiped);
+    let fresh = Identity(99);
+    cluster.start(
+        wiped,
+        PersistedState {
+            identity: fresh,
+            ..PersistedState::default()
+        },
+    );
+    cluster.step(
+        goose,
+        Input::Propose {
+            id: ProposalId(2),
+            change: MembershipChange::AddVoter {
+                id: wiped,
+                addr: addr(wiped.0),
+            },
+        },
+    );
+    // The old incarnation's reply arrives before any of the new one's.
+    cluster.step(goose, Input::Receive(stale));
+    cluster.run_for(Duration::from_secs(2));
+    assert!(
+        cluster
+            .events
+            .contains(&(goose, Event::Done { id: ProposalId(2) })),
+        "the wiped member is a voter again"
+    );
+    let member = cluster.nodes[&goose]
+        .membership()
+        .get(wiped)
+        .cloned()
+        .unwrap();
+    assert_eq!(member.identity, fresh, "bound to the new data directory");
+    assert_eq!(cluster.nodes[&wiped].peer_faults().wrong_identity, 0);
+    assert_eq!(cluster.nodes[&goose].peer_faults().wrong_identity, 0);
 }
