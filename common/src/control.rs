@@ -43,7 +43,7 @@ use std::time::Duration;
 
 /// The version of this protocol, the first two bytes of every frame payload.
 /// Bump it whenever the postcard layout of [`Request`] or [`Reply`] changes.
-pub const CONTROL_PROTOCOL_VERSION: u16 = 6;
+pub const CONTROL_PROTOCOL_VERSION: u16 = 7;
 
 /// The longest grace a `goosectl run` runner may ask for: a handoff waits
 /// at most this (plus a margin) for a runner to stop its job.
@@ -281,12 +281,16 @@ pub enum Request {
     Watch,
     /// The members of the membership ([`Reply::Members`]): `member list`.
     MemberList,
-    /// Add a voter; answered once its promotion commits.
+    /// Add a voter, answered once its promotion commits; or, with
+    /// `observer`, a member that never votes, answered once it is in a
+    /// committed membership.
     MemberAdd {
         /// The new node's id.
         id: NodeId,
         /// Its UDP address.
         addr: SocketAddr,
+        /// Whether it is an observer (never votes, never the goose).
+        observer: bool,
     },
     /// Remove a member; answered once the change commits.
     MemberRemove {
@@ -374,7 +378,10 @@ impl Request {
             Request::IsGoose => "is-goose",
             Request::Watch => "watch",
             Request::MemberList => "member list",
-            Request::MemberAdd { .. } => "member add",
+            Request::MemberAdd {
+                observer: false, ..
+            } => "member add",
+            Request::MemberAdd { observer: true, .. } => "member add --observer",
             Request::MemberRemove { .. } => "member remove",
             Request::PartitionList => "partition list",
             Request::PartitionAdd(_) => "partition add",
@@ -867,6 +874,12 @@ mod tests {
             Request::MemberAdd {
                 id: NodeId(4),
                 addr: "[::1]:7704".parse().unwrap(),
+                observer: false,
+            },
+            Request::MemberAdd {
+                id: NodeId(5),
+                addr: "10.0.0.5:7700".parse().unwrap(),
+                observer: true,
             },
             Request::MemberRemove { id: NodeId(2) },
             Request::PartitionList,
@@ -1194,6 +1207,7 @@ mod tests {
             mutating,
             [
                 "member add",
+                "member add --observer",
                 "member remove",
                 "partition add",
                 "partition delete",

@@ -17,7 +17,10 @@ use std::time::Duration;
 pub enum MemberRole {
     /// Votes, counts towards majorities and may become the goose.
     Voter,
-    /// Receives the log but never votes or counts towards a majority.
+    /// Receives the log but never votes or counts towards a majority: an
+    /// observer (`goosectl member add --observer`), named so in `member
+    /// list` and its JSON.
+    #[serde(rename = "observer")]
     Learner,
     /// A learner that any leader promotes to voter once it has caught up
     /// (the first half of `goosectl member add`).
@@ -28,7 +31,7 @@ impl std::fmt::Display for MemberRole {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             MemberRole::Voter => "voter",
-            MemberRole::Learner => "learner",
+            MemberRole::Learner => "observer",
             MemberRole::Joining => "joining",
         })
     }

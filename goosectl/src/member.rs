@@ -1,4 +1,4 @@
-//! `member list | add ID ADDR | remove ID`.
+//! `member list | add [--observer] ID ADDR | remove ID`.
 
 use crate::client;
 use crate::error::CtlError;
@@ -14,8 +14,13 @@ use std::net::SocketAddr;
 pub enum MemberCommand {
     /// The members of the configuration.
     List,
-    /// Add a voter (it must run with --join); returns once it votes.
+    /// Add a voter (it must run with --join); returns once it votes. With
+    /// --observer, a member that follows the goose but never votes.
     Add {
+        /// Add an observer: it never votes, never counts for a majority and
+        /// is never the goose; returns once the change commits.
+        #[arg(long)]
+        observer: bool,
         /// The new node's id (above 0).
         #[arg(value_parser = parse_node_id)]
         id: NodeId,
@@ -52,7 +57,7 @@ struct MembersJson<'a> {
 pub fn run(context: &Context, command: MemberCommand) -> Result<u8, CtlError> {
     let request = match command {
         MemberCommand::List => Request::MemberList,
-        MemberCommand::Add { id, addr } => Request::MemberAdd { id, addr },
+        MemberCommand::Add { observer, id, addr } => Request::MemberAdd { id, addr, observer },
         MemberCommand::Remove { id } => Request::MemberRemove { id },
     };
     match client::call(context, &request)? {

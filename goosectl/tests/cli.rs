@@ -522,8 +522,9 @@ fn a_daemon_error_is_one_line_and_exit_2() {
 #[test]
 fn commands_send_the_requests_of_the_design() {
     let daemon = cluster_daemon(NodeRole::Goose);
-    let runs: [&[&str]; 10] = [
+    let runs: [&[&str]; 11] = [
         &["member", "add", "4", "10.0.0.4:7700"],
+        &["member", "add", "--observer", "9", "10.0.0.9:7700"],
         &[
             "partition",
             "add",
@@ -563,7 +564,13 @@ fn commands_send_the_requests_of_the_design() {
         [
             Request::MemberAdd {
                 id: NodeId(4),
-                addr: "10.0.0.4:7700".parse().unwrap()
+                addr: "10.0.0.4:7700".parse().unwrap(),
+                observer: false,
+            },
+            Request::MemberAdd {
+                id: NodeId(9),
+                addr: "10.0.0.9:7700".parse().unwrap(),
+                observer: true,
             },
             Request::PartitionAdd(Rule {
                 chain: Chain::Out,

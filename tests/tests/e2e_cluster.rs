@@ -345,6 +345,97 @@ fn members(cluster: &Cluster, id: u64) -> BTreeMap<u64, String> {
         .collect()
 }
 
+/// Observers (design.md §1): `member add --observer` of nodes started with
+/// `--join` (one sent to the goose, one to a duck that forwards it) makes
+/// members that follow the goose, answer `is-goose` with duck and show in
+/// every status, but never vote: when two of the three voters stop, the
+/// two observers do not make a majority, and there is no goose anywhere
+/// until a voter comes back.
+#[test]
+fn observers_follow_the_goose_and_never_make_a_majority() {
+    let mut cluster = Cluster::start(3, Options::fast());
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    let addr = cluster.start_joiner(4);
+    let added = cluster.ctl_ok(
+        goose,
+        &["member", "add", "--observer", "4", &addr.to_string()],
+    );
+    assert!(added.contains("observer"), "{added}");
+    let duck = cluster
+        .ids()
+        .into_iter()
+        .find(|id| *id != goose && *id <= 3)
+        .unwrap();
+    let addr = cluster.start_joiner(5);
+    cluster.ctl_ok(
+        duck,
+        &["member", "add", "--observer", "5", &addr.to_string()],
+    );
+    let list = members(&cluster, goose);
+    assert_eq!(
+        list.iter()
+            .map(|(id, role)| (*id, role.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (1, "voter"),
+            (2, "voter"),
+            (3, "voter"),
+            (4, "observer"),
+            (5, "observer")
+        ],
+    );
+    for observer in [4, 5] {
+        let status = wait_for(
+            &format!("node {observer} to follow node {goose}"),
+            GOOSE_WAIT,
+            || {
+                cluster
+                    .status_local_json(observer)
+                    .filter(|status| status["leader_id"].as_u64() == Some(goose))
+            },
+        );
+        assert_eq!(status["observer"], true, "{status}");
+        assert_eq!(status["voter"], false, "{status}");
+        assert_eq!(status["role"], "duck", "{status}");
+        let answer = cluster.ctl(observer, &["is-goose"]);
+        assert_eq!(answer.status.code(), Some(1), "an observer is a duck");
+    }
+    // Status from an observer names every member and the goose.
+    let text = cluster.ctl_ok(4, &["status"]);
+    assert_eq!(
+        text.lines()
+            .filter(|line| line.starts_with("node "))
+            .count(),
+        5,
+        "{text}"
+    );
+    assert!(text.contains(&format!("goose: node {goose}")), "{text}");
+
+    // The goose crashes: a voter takes over and the observers follow it.
+    cluster.kill(goose);
+    let successor = wait_for("a goose among the voters left", GOOSE_WAIT, || {
+        cluster.goose().filter(|id| *id != goose)
+    });
+    assert!(successor <= 3, "an observer became the goose: {successor}");
+    for observer in [4, 5] {
+        wait_for(
+            &format!("node {observer} to follow node {successor}"),
+            GOOSE_WAIT,
+            || {
+                cluster
+                    .status_local_json(observer)
+                    .filter(|status| status["leader_id"].as_u64() == Some(successor))
+            },
+        );
+    }
+    // One voter of three is left with two observers: no majority.
+    cluster.kill(successor);
+    cluster.assert_no_goose_for(NO_GOOSE_WATCH);
+    cluster.start_node(goose);
+    let back = cluster.wait_for_goose(GOOSE_WAIT);
+    assert!(back <= 3, "an observer became the goose: {back}");
+}
+
 /// On a live cluster (design.md §3): `member add` of nodes started with
 /// `--join` returns once each is a voter (sent to the goose, then to a duck
 /// that forwards it); removing a duck and then the goose commits, the

@@ -733,7 +733,8 @@ mod tests {
     async fn another_protocol_version_is_named_in_the_reply() {
         let harness = start(DriverMode::Answer).await;
         let mut frame = encode_frame(&Request::IsGoose).unwrap();
-        frame[FRAME_LENGTH_BYTES..FRAME_LENGTH_BYTES + 2].copy_from_slice(&7u16.to_be_bytes());
+        frame[FRAME_LENGTH_BYTES..FRAME_LENGTH_BYTES + 2]
+            .copy_from_slice(&(CONTROL_PROTOCOL_VERSION + 1).to_be_bytes());
         let (reply, closed) = send_raw(&harness.path, frame).await;
         assert_eq!(
             error_kind(&reply),

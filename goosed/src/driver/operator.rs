@@ -261,13 +261,13 @@ impl Driver {
                 return Ok(());
             }
             Request::MemberList => Reply::Members(self.member_list()),
-            Request::MemberAdd { id, addr } => {
-                return self
-                    .forward_or_propose(
-                        ForwardedRequest::MemberAdd { id, addr },
-                        Caller::Local(reply),
-                    )
-                    .await;
+            Request::MemberAdd { id, addr, observer } => {
+                let change = if observer {
+                    ForwardedRequest::ObserverAdd { id, addr }
+                } else {
+                    ForwardedRequest::MemberAdd { id, addr }
+                };
+                return self.forward_or_propose(change, Caller::Local(reply)).await;
             }
             Request::MemberRemove { id } => {
                 return self
@@ -403,6 +403,13 @@ impl Driver {
                     change: MembershipChange::AddVoter { id: node, addr },
                 },
                 "member added as a voter",
+            ),
+            ForwardedRequest::ObserverAdd { id: node, addr } => (
+                Input::Propose {
+                    id,
+                    change: MembershipChange::AddLearner { id: node, addr },
+                },
+                "member added as an observer",
             ),
             ForwardedRequest::MemberRemove { id: node } => (
                 Input::Propose {

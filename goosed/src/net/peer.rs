@@ -85,13 +85,30 @@ pub enum ForwardedRequest {
         /// The voter to hand to, if chosen.
         to: Option<NodeId>,
     },
+    /// `goosectl member add --observer` (a variant of its own, last, so
+    /// the encodings of the others stay as they were).
+    ObserverAdd {
+        /// The new node's id.
+        id: NodeId,
+        /// Its UDP address.
+        addr: SocketAddr,
+    },
 }
 
 impl ForwardedRequest {
     /// The control request it came from.
     pub fn request(&self) -> Request {
         match *self {
-            ForwardedRequest::MemberAdd { id, addr } => Request::MemberAdd { id, addr },
+            ForwardedRequest::MemberAdd { id, addr } => Request::MemberAdd {
+                id,
+                addr,
+                observer: false,
+            },
+            ForwardedRequest::ObserverAdd { id, addr } => Request::MemberAdd {
+                id,
+                addr,
+                observer: true,
+            },
             ForwardedRequest::MemberRemove { id } => Request::MemberRemove { id },
             ForwardedRequest::StepDown { to } => Request::StepDown { to },
         }
@@ -108,7 +125,7 @@ impl ForwardedRequest {
 
 /// One change of each kind, for tests.
 #[cfg(test)]
-pub(crate) fn every_change() -> [ForwardedRequest; 3] {
+pub(crate) fn every_change() -> [ForwardedRequest; 4] {
     let addr: SocketAddr = "127.0.0.1:7700".parse().expect("an address");
     [
         ForwardedRequest::MemberAdd {
@@ -117,6 +134,10 @@ pub(crate) fn every_change() -> [ForwardedRequest; 3] {
         },
         ForwardedRequest::MemberRemove { id: NodeId(4) },
         ForwardedRequest::StepDown { to: None },
+        ForwardedRequest::ObserverAdd {
+            id: NodeId(5),
+            addr,
+        },
     ]
 }
 
