@@ -547,6 +547,12 @@ pub struct NodeStatus {
     pub priority: u8,
     /// Whether it is a permanent non-voting member (design.md §1).
     pub observer: bool,
+    /// Protocol datagrams it has sent since it started (added in protocol
+    /// version 7).
+    pub datagrams_sent: u64,
+    /// Protocol datagrams it has received since it started that passed
+    /// every check (the dropped ones are in `drops`).
+    pub datagrams_received: u64,
 }
 
 /// A health check's verdict (design.md §7).
@@ -849,6 +855,8 @@ mod tests {
             drained: false,
             priority: 100,
             observer: false,
+            datagrams_sent: 0,
+            datagrams_received: 0,
         }
     }
 
@@ -941,6 +949,8 @@ mod tests {
                     drained: true,
                     priority: 7,
                     observer: true,
+                    datagrams_sent: 0,
+                    datagrams_received: 0,
                     ..duck_status(2)
                 },
             }),
@@ -1115,6 +1125,9 @@ mod tests {
             "drained",
             "priority",
             "observer",
+            // Traffic (protocol version 7).
+            "datagrams_sent",
+            "datagrams_received",
         ];
         let mut keys_sorted = keys.clone();
         keys_sorted.sort_unstable();

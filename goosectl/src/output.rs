@@ -185,6 +185,8 @@ mod tests {
             drained: false,
             priority: DEFAULT_PRIORITY,
             observer: false,
+            datagrams_sent: 0,
+            datagrams_received: 0,
         }
     }
 

@@ -336,6 +336,8 @@ mod tests {
             drained: false,
             priority: output::DEFAULT_PRIORITY,
             observer: false,
+            datagrams_sent: 0,
+            datagrams_received: 0,
         }
     }
 

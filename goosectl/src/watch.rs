@@ -59,6 +59,8 @@ mod tests {
             drained: false,
             priority: output::DEFAULT_PRIORITY,
             observer: false,
+            datagrams_sent: 0,
+            datagrams_received: 0,
         }
     }
 

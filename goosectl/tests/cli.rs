@@ -86,6 +86,8 @@ fn answer_with(id: u64, role: NodeRole, clock_ns: u64, lease_until_ns: Option<u6
         drained: false,
         priority: 100,
         observer: false,
+        datagrams_sent: 0,
+        datagrams_received: 0,
     }
 }
 

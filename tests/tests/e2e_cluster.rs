@@ -400,6 +400,21 @@ fn observers_follow_the_goose_and_never_make_a_majority() {
         let answer = cluster.ctl(observer, &["is-goose"]);
         assert_eq!(answer.status.code(), Some(1), "an observer is a duck");
     }
+    // Each daemon counts its datagrams: the goose has sent heartbeats and
+    // received their acknowledgements.
+    let first = cluster.status_local_json(goose).expect("the goose answers");
+    std::thread::sleep(Duration::from_millis(200));
+    let later = cluster.status_local_json(goose).expect("the goose answers");
+    for field in ["datagrams_sent", "datagrams_received"] {
+        let (before, after) = (
+            first[field].as_u64().unwrap(),
+            later[field].as_u64().unwrap(),
+        );
+        assert!(
+            after > before && before > 0,
+            "{field}: {before} then {after}"
+        );
+    }
     // Status from an observer names every member and the goose.
     let text = cluster.ctl_ok(4, &["status"]);
     assert_eq!(

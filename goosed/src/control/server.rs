@@ -510,6 +510,8 @@ mod tests {
             drained: false,
             priority: 100,
             observer: false,
+            datagrams_sent: 0,
+            datagrams_received: 0,
         }
     }
 

@@ -490,6 +490,7 @@ impl Driver {
             .map(|member| member.addr)
             .or(listen)
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let traffic = self.transport.traffic();
         NodeStatus {
             id: self.node.id(),
             addr,
@@ -521,6 +522,8 @@ impl Driver {
             drained: self.eligibility.drained,
             priority: self.node.config().priority,
             observer: self.node.is_observer(),
+            datagrams_sent: traffic.sent,
+            datagrams_received: traffic.received,
         }
     }
 

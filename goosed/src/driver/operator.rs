@@ -201,6 +201,8 @@ fn unreachable_status(id: NodeId, addr: SocketAddr, voter: bool) -> NodeStatus {
         drained: false,
         priority: 0,
         observer: false,
+        datagrams_sent: 0,
+        datagrams_received: 0,
     }
 }
 
