@@ -21,6 +21,15 @@
 //! - Resident memory (VmRSS) per daemon, and CPU per daemon while idle
 //!   (utime + stime over 10 s).
 //!
+//! - With `GOOSE_BENCH_FLEET=1`, only the fleet table (design.md §1): 5
+//!   voters and 0, 16, 32 and [`FLEET_OBSERVERS_MAX`] observers (as many as
+//!   one membership datagram holds today), each row on a cluster of its own:
+//!   the idle CPU of the goose and of a voter duck (from
+//!   `/proc/PID/schedstat` over 10 s), the datagrams the goose sends per
+//!   second, the time of `goosectl status` across every member, and the
+//!   crash failover (`GOOSE_BENCH_ROUNDS`, default 5 here) p50.
+//!   `GOOSE_BENCH_OBSERVERS=0,8` picks other observer counts.
+//!
 //! Run with `cargo bench -p goose-tests --bench processes`. Defaults: 20
 //! rounds and the daemon's default timers (heartbeat 50 ms, election
 //! timeout 300 ms). `GOOSE_BENCH_ROUNDS=N` changes the rounds;
@@ -68,6 +77,20 @@ const HEALTH_FALL: u32 = 3;
 /// each gets (a round at the default 1000 ms takes seconds).
 const HEALTH_INTERVALS: [(u64, usize); 2] = [(100, 2), (1000, 4)];
 
+/// Voters of the fleet table.
+const FLEET_VOTERS: u64 = 5;
+
+/// The most observers of the fleet table: 5 voters and 45 observers is
+/// about the largest membership that fits in one datagram today (README:
+/// Observers).
+const FLEET_OBSERVERS_MAX: u64 = 45;
+
+/// Failover rounds per row of the fleet table unless `GOOSE_BENCH_ROUNDS`.
+const FLEET_ROUNDS_DEFAULT: usize = 5;
+
+/// How many `goosectl status` runs the fleet table times per row.
+const FLEET_STATUS_RUNS: usize = 10;
+
 /// What ended the old goose's reign.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Event {
@@ -108,12 +131,16 @@ fn main() {
     if !goose_tests::bench::wanted("processes") {
         return;
     }
-    let rounds = goose_tests::bench::rounds(ROUNDS_DEFAULT);
     let options = if std::env::var_os("GOOSE_BENCH_FAST").is_some() {
         Options::fast_profile()
     } else {
         Options::default()
     };
+    if std::env::var_os("GOOSE_BENCH_FLEET").is_some() {
+        bench_fleet(&options, goose_tests::bench::rounds(FLEET_ROUNDS_DEFAULT));
+        return;
+    }
+    let rounds = goose_tests::bench::rounds(ROUNDS_DEFAULT);
     println!(
         "processes benchmark: {NODES} nodes on loopback, heartbeat {} ms, election timeout {} ms, \
          {rounds} rounds",
@@ -189,9 +216,9 @@ fn settle(cluster: &Cluster) -> u64 {
             return None;
         };
         let all_follow = statuses.len() == cluster.ids().len()
-            && statuses
-                .iter()
-                .all(|status| status.leader_id == Some(goose.id) && status.eligible);
+            && statuses.iter().all(|status| {
+                status.leader_id == Some(goose.id) && (status.eligible || status.observer)
+            });
         all_follow.then_some(goose.id.0)
     })
 }
@@ -203,8 +230,17 @@ struct Pollers {
 }
 
 impl Pollers {
+    /// Pollers of every voter (observers are never the goose).
     fn new(cluster: &Cluster) -> Pollers {
-        let sockets: BTreeMap<u64, std::path::PathBuf> = cluster.sockets().into_iter().collect();
+        let sockets: BTreeMap<u64, std::path::PathBuf> = cluster
+            .sockets()
+            .into_iter()
+            .filter(|(id, _)| {
+                cluster
+                    .status_direct(*id)
+                    .is_none_or(|status| !status.observer)
+            })
+            .collect();
         Pollers {
             connections: sockets.keys().map(|id| (*id, None)).collect(),
             sockets,
@@ -402,6 +438,94 @@ fn bench_queries(cluster: &Cluster) {
     }
     let rate = answers as f64 / started.elapsed().as_secs_f64();
     println!("is-goose through goosectl: {rate:.0} answers/s (a process per answer)");
+}
+
+/// One row of the fleet table per observer count.
+fn bench_fleet(options: &Options, rounds: usize) {
+    println!(
+        "fleet: {FLEET_VOTERS} voters on loopback, heartbeat {} ms, election timeout {} ms, \
+         idle CPU over {} s, {rounds} crash rounds per row",
+        options.heartbeat_ms.unwrap_or(50),
+        options.election_timeout().as_millis(),
+        IDLE_RUN.as_secs()
+    );
+    println!(
+        "{:>9} {:>14} {:>14} {:>16} {:>16} {:>16}",
+        "observers",
+        "goose CPU %",
+        "duck CPU %",
+        "goose sends/s",
+        "status ms p50",
+        "failover p50 ms"
+    );
+    let counts: Vec<u64> = std::env::var("GOOSE_BENCH_OBSERVERS")
+        .ok()
+        .map(|list| {
+            list.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_else(|| vec![0, 16, 32, FLEET_OBSERVERS_MAX]);
+    for observers in counts {
+        let mut cluster = Cluster::start(FLEET_VOTERS, options.clone());
+        cluster.wait_for_goose(SETTLE_TIMEOUT);
+        for id in FLEET_VOTERS + 1..=FLEET_VOTERS + observers {
+            let addr = cluster.start_joiner(id);
+            let goose = cluster.wait_for_goose(SETTLE_TIMEOUT);
+            let id = id.to_string();
+            cluster.ctl_ok(
+                goose,
+                &["member", "add", "--observer", &id, &addr.to_string()],
+            );
+        }
+        let goose = settle(&cluster);
+        let duck = (1..=FLEET_VOTERS).find(|id| *id != goose).expect("a duck");
+        let pid = |id: u64| cluster.pid(id).expect("a running node").as_raw();
+        let sent = |cluster: &Cluster| {
+            cluster
+                .status_direct(goose)
+                .map_or(0, |status| status.datagrams_sent)
+        };
+        let (goose_before, duck_before, sent_before) =
+            (cpu_ns(pid(goose)), cpu_ns(pid(duck)), sent(&cluster));
+        let started = Instant::now();
+        std::thread::sleep(IDLE_RUN);
+        let elapsed = started.elapsed().as_secs_f64();
+        let percent = |ns: u64| ns as f64 / 1e9 / elapsed * 100.0;
+        let goose_cpu = percent(cpu_ns(pid(goose)).saturating_sub(goose_before));
+        let duck_cpu = percent(cpu_ns(pid(duck)).saturating_sub(duck_before));
+        let sends = sent(&cluster).saturating_sub(sent_before) as f64 / elapsed;
+        let mut status_times: Vec<Duration> = (0..FLEET_STATUS_RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                cluster.ctl_ok(goose, &["status"]);
+                started.elapsed()
+            })
+            .collect();
+        status_times.sort();
+        let mut windows: Vec<Duration> = (0..rounds)
+            .map(|_| failover(&mut cluster, Event::Kill).from_event)
+            .collect();
+        windows.sort();
+        let ms = |duration: Duration| duration.as_secs_f64() * 1000.0;
+        println!(
+            "{observers:>9} {goose_cpu:>14.2} {duck_cpu:>14.2} {sends:>16.0} {:>16.1} {:>16.1}",
+            ms(status_times[status_times.len() / 2]),
+            ms(windows[windows.len() / 2])
+        );
+    }
+}
+
+/// CPU time of a process (all its threads) in ns, from `/proc/PID/schedstat`.
+fn cpu_ns(pid: i32) -> u64 {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// Resident memory and idle CPU of every daemon.
