@@ -229,9 +229,13 @@ fn impostor_regression_seeds() {
 ///   into the membership, so the new node and the leader refused each other
 ///   for good (no goose). A leader now ignores replies to rounds sent before
 ///   it started replicating to a member.
+/// - 8256959: a preemption whose release was never confirmed gave up, and
+///   the goose of lower priority won the next election every time (the
+///   preferred voter's pre-vote met the old goose's own vote guard); a
+///   node that gives up a handoff now waits an election timeout more.
 #[test]
 fn eligibility_regression_seeds() {
-    for seed in [7800285, 7843194, 7904531] {
+    for seed in [7800285, 7843194, 7904531, 8256959] {
         if let Err(failure) = run_seed(seed, &RunOptions::default()) {
             panic!("regression seed {seed} fails again:\n{failure}");
         }

@@ -427,6 +427,14 @@ impl Node {
     /// What acts on the role did not confirm it stopped: no TimeoutNow
     /// (design.md §7). The node stops leading, so its lease runs out on its
     /// own; until then no voter that acknowledged it grants a vote.
+    ///
+    /// It meant to hand over, so it also waits one more election timeout
+    /// before it campaigns itself: the others' first pre-votes meet its own
+    /// vote guard (it heard itself lead until now), and without the wait it
+    /// campaigned just after that guard ran out and won again, before any
+    /// other's retry, every time (simulator seed 8256959: a preemption
+    /// whose release was never confirmed left the goose of lower priority
+    /// in place for good).
     fn give_up_without_handoff(&mut self, now: Timestamp, handoff: Handoff) {
         self.leading_mut().handoff = None;
         if let Some(id) = handoff.id {
@@ -437,6 +445,7 @@ impl Node {
         }
         let term = self.term;
         self.become_follower(now, term, None);
+        self.election_deadline = self.election_deadline.add(self.config.election_timeout_min);
     }
 
     /// Any caught-up voter, eligible or not, the most recently heard first.
