@@ -21,6 +21,20 @@ pub const RELEASE_WAIT_MAX: Duration = Duration::from_secs(60);
 /// Bytes a membership entry may take, so that it fits in one datagram.
 const MEMBERSHIP_ENTRY_BYTES_MAX: usize = goose_common::limits::MESSAGE_BYTES_MAX - 64;
 
+/// An observer's entry: a learner whose identity the membership does not
+/// bind. An observer never votes, so another data directory under its id
+/// can do no harm, and leaving the identity out keeps a membership of 9
+/// voters and 64 observers (IPv4) within one datagram: a bound identity
+/// takes about 10 bytes, an unbound one 1. Promotion binds it.
+fn observer(id: NodeId, addr: std::net::SocketAddr) -> Member {
+    Member {
+        id,
+        addr,
+        role: MemberRole::Learner,
+        identity: Identity::UNKNOWN,
+    }
+}
+
 /// Whether two memberships differ at most in the identities they know.
 fn same_but_identities(a: &Membership, b: &Membership) -> bool {
     a.members.len() == b.members.len()
@@ -35,8 +49,12 @@ impl Node {
         match self.check_proposal(&change) {
             Ok(membership) => {
                 let promote = match change {
-                    MembershipChange::AddVoter { id, .. } => Some(id),
-                    MembershipChange::AddLearner { .. } | MembershipChange::Remove { .. } => None,
+                    MembershipChange::AddVoter { id, .. } | MembershipChange::Promote { id } => {
+                        Some(id)
+                    }
+                    MembershipChange::AddLearner { .. }
+                    | MembershipChange::Remove { .. }
+                    | MembershipChange::Demote { .. } => None,
                 };
                 let index = self.append_membership(membership);
                 self.leading_mut().pending = Some(PendingChange { id, index, promote });
@@ -108,12 +126,11 @@ impl Node {
                     return Err(RejectReason::Limit(format!("at most {VOTERS_MAX} voters")));
                 }
                 // Its identity is learnt from its first reply and bound when
-                // it is promoted (or by `maybe_bind_identities`).
+                // it is promoted (or by `maybe_bind_identities`); an
+                // observer's is never bound.
                 membership.members.push(Member {
-                    id,
-                    addr,
                     role,
-                    identity: Identity::UNKNOWN,
+                    ..observer(id, addr)
                 });
                 membership.members.sort_by_key(|m| m.id);
             }
@@ -125,6 +142,54 @@ impl Node {
                     return Err(RejectReason::Limit("cannot remove the last voter".into()));
                 }
                 membership.members.retain(|m| m.id != id);
+            }
+            MembershipChange::Promote { id } => {
+                let Some(member) = membership.get(id) else {
+                    return Err(RejectReason::UnknownMember(id));
+                };
+                if member.role != MemberRole::Learner {
+                    return Err(RejectReason::Invalid(format!(
+                        "node {id} is not an observer"
+                    )));
+                }
+                if membership.voters().count() >= VOTERS_MAX {
+                    return Err(RejectReason::Limit(format!("at most {VOTERS_MAX} voters")));
+                }
+                // It catches up as a joining learner; `maybe_promote` makes
+                // it a voter and binds the identity its replies carry.
+                for member in &mut membership.members {
+                    if member.id == id {
+                        member.role = MemberRole::Joining;
+                        member.identity = Identity::UNKNOWN;
+                    }
+                }
+            }
+            MembershipChange::Demote { id } => {
+                let Some(member) = membership.get(id) else {
+                    return Err(RejectReason::UnknownMember(id));
+                };
+                if member.role != MemberRole::Voter {
+                    return Err(RejectReason::Invalid(format!("node {id} is not a voter")));
+                }
+                if membership.voters().count() == 1 {
+                    return Err(RejectReason::Limit("cannot demote the last voter".into()));
+                }
+                let learners = membership
+                    .members
+                    .iter()
+                    .filter(|m| m.role != MemberRole::Voter)
+                    .count();
+                if learners >= LEARNERS_MAX {
+                    return Err(RejectReason::Limit(format!(
+                        "at most {LEARNERS_MAX} learners"
+                    )));
+                }
+                // An observer's entry binds no identity (see `observer`).
+                for member in &mut membership.members {
+                    if member.id == id {
+                        *member = observer(member.id, member.addr);
+                    }
+                }
             }
         }
         let entry_bytes = wire::encoded_len(&EntryPayload::Membership(membership.clone())) + 24;
@@ -169,8 +234,9 @@ impl Node {
         self.hand_over_if_removed(now);
     }
 
-    /// Binds the identities of members the membership does not know yet
-    /// (the initial voters, and members added before they answered) to the
+    /// Binds the identities of voters and joining learners the membership
+    /// does not know yet (the initial voters, and members added before they
+    /// answered; never an observer's, see `observer`) to the
     /// identity their replies carry, in one membership entry, once no
     /// other change is in flight. From then on every node drops messages
     /// under their ids from any other data directory (design.md §2).
@@ -181,7 +247,9 @@ impl Node {
         };
         let idle = state.pending.is_none() && state.handoff.is_none();
         let ready = self.commit_index >= state.noop_index && membership_index <= self.commit_index;
-        if !idle || !ready || membership.members.iter().all(|m| m.identity.is_known()) {
+        let binds = |member: &Member| member.role != MemberRole::Learner;
+        let unbound = |member: &Member| binds(member) && !member.identity.is_known();
+        if !idle || !ready || !membership.members.iter().any(unbound) {
             return;
         }
         let learnt = |member: &Member| {
@@ -197,7 +265,7 @@ impl Node {
         let mut bound = membership.clone();
         let mut changed = false;
         for member in &mut bound.members {
-            if !member.identity.is_known() && learnt(member).is_known() {
+            if unbound(member) && learnt(member).is_known() {
                 member.identity = learnt(member);
                 changed = true;
             }

@@ -898,12 +898,34 @@ impl Node {
             self.ready.persist.hard_state = Some(hard_state);
             self.persisted_hard_state = hard_state;
         }
+        self.note_unbound_membership();
         self.report_transitions(now);
         self.ready.next_deadline = self.next_deadline(now);
         if cfg!(debug_assertions) {
             self.check_invariants();
         }
         std::mem::take(&mut self.ready)
+    }
+
+    /// An entry that binds no identity (an observer's, a joining
+    /// learner's) cannot tell this node from an earlier data directory
+    /// under its id: a rebuilt observer catching up through its
+    /// predecessor's history would take that history's removal for its
+    /// own. Such an entry makes this node a member (so that it later says
+    /// it was removed) only once it has caught up with what its leader said
+    /// was committed and the membership committed then names it. A restart
+    /// forgets it until then.
+    fn note_unbound_membership(&mut self) {
+        if self.was_member || self.leader.is_none() || self.commit_index < self.leader_commit_seen {
+            return;
+        }
+        let named = self
+            .committed_membership()
+            .get(self.config.id)
+            .is_some_and(|member| !member.identity.is_known());
+        if named {
+            self.was_member = true;
+        }
     }
 
     fn report_transitions(&mut self, now: Timestamp) {
@@ -1035,6 +1057,8 @@ pub(crate) fn lease_guard_max() -> Duration {
 /// identity, or any entry in the bootstrap membership (index 0), whose
 /// identities are bound later. A rebuilt node catching up through the log
 /// of an earlier member under its id does not take that history as its own.
+/// (An entry that binds no identity counts only once caught up: see
+/// `Node::note_unbound_membership`.)
 fn counts_as_membership(
     index: LogIndex,
     membership: &Membership,

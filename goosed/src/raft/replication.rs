@@ -7,12 +7,21 @@ use super::types::Event;
 use goose_common::limits::{APPEND_ENTRIES_MAX, MESSAGE_BYTES_MAX};
 use goose_common::{
     wire, Append, AppendReply, Entry, EntryPayload, Identity, InstallSnapshot, LogIndex,
-    MessageBody, NodeId, Snapshot, Term, Timestamp,
+    MemberRole, MessageBody, NodeId, Snapshot, Term, Timestamp,
 };
 use std::time::Duration;
 
 /// Room left in a message for everything but the entries (ids, terms, indexes).
 const APPEND_HEADER_BYTES_MAX: usize = 64;
+
+/// A caught-up observer gets one heartbeat round in this many (the first
+/// round of a term included). An observer needs the goose's id, the term
+/// and the commit index, not the lease: its replies never count for the
+/// lease or commit, so refreshing it every round would cost the leader
+/// datagrams for nothing. At the defaults (heartbeat 50 ms) it hears from
+/// the goose every 200 ms; an observer that lags gets every round until it
+/// has caught up, and new entries go to every member at once.
+pub(crate) const OBSERVER_REFRESH_ROUNDS: u64 = 4;
 
 /// Whether an append is one a correct leader of `term` could send: entries
 /// contiguous from `prev_index + 1`, terms from `prev_term` up to `term`
@@ -222,6 +231,7 @@ impl Node {
             return;
         }
         let last_index = self.log.last_index();
+        let next_round = self.leading().lease.current_round().next();
         let state = self.leading_mut();
         if state
             .progress
@@ -232,6 +242,21 @@ impl Node {
             // to the member: perhaps from an earlier data directory under
             // its id. It neither binds an identity nor counts for the lease.
             return;
+        }
+        if let Some(progress) = state.progress.get_mut(&from) {
+            if progress.identity.is_known() && progress.identity != from_identity {
+                // Another data directory answers under the id (a member
+                // the membership binds no identity to: an observer, a
+                // voter not yet bound). One progress never mixes two: it
+                // starts again from the next round, and this reply counts
+                // for nothing (else `maybe_promote` could bind whichever
+                // answered first, the deadlock of seed 7904531).
+                *progress = Progress::fresh(last_index.next(), next_round);
+                state.lease.forget(from);
+                self.peer_faults.wrong_identity += 1;
+                self.refresh_lease();
+                return;
+            }
         }
         state.lease.acknowledge(from, round);
         self.refresh_lease();
@@ -291,7 +316,23 @@ impl Node {
         state.next_heartbeat = now.add(interval);
         self.refresh_lease();
         self.say_farewell();
-        let peers: Vec<NodeId> = self.leading().progress.keys().copied().collect();
+        let round = self.leading().lease.current_round();
+        let refresh_observers = round.0 % OBSERVER_REFRESH_ROUNDS == 1;
+        let last_index = self.log.last_index();
+        let membership = self.log.latest_membership().1;
+        let state = self.leading();
+        let peers: Vec<NodeId> = state
+            .progress
+            .iter()
+            .filter(|&(id, progress)| {
+                let observer = membership
+                    .get(*id)
+                    .is_some_and(|member| member.role == MemberRole::Learner);
+                let caught_up = progress.match_index == last_index;
+                refresh_observers || !observer || !caught_up
+            })
+            .map(|(&id, _)| id)
+            .collect();
         for peer in peers {
             self.send_append(peer);
         }

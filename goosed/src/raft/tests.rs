@@ -30,6 +30,8 @@ struct Cluster {
     timeout_now_from: Vec<NodeId>,
     /// Settings other than the defaults, by node, used at (re)start.
     configs: BTreeMap<NodeId, Config>,
+    /// Appends sent, by (sender, receiver).
+    appends_sent: BTreeMap<(NodeId, NodeId), u64>,
 }
 
 fn addr(id: u64) -> goose_common::SocketAddr {
@@ -54,6 +56,7 @@ impl Cluster {
             auto_release: true,
             timeout_now_from: Vec::new(),
             configs: BTreeMap::new(),
+            appends_sent: BTreeMap::new(),
         };
         for &id in &ids {
             cluster.start(
@@ -87,6 +90,12 @@ impl Cluster {
         for message in ready.messages {
             if message.body == MessageBody::TimeoutNow {
                 self.timeout_now_from.push(message.from);
+            }
+            if matches!(message.body, MessageBody::Append(_)) {
+                *self
+                    .appends_sent
+                    .entry((message.from, message.to))
+                    .or_default() += 1;
             }
             if !self.cut.contains(&(message.from, message.to)) {
                 self.in_flight.push((self.now.add(DELAY), message));
@@ -1421,4 +1430,299 @@ fn after_a_release_that_is_not_confirmed_another_voter_becomes_the_goose() {
         assert_ne!(new, old, "round {round}: the goose that gave up won again");
         assert!(cluster.timeout_now_from.is_empty());
     }
+}
+
+impl Cluster {
+    fn propose(&mut self, at: NodeId, id: u64, change: MembershipChange) {
+        let id = ProposalId(id);
+        self.step(at, Input::Propose { id, change });
+    }
+
+    /// How proposal `id` settled on node `at`, if it has.
+    fn settled(&self, at: NodeId, id: u64) -> Option<Result<(), RejectReason>> {
+        self.events.iter().find_map(|(node, event)| match event {
+            Event::Done { id: done } if *node == at && done.0 == id => Some(Ok(())),
+            Event::Rejected {
+                id: rejected,
+                reason,
+            } if *node == at && rejected.0 == id => Some(Err(reason.clone())),
+            _ => None,
+        })
+    }
+
+    /// Starts node `id` as a brand-new `--join` node with identity `id`.
+    fn start_joining(&mut self, id: NodeId) {
+        let state = PersistedState {
+            identity: Identity(id.0),
+            ..PersistedState::default()
+        };
+        self.start(id, state);
+    }
+
+    /// Adds observer `id` through the goose and waits until it settles.
+    fn add_observer(&mut self, id: NodeId, proposal: u64) -> Result<(), RejectReason> {
+        let goose = self.goose().expect("a goose to ask");
+        self.start_joining(id);
+        let change = MembershipChange::AddLearner {
+            id,
+            addr: addr(id.0),
+        };
+        self.propose(goose, proposal, change);
+        for _ in 0..40 {
+            if let Some(outcome) = self.settled(goose, proposal) {
+                return outcome;
+            }
+            self.run_for(Duration::from_millis(50));
+        }
+        panic!("adding observer {id} never settled");
+    }
+}
+
+/// design.md §1 and §8: 9 voters and 64 observers, and the 65th is
+/// refused. An observer's entry binds no identity, which keeps that
+/// membership (IPv4) within one datagram; every observer follows the goose
+/// and never answers goose itself.
+#[test]
+fn a_fleet_of_nine_voters_and_sixty_four_observers_fits_and_the_next_is_refused() {
+    let mut cluster = Cluster::new(9);
+    cluster.run_for(Duration::from_secs(1));
+    for n in 0..64 {
+        let id = NodeId(10 + n);
+        assert_eq!(cluster.add_observer(id, 100 + n), Ok(()), "observer {id}");
+    }
+    let goose = cluster.goose().unwrap();
+    let membership = cluster.nodes[&goose].membership().clone();
+    assert_eq!(membership.voters().count(), 9);
+    let observers: Vec<_> = membership
+        .members
+        .iter()
+        .filter(|m| m.role == goose_common::MemberRole::Learner)
+        .collect();
+    assert_eq!(observers.len(), 64);
+    assert!(observers.iter().all(|m| !m.identity.is_known()));
+    let bytes = goose_common::wire::encoded_len(&EntryPayload::Membership(membership));
+    assert!(
+        bytes + 24 <= goose_common::limits::MESSAGE_BYTES_MAX - 64,
+        "{bytes} bytes"
+    );
+    assert_eq!(
+        cluster.add_observer(NodeId(200), 999),
+        Err(RejectReason::Limit("at most 64 learners".into()))
+    );
+    cluster.crash(NodeId(200));
+    cluster.run_for(Duration::from_secs(1));
+    let term = cluster.nodes[&goose].hard_state().term;
+    let commit = cluster.nodes[&goose].commit_index();
+    let now = cluster.now;
+    for n in 0..64 {
+        let observer = cluster.nodes.get_mut(&NodeId(10 + n)).unwrap();
+        let answer = observer.goose(now);
+        assert!(!answer.is_goose());
+        assert_eq!((answer.term, answer.leader), (term, Some(goose)));
+        assert_eq!(observer.commit_index(), commit);
+        assert!(!observer.can_campaign());
+    }
+}
+
+/// An observer needs the goose, the term and the commit index, not the
+/// lease: once caught up it gets one heartbeat round in
+/// `OBSERVER_REFRESH_ROUNDS`, a voter every round.
+#[test]
+fn a_caught_up_observer_gets_one_heartbeat_round_in_four() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(cluster.add_observer(NodeId(4), 1), Ok(()));
+    cluster.run_for(Duration::from_secs(1));
+    let goose = cluster.goose().unwrap();
+    let voter = NodeId(if goose == NodeId(1) { 2 } else { 1 });
+    let sent = |cluster: &Cluster, to: NodeId| cluster.appends_sent.get(&(goose, to)).copied();
+    let before = (sent(&cluster, voter), sent(&cluster, NodeId(4)));
+    cluster.run_for(Duration::from_secs(2));
+    let to_voter = (sent(&cluster, voter).unwrap() - before.0.unwrap()) as usize;
+    let to_observer = (sent(&cluster, NodeId(4)).unwrap() - before.1.unwrap()) as usize;
+    assert!(
+        (39..=41).contains(&to_voter),
+        "{to_voter} appends to a voter in 2 s"
+    );
+    let rounds = replication::OBSERVER_REFRESH_ROUNDS as usize;
+    let expected = to_voter / rounds;
+    assert!(
+        (expected.saturating_sub(1)..=expected + 1).contains(&to_observer),
+        "{to_observer} appends to the observer against {to_voter} to a voter"
+    );
+    let observer = &cluster.nodes[&NodeId(4)];
+    assert_eq!(observer.leader(), Some(goose));
+    assert_eq!(
+        observer.commit_index(),
+        cluster.nodes[&goose].commit_index()
+    );
+}
+
+/// `member promote` and `member demote` (design.md §6): one change at a
+/// time; a promoted observer catches up and its identity is bound; a
+/// demoted voter's is not; a demoted goose stops answering goose at once
+/// and hands over once the change commits; the last voter stays.
+#[test]
+fn observers_are_promoted_and_voters_demoted_and_a_demoted_goose_hands_over() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(cluster.add_observer(NodeId(4), 1), Ok(()));
+    let goose = cluster.goose().unwrap();
+    cluster.propose(goose, 2, MembershipChange::Promote { id: NodeId(4) });
+    cluster.propose(goose, 3, MembershipChange::Demote { id: NodeId(4) });
+    assert_eq!(
+        cluster.settled(goose, 3),
+        Some(Err(RejectReason::ChangeInProgress))
+    );
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(cluster.settled(goose, 2), Some(Ok(())));
+    let member = cluster.nodes[&goose].membership().get(NodeId(4)).cloned();
+    assert_eq!(
+        member.map(|m| (m.role, m.identity)),
+        Some((goose_common::MemberRole::Voter, Identity(4)))
+    );
+    cluster.propose(goose, 4, MembershipChange::Promote { id: NodeId(4) });
+    assert!(matches!(
+        cluster.settled(goose, 4),
+        Some(Err(RejectReason::Invalid(_)))
+    ));
+
+    // Demote the goose itself.
+    cluster.propose(goose, 5, MembershipChange::Demote { id: goose });
+    assert_eq!(
+        cluster.geese(),
+        Vec::<NodeId>::new(),
+        "a demoted goose stops at once"
+    );
+    cluster.run_for(Duration::from_secs(2));
+    assert_eq!(cluster.settled(goose, 5), Some(Ok(())));
+    let new = cluster.goose().expect("a goose after the demotion");
+    assert_ne!(new, goose);
+    let demoted = &cluster.nodes[&goose];
+    let member = demoted.membership().get(goose).cloned().unwrap();
+    assert_eq!(member.role, goose_common::MemberRole::Learner);
+    assert!(!member.identity.is_known());
+    assert!(!demoted.is_removed() && !demoted.can_campaign());
+    assert_eq!(demoted.leader(), Some(new));
+    assert!(!cluster
+        .events
+        .iter()
+        .any(|(id, e)| *id == goose && *e == Event::Removed));
+
+    // Down to one voter, which stays.
+    let mut proposal = 10;
+    for id in [1, 2, 3, 4].map(NodeId) {
+        let goose = cluster.goose().unwrap();
+        if id == goose || !cluster.nodes[&goose].membership().is_voter(id) {
+            continue;
+        }
+        cluster.propose(goose, proposal, MembershipChange::Demote { id });
+        cluster.run_for(Duration::from_secs(1));
+        assert_eq!(
+            cluster.settled(goose, proposal),
+            Some(Ok(())),
+            "demote {id}"
+        );
+        proposal += 1;
+    }
+    let goose = cluster.goose().unwrap();
+    assert_eq!(cluster.nodes[&goose].membership().voters().count(), 1);
+    cluster.propose(goose, 99, MembershipChange::Demote { id: goose });
+    assert_eq!(
+        cluster.settled(goose, 99),
+        Some(Err(RejectReason::Limit(
+            "cannot demote the last voter".into()
+        )))
+    );
+}
+
+/// An observer's data directory is wiped and it comes back under its id:
+/// the leader's progress, bound to the old directory's replies, starts
+/// again (the reply that showed the change counts for nothing, and is
+/// counted as `wrong_identity`), so the new one catches up, and a
+/// promotion binds the new identity, never a mix of the two.
+#[test]
+fn a_wiped_observer_is_caught_up_again_and_promoted_under_its_new_identity() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(cluster.add_observer(NodeId(4), 1), Ok(()));
+    cluster.run_for(Duration::from_secs(1));
+    let goose = cluster.goose().unwrap();
+    assert_eq!(cluster.nodes[&goose].peer_faults().wrong_identity, 0);
+    cluster.crash(NodeId(4));
+    let fresh = Identity(98);
+    cluster.start(
+        NodeId(4),
+        PersistedState {
+            identity: fresh,
+            ..PersistedState::default()
+        },
+    );
+    cluster.run_for(Duration::from_secs(1));
+    assert!(cluster.nodes[&goose].peer_faults().wrong_identity >= 1);
+    let observer = &cluster.nodes[&NodeId(4)];
+    assert_eq!(observer.leader(), Some(goose));
+    assert_eq!(observer.last_index(), cluster.nodes[&goose].last_index());
+    cluster.propose(goose, 2, MembershipChange::Promote { id: NodeId(4) });
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(cluster.settled(goose, 2), Some(Ok(())));
+    let member = cluster.nodes[&goose]
+        .membership()
+        .get(NodeId(4))
+        .cloned()
+        .unwrap();
+    assert_eq!(member.identity, fresh);
+}
+
+/// A removed observer says so, though its entry binds no identity; a
+/// rebuilt one, catching up through the history of the observer it
+/// replaces (added, then removed), does not take that removal for its own.
+#[test]
+fn a_removed_observer_says_so_and_a_rebuilt_one_does_not_take_its_predecessors_removal() {
+    let mut cluster = Cluster::new(3);
+    cluster.configs.insert(
+        NodeId(1),
+        Config {
+            compaction_threshold: 10_000,
+            ..Config::new(NodeId(1))
+        },
+    );
+    cluster.run_for(Duration::from_secs(1));
+    // Many observers make every membership entry large, so the rebuilt one
+    // catches up an entry or two per append, through every step between.
+    for n in 0..40 {
+        assert_eq!(cluster.add_observer(NodeId(10 + n), 100 + n), Ok(()));
+    }
+    assert_eq!(cluster.add_observer(NodeId(4), 1), Ok(()));
+    cluster.run_for(Duration::from_secs(1));
+    let goose = cluster.goose().unwrap();
+    cluster.propose(goose, 2, MembershipChange::Remove { id: NodeId(4) });
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(cluster.settled(goose, 2), Some(Ok(())));
+    assert!(cluster.events.contains(&(NodeId(4), Event::Removed)));
+    assert!(cluster.nodes[&NodeId(4)].is_removed());
+
+    cluster.crash(NodeId(4));
+    cluster.events.clear();
+    cluster.start(
+        NodeId(4),
+        PersistedState {
+            identity: Identity(97),
+            ..PersistedState::default()
+        },
+    );
+    let change = MembershipChange::AddLearner {
+        id: NodeId(4),
+        addr: addr(4),
+    };
+    cluster.propose(goose, 3, change);
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(cluster.settled(goose, 3), Some(Ok(())));
+    let rebuilt = &cluster.nodes[&NodeId(4)];
+    assert!(
+        rebuilt.entries().len() > 40,
+        "it caught up through the history"
+    );
+    assert!(!rebuilt.is_removed());
+    assert!(!cluster.events.contains(&(NodeId(4), Event::Removed)));
 }

@@ -266,6 +266,20 @@ pub enum MembershipChange {
         /// The id to remove.
         id: NodeId,
     },
+    /// Make a learner (an observer) a voter: it becomes a joining learner,
+    /// catches up, and is promoted as an added voter is; settled when the
+    /// promotion commits.
+    Promote {
+        /// The observer's id.
+        id: NodeId,
+    },
+    /// Make a voter an observer (the leader itself included: it stops
+    /// answering goose at once and hands over once the change commits, as
+    /// a removed leader does). Its identity is no longer bound.
+    Demote {
+        /// The voter's id.
+        id: NodeId,
+    },
 }
 
 /// Something that happens to a node.
