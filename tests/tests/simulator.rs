@@ -70,7 +70,7 @@ fn many_seeds() {
     }
     let goose_share = summary.goose_ns as f64 / summary.simulated.as_nanos().max(1) as f64;
     let figures = format!(
-        "simulator: {} seeds, {:.0} simulated seconds, {} events, {} steps, {} goose questions, {} faults, {} requests ({} done), {} calm periods live, operator actions: {} retimed, {} rebuilt, {} impostors, {} jobs, handoffs released: {} ({} late), {} not confirmed, eligibility: {} health changes, {} drains, {} calm periods preferred, goose {:.1}% of the time, highest term {}, violations {}",
+        "simulator: {} seeds, {:.0} simulated seconds, {} events, {} steps, {} goose questions, {} faults, {} requests ({} done), {} calm periods live, operator actions: {} retimed, {} rebuilt, {} impostors, {} jobs, handoffs released: {} ({} late), {} not confirmed, eligibility: {} health changes, {} drains, {} calm periods preferred, observers: {} promoted, {} demoted, {} answers, goose {:.1}% of the time, highest term {}, violations {}",
         summary.seeds,
         summary.simulated.as_secs_f64(),
         summary.events,
@@ -90,6 +90,9 @@ fn many_seeds() {
         summary.health_changes,
         summary.drains,
         summary.preference_checks,
+        summary.promotions,
+        summary.demotions,
+        summary.observer_answers,
         goose_share * 100.0,
         summary.max_term,
         summary.failed,

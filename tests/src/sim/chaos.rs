@@ -750,7 +750,8 @@ impl Sim {
             return Ok(());
         };
         let membership = node.membership().clone();
-        let change = if self.rng.u32(0..100) < 55 {
+        let draw = self.rng.u32(0..100);
+        let change = if draw < 55 {
             let fresh = self
                 .member_slots
                 .iter()
@@ -773,7 +774,7 @@ impl Sim {
             } else {
                 MembershipChange::AddLearner { id, addr }
             }
-        } else {
+        } else if draw < 80 {
             let members: Vec<NodeId> = membership
                 .members
                 .iter()
@@ -785,6 +786,31 @@ impl Sim {
             }
             MembershipChange::Remove {
                 id: members[self.rng.usize(0..members.len())],
+            }
+        } else {
+            // Promote an observer, or demote a voter (the goose included).
+            let promote = draw < 90;
+            let wanted = if promote {
+                MemberRole::Learner
+            } else {
+                MemberRole::Voter
+            };
+            let members: Vec<NodeId> = membership
+                .members
+                .iter()
+                .filter(|m| m.role == wanted)
+                .map(|m| m.id)
+                .collect();
+            if members.is_empty() {
+                return Ok(());
+            }
+            let id = members[self.rng.usize(0..members.len())];
+            if promote {
+                self.stats.promotions += 1;
+                MembershipChange::Promote { id }
+            } else {
+                self.stats.demotions += 1;
+                MembershipChange::Demote { id }
             }
         };
         self.propose_at(index, change)?;
@@ -838,6 +864,12 @@ pub struct Summary {
     pub drains: u64,
     /// Calm periods whose goose was checked against priorities (l), summed.
     pub preference_checks: u64,
+    /// Promotions and demotions proposed, summed.
+    pub promotions: u64,
+    /// See `promotions`.
+    pub demotions: u64,
+    /// Observer answers checked by (m), summed.
+    pub observer_answers: u64,
     /// The failures (the first few).
     pub failures: Vec<Box<Failure>>,
     /// How many failed in all.
@@ -886,6 +918,9 @@ pub fn run_seeds(seeds: &[u64], threads: usize, options: &RunOptions) -> Summary
                         summary.health_changes += stats.health_changes;
                         summary.drains += stats.drains;
                         summary.preference_checks += stats.preference_checks;
+                        summary.promotions += stats.promotions;
+                        summary.demotions += stats.demotions;
+                        summary.observer_answers += stats.observer_answers;
                     }
                     Err(failure) => {
                         summary.failed += 1;

@@ -728,11 +728,21 @@ impl Checker {
                 ),
             );
         }
+        let observer = !node.committed_membership().is_voter(node_id) && !node.is_voter();
+        if observer {
+            self.check_observer_answer(slot, answer)?;
+        }
         if !answer.is_goose() {
             if answer.lease_until.is_some() {
                 return violation("answer", format!("{id} answered duck with a promise"));
             }
             return Ok(());
+        }
+        if observer {
+            return violation(
+                "(m) observers",
+                format!("{id} answered goose in term {term} as an observer"),
+            );
         }
         let Some(lease_until) = answer.lease_until else {
             return violation("answer", format!("{id} answered goose without a promise"));
@@ -786,6 +796,30 @@ impl Checker {
             }
         }
         Ok(())
+    }
+
+    /// (m): the goose an observer names held that term: the leader of
+    /// `answer.term` it reports is the process seen leading that term.
+    fn check_observer_answer(&self, slot: usize, answer: &GooseAnswer) -> Result<(), Violation> {
+        let Some(leader) = answer.leader else {
+            return Ok(());
+        };
+        let held = self
+            .leaders_by_term
+            .get(&answer.term)
+            .map(|&leader_slot| self.who(leader_slot));
+        if held.is_some_and(|who| who.id == leader.0) {
+            return Ok(());
+        }
+        violation(
+            "(m) observers",
+            format!(
+                "{} (an observer) names {leader} the leader of term {}, which {}",
+                self.who(slot),
+                answer.term,
+                held.map_or("nobody led".to_string(), |who| format!("{who} led")),
+            ),
+        )
     }
 
     /// (j): slot `slot`'s runner was told at true `now_ns` that its job of

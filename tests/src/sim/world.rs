@@ -237,6 +237,13 @@ pub struct SimStats {
     pub drains: u64,
     /// Calm periods whose goose was checked against priorities (l).
     pub preference_checks: u64,
+    /// Promotions of observers proposed (chaos).
+    pub promotions: u64,
+    /// Demotions of voters proposed (chaos).
+    pub demotions: u64,
+    /// Answers of observers checked by (m): nodes that are a voter in
+    /// neither their latest nor their committed membership, naming a leader.
+    pub observer_answers: u64,
 }
 
 /// A change in who answers goose, observed at a check.
@@ -1313,6 +1320,10 @@ impl Sim {
                 }
             };
             self.stats.goose_questions += 1;
+            let observer = !node.is_voter() && !node.committed_membership().is_voter(node.id());
+            if observer && answer.leader.is_some() {
+                self.stats.observer_answers += 1;
+            }
             self.checker.on_answer(
                 index,
                 node,
