@@ -43,7 +43,7 @@ use std::time::Duration;
 
 /// The version of this protocol, the first two bytes of every frame payload.
 /// Bump it whenever the postcard layout of [`Request`] or [`Reply`] changes.
-pub const CONTROL_PROTOCOL_VERSION: u16 = 7;
+pub const CONTROL_PROTOCOL_VERSION: u16 = 8;
 
 /// The longest grace a `goosectl run` runner may ask for: a handoff waits
 /// at most this (plus a margin) for a runner to stop its job.
@@ -344,6 +344,18 @@ pub enum Request {
         /// Drain (true) or undrain (false).
         drained: bool,
     },
+    /// Make an observer a voter: it catches up and is promoted; answered
+    /// once the promotion commits. Added in protocol version 8.
+    MemberPromote {
+        /// The observer.
+        id: NodeId,
+    },
+    /// Make a voter an observer (a demoted goose hands over first);
+    /// answered once the change commits. Added in protocol version 8.
+    MemberDemote {
+        /// The voter.
+        id: NodeId,
+    },
 }
 
 impl Request {
@@ -360,6 +372,8 @@ impl Request {
             | Request::PartitionList => false,
             Request::MemberAdd { .. }
             | Request::MemberRemove { .. }
+            | Request::MemberPromote { .. }
+            | Request::MemberDemote { .. }
             | Request::PartitionAdd(_)
             | Request::PartitionDelete(_)
             | Request::PartitionFlush
@@ -383,6 +397,8 @@ impl Request {
             } => "member add",
             Request::MemberAdd { observer: true, .. } => "member add --observer",
             Request::MemberRemove { .. } => "member remove",
+            Request::MemberPromote { .. } => "member promote",
+            Request::MemberDemote { .. } => "member demote",
             Request::PartitionList => "partition list",
             Request::PartitionAdd(_) => "partition add",
             Request::PartitionDelete(_) => "partition delete",
@@ -406,10 +422,13 @@ impl Request {
             Request::Status { local: false }
             | Request::PartitionSplit { .. }
             | Request::PartitionHeal => Some(CLUSTER_REPLY_TIMEOUT),
-            Request::MemberAdd { .. } => Some(MEMBER_ADD_REPLY_TIMEOUT),
-            Request::MemberRemove { .. } | Request::StepDown { .. } | Request::Drain { .. } => {
-                Some(CHANGE_REPLY_TIMEOUT)
+            Request::MemberAdd { .. } | Request::MemberPromote { .. } => {
+                Some(MEMBER_ADD_REPLY_TIMEOUT)
             }
+            Request::MemberRemove { .. }
+            | Request::MemberDemote { .. }
+            | Request::StepDown { .. }
+            | Request::Drain { .. } => Some(CHANGE_REPLY_TIMEOUT),
             Request::Status { local: true }
             | Request::IsGoose
             | Request::MemberList
@@ -431,7 +450,10 @@ impl Request {
             }
         };
         match self {
-            Request::MemberAdd { id, .. } | Request::MemberRemove { id } => valid_id(id),
+            Request::MemberAdd { id, .. }
+            | Request::MemberRemove { id }
+            | Request::MemberPromote { id }
+            | Request::MemberDemote { id } => valid_id(id),
             Request::StepDown { to: Some(id) } => valid_id(id),
             Request::Run { grace_ms } if *grace_ms > RUNNER_GRACE_MAX.as_millis() as u64 => Err(
                 format!("the grace is at most {} s", RUNNER_GRACE_MAX.as_secs()),
@@ -890,6 +912,8 @@ mod tests {
                 observer: true,
             },
             Request::MemberRemove { id: NodeId(2) },
+            Request::MemberPromote { id: NodeId(5) },
+            Request::MemberDemote { id: NodeId(3) },
             Request::PartitionList,
             Request::PartitionAdd(Rule {
                 chain: Chain::Both,
@@ -1222,6 +1246,8 @@ mod tests {
                 "member add",
                 "member add --observer",
                 "member remove",
+                "member promote",
+                "member demote",
                 "partition add",
                 "partition delete",
                 "partition flush",
@@ -1250,6 +1276,8 @@ mod tests {
         assert!(split(vec![0], vec![1]).validate().is_err());
         assert!(split((1..=80).collect(), vec![100]).validate().is_err());
         assert!(Request::MemberRemove { id: NodeId(0) }.validate().is_err());
+        assert!(Request::MemberPromote { id: NodeId(0) }.validate().is_err());
+        assert!(Request::MemberDemote { id: NodeId(0) }.validate().is_err());
         assert!(Request::StepDown {
             to: Some(NodeId(0))
         }

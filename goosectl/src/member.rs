@@ -1,4 +1,4 @@
-//! `member list | add [--observer] ID ADDR | remove ID`.
+//! `member list | add [--observer] ID ADDR | remove ID | promote ID | demote ID`.
 
 use crate::client;
 use crate::error::CtlError;
@@ -33,6 +33,20 @@ pub enum MemberCommand {
         #[arg(value_parser = parse_node_id)]
         id: NodeId,
     },
+    /// Make an observer a voter; returns once it votes (its daemon must be
+    /// running and caught up).
+    Promote {
+        /// The observer's id.
+        #[arg(value_parser = parse_node_id)]
+        id: NodeId,
+    },
+    /// Make a voter an observer (a demoted goose hands the goose over
+    /// first); returns once the change commits.
+    Demote {
+        /// The voter's id.
+        #[arg(value_parser = parse_node_id)]
+        id: NodeId,
+    },
 }
 
 /// Parses a node id: an integer above 0.
@@ -59,6 +73,8 @@ pub fn run(context: &Context, command: MemberCommand) -> Result<u8, CtlError> {
         MemberCommand::List => Request::MemberList,
         MemberCommand::Add { observer, id, addr } => Request::MemberAdd { id, addr, observer },
         MemberCommand::Remove { id } => Request::MemberRemove { id },
+        MemberCommand::Promote { id } => Request::MemberPromote { id },
+        MemberCommand::Demote { id } => Request::MemberDemote { id },
     };
     match client::call(context, &request)? {
         Reply::Members(members) if request == Request::MemberList => {

@@ -168,6 +168,10 @@ fn usage_errors_exit_2_with_one_line() {
         &["member"],
         &["member", "add", "0", "10.0.0.1:7700"],
         &["member", "add", "4", "not-an-address"],
+        &["member", "promote"],
+        &["member", "promote", "0"],
+        &["member", "demote", "x"],
+        &["member", "demote", "2", "3"],
         &["partition", "add", "--in"],
         &["partition", "add", "--in", "--out", "--peer", "2"],
         &["partition", "add", "--in", "--addr", "10.0.0.0/40"],
@@ -524,9 +528,11 @@ fn a_daemon_error_is_one_line_and_exit_2() {
 #[test]
 fn commands_send_the_requests_of_the_design() {
     let daemon = cluster_daemon(NodeRole::Goose);
-    let runs: [&[&str]; 11] = [
+    let runs: [&[&str]; 13] = [
         &["member", "add", "4", "10.0.0.4:7700"],
         &["member", "add", "--observer", "9", "10.0.0.9:7700"],
+        &["member", "promote", "9"],
+        &["member", "demote", "4"],
         &[
             "partition",
             "add",
@@ -574,6 +580,8 @@ fn commands_send_the_requests_of_the_design() {
                 addr: "10.0.0.9:7700".parse().unwrap(),
                 observer: true,
             },
+            Request::MemberPromote { id: NodeId(9) },
+            Request::MemberDemote { id: NodeId(4) },
             Request::PartitionAdd(Rule {
                 chain: Chain::Out,
                 matcher: Matcher::Addr("10.0.0.0/24".parse().unwrap()),

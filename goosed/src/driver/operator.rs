@@ -281,6 +281,16 @@ impl Driver {
                     .forward_or_propose(ForwardedRequest::StepDown { to }, Caller::Local(reply))
                     .await;
             }
+            Request::MemberPromote { id } => {
+                return self
+                    .forward_or_propose(ForwardedRequest::Promote { id }, Caller::Local(reply))
+                    .await;
+            }
+            Request::MemberDemote { id } => {
+                return self
+                    .forward_or_propose(ForwardedRequest::Demote { id }, Caller::Local(reply))
+                    .await;
+            }
             Request::Drain { drained } => match self.set_drained(drained).await {
                 Ok(line) => Reply::Ok(line),
                 Err((line, exit)) => {
@@ -419,6 +429,20 @@ impl Driver {
                     change: MembershipChange::Remove { id: node },
                 },
                 "member removed",
+            ),
+            ForwardedRequest::Promote { id: node } => (
+                Input::Propose {
+                    id,
+                    change: MembershipChange::Promote { id: node },
+                },
+                "member promoted to a voter",
+            ),
+            ForwardedRequest::Demote { id: node } => (
+                Input::Propose {
+                    id,
+                    change: MembershipChange::Demote { id: node },
+                },
+                "member demoted to an observer",
             ),
             ForwardedRequest::StepDown { to } => {
                 (Input::Handoff { id, target: to }, "handed the goose over")

@@ -93,6 +93,16 @@ pub enum ForwardedRequest {
         /// Its UDP address.
         addr: SocketAddr,
     },
+    /// `goosectl member promote` (last, with `Demote`, for the same reason).
+    Promote {
+        /// The observer.
+        id: NodeId,
+    },
+    /// `goosectl member demote`.
+    Demote {
+        /// The voter.
+        id: NodeId,
+    },
 }
 
 impl ForwardedRequest {
@@ -111,6 +121,8 @@ impl ForwardedRequest {
             },
             ForwardedRequest::MemberRemove { id } => Request::MemberRemove { id },
             ForwardedRequest::StepDown { to } => Request::StepDown { to },
+            ForwardedRequest::Promote { id } => Request::MemberPromote { id },
+            ForwardedRequest::Demote { id } => Request::MemberDemote { id },
         }
     }
 
@@ -125,7 +137,7 @@ impl ForwardedRequest {
 
 /// One change of each kind, for tests.
 #[cfg(test)]
-pub(crate) fn every_change() -> [ForwardedRequest; 4] {
+pub(crate) fn every_change() -> [ForwardedRequest; 6] {
     let addr: SocketAddr = "127.0.0.1:7700".parse().expect("an address");
     [
         ForwardedRequest::MemberAdd {
@@ -138,6 +150,8 @@ pub(crate) fn every_change() -> [ForwardedRequest; 4] {
             id: NodeId(5),
             addr,
         },
+        ForwardedRequest::Promote { id: NodeId(5) },
+        ForwardedRequest::Demote { id: NodeId(3) },
     ]
 }
 
