@@ -451,6 +451,184 @@ fn observers_follow_the_goose_and_never_make_a_majority() {
     assert!(back <= 3, "an observer became the goose: {back}");
 }
 
+/// Voters of the fleet test.
+const FLEET_VOTERS: u64 = 5;
+
+/// Observers of the fleet test: 64 members in all (design.md §1, §8).
+const FLEET_OBSERVERS: u64 = 59;
+
+/// Resident memory all 64 daemons of the fleet test may take together: a
+/// daemon takes a few MB (README: Benchmarks), so this is room to spare on
+/// the 24 GB CI machine while still catching a per-member blow-up.
+const FLEET_RSS_MAX_KB: u64 = 64 * 32 * 1024;
+
+/// VmRSS of a process in kB (0 if it is gone).
+fn resident_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A fleet (design.md §1, §8, README "Observers"): 5 voters and 59
+/// observers, 64 daemons at the default timers, every change through
+/// goosectl. `status` from an observer gathers all 64 members' own answers
+/// and names the goose; every observer follows the goose and is a duck;
+/// `member promote` and `member demote` move members between the roles
+/// (a demoted goose hands the goose over to a voter and follows it); the
+/// 64-observer limit is a clear refusal. The daemons' memory stays bounded.
+#[test]
+fn a_fleet_of_five_voters_and_fifty_nine_observers_runs_through_goosectl() {
+    let started = Instant::now();
+    let mut cluster = Cluster::start(FLEET_VOTERS, Options::default());
+    let goose = cluster.wait_for_goose(GOOSE_WAIT);
+    let last = FLEET_VOTERS + FLEET_OBSERVERS;
+    for id in FLEET_VOTERS + 1..=last {
+        let addr = cluster.start_joiner(id);
+        let id = id.to_string();
+        let added = cluster.ctl_ok(
+            goose,
+            &["member", "add", "--observer", &id, &addr.to_string()],
+        );
+        assert!(added.contains("observer"), "{added}");
+    }
+    let added = started.elapsed();
+
+    // Every observer follows the goose locally (a joiner's socket
+    // appears once its daemon is up).
+    for observer in FLEET_VOTERS + 1..=last {
+        wait_for(
+            &format!("node {observer} to follow node {goose}"),
+            GOOSE_WAIT,
+            || {
+                cluster
+                    .status_local_json(observer)
+                    .filter(|status| status["leader_id"].as_u64() == Some(goose))
+            },
+        );
+    }
+
+    // Status across every member, from the last observer.
+    let asked = Instant::now();
+    let text = cluster.ctl_ok(last, &["--json", "status"]);
+    let status_time = asked.elapsed();
+    let status: serde_json::Value = serde_json::from_str(&text).expect("status is JSON");
+    assert_eq!(status["goose"].as_u64(), Some(goose), "{status}");
+    let answers = status["members"].as_array().expect("members");
+    assert_eq!(answers.len() as u64, last, "{status}");
+    let roles: BTreeMap<u64, (String, bool)> = answers
+        .iter()
+        .map(|member| {
+            (
+                member["id"].as_u64().unwrap(),
+                (
+                    member["role"].as_str().unwrap().to_string(),
+                    member["observer"].as_bool().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    for id in 1..=last {
+        let (role, observer) = &roles[&id];
+        let expected = if id == goose { "goose" } else { "duck" };
+        assert_eq!(role, expected, "node {id} in {status}");
+        assert_eq!(*observer, id > FLEET_VOTERS, "node {id} in {status}");
+    }
+
+    for observer in FLEET_VOTERS + 1..=last {
+        let answer = cluster.ctl(observer, &["is-goose"]);
+        assert_eq!(answer.status.code(), Some(1), "node {observer} is a duck");
+    }
+
+    let rss_kb: u64 = cluster
+        .ids()
+        .into_iter()
+        .filter_map(|id| cluster.pid(id))
+        .map(|pid| resident_kb(pid.as_raw()))
+        .sum();
+    eprintln!(
+        "fleet: {last} daemons, {added:.1?} to add {FLEET_OBSERVERS} observers, \
+         status across all in {status_time:.1?}, {} MB resident in all",
+        rss_kb / 1024
+    );
+    assert!(
+        rss_kb > 0 && rss_kb < FLEET_RSS_MAX_KB,
+        "{rss_kb} kB resident"
+    );
+
+    // Promote an observer (sent to an observer, which forwards it), demote
+    // a voter duck; the roles are refused where they do not apply.
+    let promoted = cluster.ctl_ok(last, &["member", "promote", "6"]);
+    assert!(promoted.contains("promoted"), "{promoted}");
+    let duck = (1..=FLEET_VOTERS).find(|id| *id != goose).unwrap();
+    let demoted = cluster.ctl_ok(goose, &["member", "demote", &duck.to_string()]);
+    assert!(demoted.contains("demoted"), "{demoted}");
+    let list = members(&cluster, goose);
+    assert_eq!(list[&6], "voter", "{list:?}");
+    assert_eq!(list[&duck], "observer", "{list:?}");
+    for (args, expected) in [
+        (["member", "promote", "6"], "node 6 is not an observer"),
+        (["member", "demote", "7"], "node 7 is not a voter"),
+        (["member", "promote", "99"], "99"),
+    ] {
+        let output = cluster.ctl(goose, &args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let line = stderr_of(&output);
+        assert!(line.contains(expected), "{args:?}: {line}");
+    }
+
+    // Demote the goose: it hands over to a voter and follows it.
+    cluster.ctl_ok(goose, &["member", "demote", &goose.to_string()]);
+    let successor = wait_for("a goose among the voters", GOOSE_WAIT, || {
+        cluster.goose().filter(|id| *id != goose)
+    });
+    let list = members(&cluster, successor);
+    assert_eq!(list[&successor], "voter", "{list:?}");
+    assert_eq!(list[&goose], "observer", "{list:?}");
+    wait_for(
+        &format!("node {goose} to follow node {successor}"),
+        GOOSE_WAIT,
+        || {
+            cluster.status_local_json(goose).filter(|status| {
+                status["leader_id"].as_u64() == Some(successor) && status["observer"] == true
+            })
+        },
+    );
+
+    // 60 observers now (59 − 1 promoted + 2 demoted); members at addresses
+    // nobody answers fill the named limit of 64, and the next is refused.
+    let ports = free_udp_ports(5);
+    for (offset, port) in ports[..4].iter().enumerate() {
+        let id = (100 + offset).to_string();
+        cluster.ctl_ok(
+            successor,
+            &[
+                "member",
+                "add",
+                "--observer",
+                &id,
+                &format!("127.0.0.1:{port}"),
+            ],
+        );
+    }
+    let refused = cluster.ctl(
+        successor,
+        &[
+            "member",
+            "add",
+            "--observer",
+            "104",
+            &format!("127.0.0.1:{}", ports[4]),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let line = stderr_of(&refused);
+    assert!(line.contains("at most 64"), "{line}");
+    assert_eq!(cluster.goose(), Some(successor));
+}
+
 /// On a live cluster (design.md §3): `member add` of nodes started with
 /// `--join` returns once each is a voter (sent to the goose, then to a duck
 /// that forwards it); removing a duck and then the goose commits, the
