@@ -22,8 +22,8 @@
 //!   (utime + stime over 10 s).
 //!
 //! - With `GOOSE_BENCH_FLEET=1`, only the fleet table (design.md §1): 5
-//!   voters and 0, 16, 32 and [`FLEET_OBSERVERS_MAX`] observers (as many as
-//!   one membership datagram holds today), each row on a cluster of its own:
+//!   voters and 0, 16, 32 and [`FLEET_OBSERVERS_MAX`] observers (64 members
+//!   in all), each row on a cluster of its own:
 //!   the idle CPU of the goose and of a voter duck (from
 //!   `/proc/PID/schedstat` over 10 s), the datagrams the goose sends per
 //!   second, the time of `goosectl status` across every member, and the
@@ -80,10 +80,9 @@ const HEALTH_INTERVALS: [(u64, usize); 2] = [(100, 2), (1000, 4)];
 /// Voters of the fleet table.
 const FLEET_VOTERS: u64 = 5;
 
-/// The most observers of the fleet table: 5 voters and 45 observers is
-/// about the largest membership that fits in one datagram today (README:
-/// Observers).
-const FLEET_OBSERVERS_MAX: u64 = 45;
+/// The most observers of the fleet table: 64 members in all, the fleet of
+/// design.md §1 (README: Observers).
+const FLEET_OBSERVERS_MAX: u64 = 59;
 
 /// Failover rounds per row of the fleet table unless `GOOSE_BENCH_ROUNDS`.
 const FLEET_ROUNDS_DEFAULT: usize = 5;
