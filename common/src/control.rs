@@ -350,8 +350,9 @@ pub enum Request {
         /// The observer.
         id: NodeId,
     },
-    /// Make a voter an observer (a demoted goose hands over first);
-    /// answered once the change commits. Added in protocol version 8.
+    /// Make a voter an observer; answered once the change commits. A
+    /// demoted goose stops answering goose when the change is appended and
+    /// hands the goose over once it commits. Added in protocol version 8.
     MemberDemote {
         /// The voter.
         id: NodeId,

@@ -40,8 +40,9 @@ pub enum MemberCommand {
         #[arg(value_parser = parse_node_id)]
         id: NodeId,
     },
-    /// Make a voter an observer (a demoted goose hands the goose over
-    /// first); returns once the change commits.
+    /// Make a voter an observer; returns once the change commits (a
+    /// demoted goose stops answering goose at once and hands the goose over
+    /// once the change commits).
     Demote {
         /// The voter's id.
         #[arg(value_parser = parse_node_id)]

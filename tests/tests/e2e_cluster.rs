@@ -571,7 +571,7 @@ fn a_fleet_of_five_voters_and_fifty_nine_observers_runs_through_goosectl() {
     for (args, expected) in [
         (["member", "promote", "6"], "node 6 is not an observer"),
         (["member", "demote", "7"], "node 7 is not a voter"),
-        (["member", "promote", "99"], "99"),
+        (["member", "promote", "99"], "node 99 is not a member"),
     ] {
         let output = cluster.ctl(goose, &args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -627,6 +627,32 @@ fn a_fleet_of_five_voters_and_fifty_nine_observers_runs_through_goosectl() {
     let line = stderr_of(&refused);
     assert!(line.contains("at most 64"), "{line}");
     assert_eq!(cluster.goose(), Some(successor));
+
+    // Promoting an observer that is not running waits for it and holds
+    // every other change back; step-down and `member remove` back it out
+    // (README: Observers).
+    let mut promote = cluster.ctl_command(successor, &["member", "promote", "100"]);
+    let mut waiting = promote
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("goosectl starts");
+    wait_for("the promotion to be in flight", GOOSE_WAIT, || {
+        (members(&cluster, successor).get(&100).map(String::as_str) == Some("joining"))
+            .then_some(())
+    });
+    let held = cluster.ctl(successor, &["member", "remove", "101"]);
+    assert_eq!(held.status.code(), Some(2));
+    let line = stderr_of(&held);
+    assert!(line.contains("in progress"), "{line}");
+    cluster.ctl_ok(successor, &["step-down"]);
+    let next = wait_for("a goose after the step-down", GOOSE_WAIT, || {
+        cluster.goose().filter(|id| *id != successor)
+    });
+    cluster.ctl_ok(next, &["member", "remove", "100"]);
+    assert!(!members(&cluster, next).contains_key(&100));
+    let _ = waiting.kill();
+    let _ = waiting.wait();
 }
 
 /// On a live cluster (design.md §3): `member add` of nodes started with
