@@ -24,7 +24,7 @@
 //! - With `GOOSE_BENCH_FLEET=1`, only the fleet table (design.md §1): 5
 //!   voters and 0, 16, 32 and [`FLEET_OBSERVERS_MAX`] observers (64 members
 //!   in all), each row on a cluster of its own:
-//!   the idle CPU of the goose and of a voter duck (from
+//!   the idle CPU of the goose, of a voter duck and of an observer (from
 //!   `/proc/PID/schedstat` over 10 s), the datagrams the goose sends per
 //!   second, the time of `goosectl status` across every member, and the
 //!   crash failover (`GOOSE_BENCH_ROUNDS`, default 5 here) p50.
@@ -449,10 +449,11 @@ fn bench_fleet(options: &Options, rounds: usize) {
         IDLE_RUN.as_secs()
     );
     println!(
-        "{:>9} {:>14} {:>14} {:>16} {:>16} {:>16}",
+        "{:>9} {:>14} {:>14} {:>14} {:>16} {:>16} {:>16}",
         "observers",
         "goose CPU %",
         "duck CPU %",
+        "observer CPU %",
         "goose sends/s",
         "status ms p50",
         "failover p50 ms"
@@ -485,14 +486,31 @@ fn bench_fleet(options: &Options, rounds: usize) {
                 .status_direct(goose)
                 .map_or(0, |status| status.datagrams_sent)
         };
-        let (goose_before, duck_before, sent_before) =
-            (cpu_ns(pid(goose)), cpu_ns(pid(duck)), sent(&cluster));
+        let observer = (observers > 0).then_some(FLEET_VOTERS + 1);
+        let observer_cpu = |cluster: &Cluster| {
+            observer
+                .and_then(|id| cluster.pid(id))
+                .map_or(0, |pid| cpu_ns(pid.as_raw()))
+        };
+        let (goose_before, duck_before, observer_before, sent_before) = (
+            cpu_ns(pid(goose)),
+            cpu_ns(pid(duck)),
+            observer_cpu(&cluster),
+            sent(&cluster),
+        );
         let started = Instant::now();
         std::thread::sleep(IDLE_RUN);
         let elapsed = started.elapsed().as_secs_f64();
         let percent = |ns: u64| ns as f64 / 1e9 / elapsed * 100.0;
         let goose_cpu = percent(cpu_ns(pid(goose)).saturating_sub(goose_before));
         let duck_cpu = percent(cpu_ns(pid(duck)).saturating_sub(duck_before));
+        let observer_cpu = match observer {
+            Some(_) => format!(
+                "{:.2}",
+                percent(observer_cpu(&cluster).saturating_sub(observer_before))
+            ),
+            None => "-".to_string(),
+        };
         let sends = sent(&cluster).saturating_sub(sent_before) as f64 / elapsed;
         let mut status_times: Vec<Duration> = (0..FLEET_STATUS_RUNS)
             .map(|_| {
@@ -508,7 +526,7 @@ fn bench_fleet(options: &Options, rounds: usize) {
         windows.sort();
         let ms = |duration: Duration| duration.as_secs_f64() * 1000.0;
         println!(
-            "{observers:>9} {goose_cpu:>14.2} {duck_cpu:>14.2} {sends:>16.0} {:>16.1} {:>16.1}",
+            "{observers:>9} {goose_cpu:>14.2} {duck_cpu:>14.2} {observer_cpu:>14} {sends:>16.0} {:>16.1} {:>16.1}",
             ms(status_times[status_times.len() / 2]),
             ms(windows[windows.len() / 2])
         );
