@@ -44,6 +44,20 @@ fn term_of(cluster: &Cluster, id: u64) -> u64 {
     status["term"].as_u64().expect("status has a numeric term")
 }
 
+/// Waits until node `id` answers status naming `leader` as its leader;
+/// returns that status.
+fn wait_to_follow(cluster: &Cluster, id: u64, leader: u64) -> serde_json::Value {
+    wait_for(
+        &format!("node {id} to follow node {leader}"),
+        GOOSE_WAIT,
+        || {
+            cluster
+                .status_local_json(id)
+                .filter(|status| status["leader_id"].as_u64() == Some(leader))
+        },
+    )
+}
+
 /// Waits until every running node answers status and knows `leader` as its
 /// leader: the cluster has settled after a change.
 fn wait_until_settled(cluster: &Cluster, leader: u64) {
@@ -385,15 +399,7 @@ fn observers_follow_the_goose_and_never_make_a_majority() {
         ],
     );
     for observer in [4, 5] {
-        let status = wait_for(
-            &format!("node {observer} to follow node {goose}"),
-            GOOSE_WAIT,
-            || {
-                cluster
-                    .status_local_json(observer)
-                    .filter(|status| status["leader_id"].as_u64() == Some(goose))
-            },
-        );
+        let status = wait_to_follow(&cluster, observer, goose);
         assert_eq!(status["observer"], true, "{status}");
         assert_eq!(status["voter"], false, "{status}");
         assert_eq!(status["role"], "duck", "{status}");
@@ -433,15 +439,7 @@ fn observers_follow_the_goose_and_never_make_a_majority() {
     });
     assert!(successor <= 3, "an observer became the goose: {successor}");
     for observer in [4, 5] {
-        wait_for(
-            &format!("node {observer} to follow node {successor}"),
-            GOOSE_WAIT,
-            || {
-                cluster
-                    .status_local_json(observer)
-                    .filter(|status| status["leader_id"].as_u64() == Some(successor))
-            },
-        );
+        wait_to_follow(&cluster, observer, successor);
     }
     // One voter of three is left with two observers: no majority.
     cluster.kill(successor);
@@ -499,15 +497,7 @@ fn a_fleet_of_five_voters_and_fifty_nine_observers_runs_through_goosectl() {
     // Every observer follows the goose locally (a joiner's socket
     // appears once its daemon is up).
     for observer in FLEET_VOTERS + 1..=last {
-        wait_for(
-            &format!("node {observer} to follow node {goose}"),
-            GOOSE_WAIT,
-            || {
-                cluster
-                    .status_local_json(observer)
-                    .filter(|status| status["leader_id"].as_u64() == Some(goose))
-            },
-        );
+        wait_to_follow(&cluster, observer, goose);
     }
 
     // Status across every member, from the last observer.
@@ -587,15 +577,8 @@ fn a_fleet_of_five_voters_and_fifty_nine_observers_runs_through_goosectl() {
     let list = members(&cluster, successor);
     assert_eq!(list[&successor], "voter", "{list:?}");
     assert_eq!(list[&goose], "observer", "{list:?}");
-    wait_for(
-        &format!("node {goose} to follow node {successor}"),
-        GOOSE_WAIT,
-        || {
-            cluster.status_local_json(goose).filter(|status| {
-                status["leader_id"].as_u64() == Some(successor) && status["observer"] == true
-            })
-        },
-    );
+    let status = wait_to_follow(&cluster, goose, successor);
+    assert_eq!(status["observer"], true, "{status}");
 
     // 60 observers now (59 − 1 promoted + 2 demoted); members at addresses
     // nobody answers fill the named limit of 64, and the next is refused.
