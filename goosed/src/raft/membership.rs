@@ -26,13 +26,29 @@ const MEMBERSHIP_ENTRY_BYTES_MAX: usize = goose_common::limits::MESSAGE_BYTES_MA
 /// can do no harm, and leaving the identity out keeps a membership of 9
 /// voters and 64 observers (IPv4) within one datagram: a bound identity
 /// takes about 10 bytes, an unbound one 1. Promotion binds it.
-fn observer(id: NodeId, addr: std::net::SocketAddr) -> Member {
+fn observer(id: NodeId, addr: goose_common::SocketAddr) -> Member {
     Member {
         id,
         addr,
         role: MemberRole::Learner,
         identity: Identity::UNKNOWN,
     }
+}
+
+/// Refuses one more learner (observer or joining) when the membership
+/// already holds `LEARNERS_MAX` of them (design.md §8).
+fn learners_below_limit(membership: &Membership) -> Result<(), RejectReason> {
+    let learners = membership
+        .members
+        .iter()
+        .filter(|m| m.role != MemberRole::Voter)
+        .count();
+    if learners >= LEARNERS_MAX {
+        return Err(RejectReason::Limit(format!(
+            "at most {LEARNERS_MAX} learners"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether two memberships differ at most in the identities they know.
@@ -108,16 +124,7 @@ impl Node {
                 if membership.members.iter().any(|m| m.addr == addr) {
                     return Err(RejectReason::DuplicateAddr(addr));
                 }
-                let learners = membership
-                    .members
-                    .iter()
-                    .filter(|m| m.role != MemberRole::Voter)
-                    .count();
-                if learners >= LEARNERS_MAX {
-                    return Err(RejectReason::Limit(format!(
-                        "at most {LEARNERS_MAX} learners"
-                    )));
-                }
+                learners_below_limit(&membership)?;
                 let role = match change {
                     MembershipChange::AddVoter { .. } => MemberRole::Joining,
                     _ => MemberRole::Learner,
@@ -174,16 +181,7 @@ impl Node {
                 if membership.voters().count() == 1 {
                     return Err(RejectReason::Limit("cannot demote the last voter".into()));
                 }
-                let learners = membership
-                    .members
-                    .iter()
-                    .filter(|m| m.role != MemberRole::Voter)
-                    .count();
-                if learners >= LEARNERS_MAX {
-                    return Err(RejectReason::Limit(format!(
-                        "at most {LEARNERS_MAX} learners"
-                    )));
-                }
+                learners_below_limit(&membership)?;
                 // An observer's entry binds no identity (see `observer`).
                 for member in &mut membership.members {
                     if member.id == id {
