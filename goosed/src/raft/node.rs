@@ -332,8 +332,20 @@ impl Node {
         // A member is its id plus its identity (design.md §2): a message from
         // another data directory under a member's id, or meant for another
         // incarnation of this one, is dropped and counted.
+        //
+        // An append or snapshot from an id the latest membership lacks is
+        // not judged by the membership before it: that id may have been
+        // removed, rebuilt and added back under a new identity in entries
+        // this node has yet to receive, and only its leader can send them
+        // (simulator seed 8042235). Following it is safe: a leader's
+        // authority comes from the votes of voters that bound its identity,
+        // and votes and acknowledgements are still judged by every binding.
         let sender_known_as = self.identity_of(message.from);
-        if !message.from_identity.matches(sender_known_as)
+        let carries_the_log = matches!(
+            message.body,
+            MessageBody::Append(_) | MessageBody::InstallSnapshot(_)
+        ) && self.log.latest_membership().1.get(message.from).is_none();
+        if !(carries_the_log || message.from_identity.matches(sender_known_as))
             || !message.to_identity.matches(self.identity)
         {
             self.peer_faults.wrong_identity += 1;
@@ -351,12 +363,12 @@ impl Node {
             MessageBody::PreVoteReply(reply) => self.on_pre_vote_reply(now, from, term, reply),
             MessageBody::RequestVote(request) => self.on_request_vote(now, from, term, request),
             MessageBody::RequestVoteReply(reply) => self.on_vote_reply(now, from, term, reply),
-            MessageBody::Append(append) => self.on_append(now, from, term, append),
+            MessageBody::Append(append) => self.on_append(now, (from, from_identity), term, append),
             MessageBody::AppendReply(reply) => {
                 self.on_append_reply(now, (from, from_identity), term, reply)
             }
             MessageBody::InstallSnapshot(install) => {
-                self.on_install_snapshot(now, from, term, install)
+                self.on_install_snapshot(now, (from, from_identity), term, install)
             }
             MessageBody::TimeoutNow => self.on_timeout_now(now, from, term),
         }
@@ -683,12 +695,23 @@ impl Node {
 
     /// Queues a message carrying `term` (a pre-vote's is the next term).
     pub(crate) fn send_in_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        let to_identity = self.identity_of(to);
+        self.send_to(to, to_identity, term, body);
+    }
+
+    /// Queues the answer to a message from `to` under `to_identity`: it goes
+    /// to the data directory that asked, which this node may not know yet.
+    pub(crate) fn reply(&mut self, (to, to_identity): (NodeId, Identity), body: MessageBody) {
+        self.send_to(to, to_identity, self.term, body);
+    }
+
+    fn send_to(&mut self, to: NodeId, to_identity: Identity, term: Term, body: MessageBody) {
         debug_assert_ne!(to, self.config.id, "a node never messages itself");
         let message = Message {
             from: self.config.id,
             from_identity: self.identity,
             to,
-            to_identity: self.identity_of(to),
+            to_identity,
             term,
             body,
         };

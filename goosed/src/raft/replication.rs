@@ -56,7 +56,14 @@ impl Node {
         self.reset_election_deadline(now);
     }
 
-    pub(crate) fn on_append(&mut self, now: Timestamp, from: NodeId, term: Term, append: Append) {
+    pub(crate) fn on_append(
+        &mut self,
+        now: Timestamp,
+        sender: (NodeId, Identity),
+        term: Term,
+        append: Append,
+    ) {
+        let from = sender.0;
         if !is_well_formed_append(term, &append) {
             // Input from a peer never panics this node (design.md §2).
             self.peer_faults.malformed += 1;
@@ -77,7 +84,7 @@ impl Node {
                 match_index: self.log.last_index(),
                 candidacy: self.candidacy(now),
             });
-            self.send(from, body);
+            self.reply(sender, body);
             return;
         }
         self.accept_leader(now, from, term, lease_guard);
@@ -96,8 +103,8 @@ impl Node {
         };
         if self.log.term_at(prev_index) != Some(prev_term) {
             let hint = self.log.last_index().min(prev_index.prev());
-            self.send(
-                from,
+            self.reply(
+                sender,
                 MessageBody::AppendReply(AppendReply {
                     round,
                     success: false,
@@ -130,8 +137,8 @@ impl Node {
             "an accepted append leaves its entries in the log"
         );
         self.advance_commit(now, commit.min(last_new));
-        self.send(
-            from,
+        self.reply(
+            sender,
             MessageBody::AppendReply(AppendReply {
                 round,
                 success: true,
@@ -158,10 +165,11 @@ impl Node {
     pub(crate) fn on_install_snapshot(
         &mut self,
         now: Timestamp,
-        from: NodeId,
+        sender: (NodeId, Identity),
         term: Term,
         install: InstallSnapshot,
     ) {
+        let from = sender.0;
         if install.snapshot.term > term || !install.snapshot.membership.is_well_formed() {
             self.peer_faults.malformed += 1;
             return;
@@ -178,7 +186,7 @@ impl Node {
                 match_index: self.log.last_index(),
                 candidacy: self.candidacy(now),
             });
-            self.send(from, body);
+            self.reply(sender, body);
             return;
         }
         self.accept_leader(now, from, term, lease_guard);
@@ -199,8 +207,8 @@ impl Node {
             self.commit_index = index;
             self.on_membership_maybe_changed();
         }
-        self.send(
-            from,
+        self.reply(
+            sender,
             MessageBody::AppendReply(AppendReply {
                 round,
                 success: true,

@@ -1726,3 +1726,85 @@ fn a_removed_observer_says_so_and_a_rebuilt_one_does_not_take_its_predecessors_r
     assert!(!rebuilt.is_removed());
     assert!(!cluster.events.contains(&(NodeId(4), Event::Removed)));
 }
+
+/// design.md §2, one identity per member, and liveness after a member is
+/// rebuilt while another is down (simulator seed 8042235): node N crashes
+/// right after appending the removal of member X, before it learns that the
+/// removal committed. While N is down, X's data directory is wiped, X is
+/// added back under a new identity and becomes the goose. N restarts with a
+/// log whose latest membership lacks X and whose previous one binds X to
+/// its old identity. It must still follow the new X and catch up: a
+/// leader's authority comes from the votes of voters that bound its
+/// identity, so an append from an id the latest membership does not hold
+/// is not judged by the membership before it.
+#[test]
+fn a_node_restarted_behind_a_members_rebuild_follows_the_rebuilt_goose() {
+    let mut cluster = Cluster::new(5);
+    cluster.run_for(Duration::from_secs(1));
+    let goose = cluster.goose().unwrap();
+    let others: Vec<NodeId> = (1..=5).map(NodeId).filter(|&id| id != goose).collect();
+    let (lagging, rebuilt) = (others[0], others[1]);
+    cluster.propose(goose, 1, MembershipChange::Remove { id: rebuilt });
+    // Crash the lagging node as soon as it holds the removal.
+    while cluster.nodes[&lagging].membership().get(rebuilt).is_some() {
+        cluster.run_for(Duration::from_micros(50));
+    }
+    let removal_at = cluster.nodes[&lagging].last_index();
+    assert!(
+        cluster.nodes[&lagging].commit_index() < removal_at,
+        "the lagging node has not learnt that the removal committed"
+    );
+    cluster.crash(lagging);
+    cluster.run_for(Duration::from_secs(1));
+    assert!(cluster
+        .events
+        .contains(&(goose, Event::Done { id: ProposalId(1) })));
+    // The removed member's data directory is wiped; it is added back.
+    cluster.crash(rebuilt);
+    let fresh = Identity(77);
+    cluster.start(
+        rebuilt,
+        PersistedState {
+            identity: fresh,
+            ..PersistedState::default()
+        },
+    );
+    cluster.propose(
+        goose,
+        2,
+        MembershipChange::AddVoter {
+            id: rebuilt,
+            addr: addr(rebuilt.0),
+        },
+    );
+    cluster.run_for(Duration::from_secs(2));
+    assert!(cluster
+        .events
+        .contains(&(goose, Event::Done { id: ProposalId(2) })));
+    cluster.step(
+        goose,
+        Input::Handoff {
+            id: ProposalId(3),
+            target: Some(rebuilt),
+        },
+    );
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(cluster.goose(), Some(rebuilt), "the rebuilt member leads");
+    // The lagging node comes back and must catch up with the new goose.
+    let state = cluster.durable[&lagging].clone();
+    cluster.start(lagging, state);
+    cluster.run_for(Duration::from_secs(2));
+    let node = &cluster.nodes[&lagging];
+    assert_eq!(node.leader(), Some(rebuilt), "follows the rebuilt goose");
+    assert_eq!(
+        node.commit_index(),
+        cluster.nodes[&rebuilt].commit_index(),
+        "caught up with the goose's commit"
+    );
+    assert_eq!(
+        node.membership().get(rebuilt).map(|member| member.identity),
+        Some(fresh),
+        "knows the rebuilt member by its new identity"
+    );
+    assert_eq!(cluster.nodes[&rebuilt].peer_faults().wrong_identity, 0);
+}
