@@ -2,12 +2,15 @@
 //! the goose-less window after the goose crashes, after it is cut off from
 //! everyone, and during a graceful handoff, as distributions over many
 //! seeds, for the default (50/300 ms) and fast (10/50 ms) timers, each with
-//! our small election jitter (a tenth of the timeout) and with plain Raft's
-//! spread (jitter = the timeout, i.e. random in [T, 2T)). A benchmark, not a
+//! our small election jitter (a tenth of the timeout) taken in turns (the
+//! default) or drawn at random, and with plain Raft's spread (jitter = the
+//! timeout, i.e. random in [T, 2T)). A benchmark, not a
 //! test: it prints figures and asserts nothing about them.
 //!
 //! Run: `cargo bench -p goose-tests --bench failover` (`GOOSE_BENCH_SEEDS=N`
-//! changes the seeds per row, default 500).
+//! changes the seeds per row, default 500; `GOOSE_BENCH_SLOWEST=N` lists
+//! each row's N slowest seeds; `GOOSE_BENCH_TRACE=SEED` prints that seed's
+//! simulator trace of every row to stderr, to see why it was slow).
 
 use goose_common::NodeId;
 use goose_tests::sim::{PartitionShape, Sim, SimConfig, Timing};
@@ -29,14 +32,17 @@ enum Fault {
 }
 
 /// The goose-less window of one run, or why there was none.
-fn measure(fault: Fault, timing: Timing, seed: u64) -> Result<Duration, String> {
-    let node_config = timing.config(NodeId(1));
+fn measure(fault: Fault, (timing, slots): (Timing, bool), seed: u64) -> Result<Duration, String> {
+    let mut node_config = timing.config(NodeId(1));
+    node_config.campaign_slots = slots;
     let heartbeat = node_config.heartbeat_interval;
     let timeout = node_config.election_timeout_min;
     let mut config = SimConfig::new(seed, VOTERS, node_config);
     // Goose checks every ~0.2% of the timeout bound the measurement error.
     config.probe_interval = Some(timeout / 500);
     config.replay_command = format!("failover bench, {fault:?} {timing:?} seed {seed}");
+    config.trace_to_stderr =
+        std::env::var("GOOSE_BENCH_TRACE").is_ok_and(|s| s == seed.to_string());
     let mut sim = Sim::new(config);
     let limit = timeout * 20;
     sim.run_until(limit, |sim| sim.goose().is_some())
@@ -79,7 +85,7 @@ fn millis(duration: Duration) -> String {
     format!("{:7.1}", duration.as_secs_f64() * 1000.0)
 }
 
-fn row(fault: Fault, timing: Timing, seeds: u64) -> Vec<Duration> {
+fn row(fault: Fault, timing: (Timing, bool), seeds: u64) -> Vec<(Duration, u64)> {
     let next = AtomicU64::new(0);
     let windows = Mutex::new(Vec::new());
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
@@ -94,7 +100,7 @@ fn row(fault: Fault, timing: Timing, seeds: u64) -> Vec<Duration> {
                     Ok(window) => windows
                         .lock()
                         .expect("no panic holding the lock")
-                        .push(window),
+                        .push((window, seed + 1)),
                     Err(why) => eprintln!("{fault:?} {timing:?} seed {}: {why}", seed + 1),
                 }
             });
@@ -110,6 +116,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(SEEDS_DEFAULT);
+    let slowest: usize = std::env::var("GOOSE_BENCH_SLOWEST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let started = Instant::now();
     println!("failover: {VOTERS} voters, links 0.1 ms + exponential tail of mean 0.1 ms (max 0.9 ms), clocks drifting within ±1000 ppm");
     println!(
@@ -119,18 +129,26 @@ fn main() {
         "{:<38} {:<8} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "timers", "fault", "p50", "p90", "p99", "max", "runs"
     );
+    // Each timing with followers taking turns in the jitter span (the
+    // default, `Config::campaign_slots`) and drawing from it at random.
     let timings = [
-        (Timing::Default, "default 50/300 ms, jitter 30 ms"),
+        ((Timing::Default, true), "default 50/300 ms, 30 ms in turns"),
+        ((Timing::Default, false), "default, 30 ms at random"),
         (
-            Timing::DefaultPlainJitter,
-            "default, plain Raft jitter 300 ms",
+            (Timing::DefaultPlainJitter, false),
+            "default, plain Raft 300 ms at random",
         ),
-        (Timing::Fast, "fast 10/50 ms, jitter 5 ms"),
-        (Timing::FastPlainJitter, "fast, plain Raft jitter 50 ms"),
+        ((Timing::Fast, true), "fast 10/50 ms, 5 ms in turns"),
+        ((Timing::Fast, false), "fast, 5 ms at random"),
+        (
+            (Timing::FastPlainJitter, false),
+            "fast, plain Raft 50 ms at random",
+        ),
     ];
     for (timing, name) in timings {
         for fault in [Fault::Crash, Fault::Isolate, Fault::Handoff] {
-            let windows = row(fault, timing, seeds);
+            let runs = row(fault, timing, seeds);
+            let windows: Vec<Duration> = runs.iter().map(|&(window, _)| window).collect();
             if windows.is_empty() {
                 println!("{name:<38} {:<8} no successful run", format!("{fault:?}"));
                 continue;
@@ -144,6 +162,15 @@ fn main() {
                 millis(*windows.last().expect("not empty")),
                 windows.len()
             );
+            if slowest > 0 {
+                let list: Vec<String> = runs
+                    .iter()
+                    .rev()
+                    .take(slowest)
+                    .map(|(window, seed)| format!("{seed} ({})", millis(*window).trim()))
+                    .collect();
+                println!("    slowest seeds: {}", list.join(", "));
+            }
         }
     }
     println!();

@@ -176,25 +176,60 @@ impl Node {
         }
     }
 
-    /// The random part of the election timeout, shaped by priority
-    /// (design.md §2): the default priority draws from the whole jitter
-    /// span; a higher one from a narrower span (none at 255), so it
+    /// The part of the election timeout after its minimum, shaped by
+    /// priority (design.md §2): the default priority spreads over the whole
+    /// jitter span; a higher one over a narrower span (none at 255), so it
     /// usually campaigns first; a lower one waits up to one more span. An
     /// ineligible node waits [`INELIGIBLE_CAMPAIGN_TIMEOUTS`] more.
     pub(crate) fn campaign_delay(&mut self) -> Duration {
         let jitter_ns = u64::try_from(self.config.election_jitter_max.as_nanos()).unwrap_or(0);
+        let spread_ns = if self.config.campaign_slots {
+            self.campaign_slot_ns(jitter_ns)
+        } else {
+            self.rng.u64(0..=jitter_ns)
+        };
         let priority = u64::from(self.config.priority);
         let default = u64::from(PRIORITY_DEFAULT);
-        let (span_ns, offset_ns) = if priority >= default {
-            (jitter_ns * (255 - priority) / (255 - default), 0)
+        let delay_ns = if priority >= default {
+            spread_ns * (255 - priority) / (255 - default)
         } else {
-            (jitter_ns, jitter_ns * (default - priority) / default)
+            jitter_ns * (default - priority) / default + spread_ns
         };
-        let delay = Duration::from_nanos(offset_ns + self.rng.u64(0..=span_ns));
+        let delay = Duration::from_nanos(delay_ns);
         if self.eligible_input {
             delay
         } else {
             delay + self.config.election_timeout_min * INELIGIBLE_CAMPAIGN_TIMEOUTS
         }
+    }
+
+    /// This node's turn within the jitter span (`Config::campaign_slots`):
+    /// the voters of its latest membership other than the leader it follows
+    /// (the one whose silence would start an election) share the span in
+    /// slots, in the order of their ids, and a node draws its delay from
+    /// the first quarter of its own slot. Followers that heard the same
+    /// last heartbeat then time out a slot apart, and the first has
+    /// pre-voted and asked for votes before the next one wakes, so the
+    /// split vote that makes plain Raft's slow tail (two candidates within
+    /// a round trip) needs views that disagree. Nodes that disagree on the
+    /// membership or the leader may share a slot; the randomness inside it
+    /// and the retry after a failed campaign still part them.
+    fn campaign_slot_ns(&mut self, jitter_ns: u64) -> u64 {
+        let me = self.config.id;
+        let leader = self.leader;
+        let membership = self.log.latest_membership().1;
+        let mut slots = 0u64;
+        let mut slot = None;
+        for id in membership.voters().filter(|&id| Some(id) != leader) {
+            if id == me {
+                slot = Some(slots);
+            }
+            slots += 1;
+        }
+        // A node that is not a voter itself takes the last slot.
+        let slots = slots.max(1);
+        let slot = slot.unwrap_or(slots - 1);
+        let width = jitter_ns / slots;
+        slot * width + self.rng.u64(0..=width / 4)
     }
 }

@@ -1808,3 +1808,56 @@ fn a_node_restarted_behind_a_members_rebuild_follows_the_rebuilt_goose() {
     );
     assert_eq!(cluster.nodes[&rebuilt].peer_faults().wrong_identity, 0);
 }
+
+/// Followers take turns in the spread (`Config::campaign_slots`): the
+/// voters other than the leader share it in slots in the order of their
+/// ids, each drawing from the first quarter of its own slot; without a
+/// known leader every voter has a slot.
+#[test]
+fn followers_take_turns_in_the_election_spread() {
+    let jitter = Config::new(NodeId(1)).election_jitter_max;
+    let delay = |id: u64, leader: Option<u64>, seed: u64| {
+        let mut node = Node::new(
+            Config::new(NodeId(id)),
+            PersistedState::bootstrap(Identity(id), voters(&[1, 2, 3, 4, 5])),
+            seed,
+            Timestamp(0),
+        )
+        .unwrap();
+        node.leader = leader.map(NodeId);
+        node.campaign_delay()
+    };
+    for seed in 0..50 {
+        // Leader 3: slots 1, 2, 4, 5 of a quarter of the spread each.
+        let width = jitter / 4;
+        for (slot, id) in [1, 2, 4, 5].into_iter().enumerate() {
+            let got = delay(id, Some(3), seed);
+            let start = width * u32::try_from(slot).unwrap();
+            assert!(
+                got >= start && got <= start + width / 4,
+                "node {id} slot {slot}: {got:?}"
+            );
+        }
+        // No leader known: five slots.
+        let got = delay(5, None, seed);
+        assert!(got >= jitter / 5 * 4 && got <= jitter / 5 * 4 + jitter / 20);
+    }
+}
+
+/// With turns, a crash of the goose is followed by one election in the
+/// next term, won by the first follower in id order: no split vote.
+#[test]
+fn after_a_crash_the_first_follower_in_turn_wins_without_a_split_vote() {
+    for round in 0..20 {
+        let mut cluster = Cluster::new(5);
+        cluster.run_for(Duration::from_secs(1) + Duration::from_millis(round * 7));
+        let old = cluster.goose().unwrap();
+        let term = cluster.nodes[&old].hard_state().term;
+        cluster.crash(old);
+        cluster.run_for(Duration::from_secs(1));
+        let new = cluster.goose().expect("a new goose");
+        let first = (1..=5).map(NodeId).find(|&id| id != old).unwrap();
+        assert_eq!(new, first, "round {round}");
+        assert_eq!(cluster.nodes[&new].hard_state().term, term.next());
+    }
+}
