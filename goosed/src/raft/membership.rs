@@ -73,7 +73,18 @@ impl Node {
                     | MembershipChange::Demote { .. } => None,
                 };
                 let index = self.append_membership(membership);
-                self.leading_mut().pending = Some(PendingChange { id, index, promote });
+                let cancelled =
+                    self.leading_mut()
+                        .pending
+                        .replace(PendingChange { id, index, promote });
+                if let Some(cancelled) = cancelled {
+                    // Only a removal of the joining node gets here (`check_proposal`).
+                    let reason = RejectReason::Invalid("the joining node was removed".into());
+                    self.emit(Event::Rejected {
+                        id: cancelled.id,
+                        reason,
+                    });
+                }
                 self.maybe_commit(now);
                 self.broadcast_appends();
             }
@@ -104,7 +115,15 @@ impl Node {
         let committed = self.log.membership_at(self.commit_index).1;
         let in_flight =
             membership_index > self.commit_index && !same_but_identities(current, committed);
-        if in_flight || state.pending.is_some() || (joining && !cancels_join) {
+        // Removing the node a pending `member add` or `promote` waits for
+        // cancels that change: a stopped node would otherwise hold every
+        // other change until the next leader.
+        let cancels_pending = cancels_join
+            && state.pending.as_ref().is_some_and(|pending| {
+                matches!(change, MembershipChange::Remove { id } if pending.promote == Some(*id))
+            });
+        if in_flight || (state.pending.is_some() && !cancels_pending) || (joining && !cancels_join)
+        {
             return Err(RejectReason::ChangeInProgress);
         }
         if state.handoff.is_some() {

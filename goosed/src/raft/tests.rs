@@ -1861,3 +1861,66 @@ fn after_a_crash_the_first_follower_in_turn_wins_without_a_split_vote() {
         assert_eq!(cluster.nodes[&new].hard_state().term, term.next());
     }
 }
+
+/// `member add` (or `promote`) of a node that never answers waits for it
+/// and holds every other change; removing that node cancels the wait: the
+/// add is refused ("the joining node was removed") and the removal commits,
+/// without a leader change. Any other change is still refused meanwhile.
+#[test]
+fn removing_a_stopped_joining_node_cancels_its_pending_add() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let goose = cluster.goose().unwrap();
+    let stopped = NodeId(4);
+    cluster.propose(
+        goose,
+        1,
+        MembershipChange::AddVoter {
+            id: stopped,
+            addr: addr(4),
+        },
+    );
+    cluster.run_for(Duration::from_secs(1));
+    cluster.propose(
+        goose,
+        2,
+        MembershipChange::AddLearner {
+            id: NodeId(5),
+            addr: addr(5),
+        },
+    );
+    assert!(cluster.events.contains(&(
+        goose,
+        Event::Rejected {
+            id: ProposalId(2),
+            reason: RejectReason::ChangeInProgress
+        }
+    )));
+    cluster.propose(goose, 3, MembershipChange::Remove { id: stopped });
+    assert!(cluster.events.contains(&(
+        goose,
+        Event::Rejected {
+            id: ProposalId(1),
+            reason: RejectReason::Invalid("the joining node was removed".into())
+        }
+    )));
+    cluster.run_for(Duration::from_secs(1));
+    assert!(cluster
+        .events
+        .contains(&(goose, Event::Done { id: ProposalId(3) })));
+    assert_eq!(cluster.goose(), Some(goose), "no leader change needed");
+    assert!(cluster.nodes[&goose].membership().get(stopped).is_none());
+    // And the next change goes through.
+    cluster.propose(
+        goose,
+        4,
+        MembershipChange::AddLearner {
+            id: NodeId(5),
+            addr: addr(5),
+        },
+    );
+    cluster.run_for(Duration::from_secs(1));
+    assert!(cluster
+        .events
+        .contains(&(goose, Event::Done { id: ProposalId(4) })));
+}
