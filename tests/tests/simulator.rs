@@ -236,9 +236,14 @@ fn impostor_regression_seeds() {
 ///   the goose of lower priority won the next election every time (the
 ///   preferred voter's pre-vote met the old goose's own vote guard); a
 ///   node that gives up a handoff now waits an election timeout more.
+/// - 8975778: a preemption gave up (release not confirmed); the goose
+///   elected next was preempted at its first reply and handed to the first
+///   preempter it heard (priority 200) while one of 255 was caught up, and
+///   the 200 kept the role for its preemption quiet. A preempted goose now
+///   picks its target when TimeoutNow goes: the best voter outranking it.
 #[test]
 fn eligibility_regression_seeds() {
-    for seed in [7800285, 7843194, 7904531, 8256959] {
+    for seed in [7800285, 7843194, 7904531, 8256959, 8975778] {
         if let Err(failure) = run_seed(seed, &RunOptions::default()) {
             panic!("regression seed {seed} fails again:\n{failure}");
         }

@@ -155,24 +155,21 @@ impl Node {
         }
         let priority = self.config.priority;
         let last_index = self.log.last_index();
-        let preempter = self
-            .other_voters()
-            .into_iter()
-            .filter(|id| {
-                state.progress.get(id).is_some_and(|p| {
-                    p.match_index == last_index
-                        && p.candidacy
-                            .is_some_and(|c| c.eligible && c.preempting && c.priority > priority)
-                })
+        let preempted = self.other_voters().into_iter().any(|id| {
+            state.progress.get(&id).is_some_and(|p| {
+                p.match_index == last_index
+                    && p.candidacy
+                        .is_some_and(|c| c.eligible && c.preempting && c.priority > priority)
             })
-            .max_by_key(|id| (self.peer_priority(*id), std::cmp::Reverse(*id)));
-        if let Some(target) = preempter {
+        });
+        if preempted {
             let quiet = self
                 .config
                 .preempt_delay
                 .max(self.config.election_timeout_min * 2);
             self.preempt_quiet_until = now.add(quiet);
-            self.start_handoff(now, None, Some(target), HandoffReason::Preempted);
+            // The target is chosen when TimeoutNow goes (`continue_handoff`).
+            self.start_handoff(now, None, None, HandoffReason::Preempted);
         }
     }
 

@@ -490,10 +490,19 @@ impl Node {
         // A removed leader must leave even if no voter is eligible: any
         // caught-up voter gets TimeoutNow (an ineligible one ignores it,
         // and an election follows).
+        // A preempted leader hands to the best voter that outranks it when
+        // TimeoutNow goes, not to the first preempter it heard: a new
+        // leader hears its voters one by one, and handing to a preempter
+        // that another outranks moves the goose twice, the second time only
+        // after the new goose's preemption quiet (simulator seed 8975778).
         let removed = handoff.reason == HandoffReason::Removed;
-        let target = self
-            .handoff_target(handoff.target)
-            .or_else(|| removed.then(|| self.caught_up_voter()).flatten());
+        let target = match handoff.reason {
+            HandoffReason::Preempted => self
+                .handoff_target(None)
+                .filter(|id| self.peer_priority(*id) > self.config.priority),
+            _ => self.handoff_target(handoff.target),
+        }
+        .or_else(|| removed.then(|| self.caught_up_voter()).flatten());
         let Some(target) = target else {
             return;
         };

@@ -1325,6 +1325,46 @@ fn preemptions_are_spaced_and_only_voters_count_as_eligible() {
     assert!(!learner.is_preempting(Timestamp(20_000_000_000)));
 }
 
+/// A preempted goose hands to the voter of highest priority caught up when
+/// TimeoutNow goes, not to the first preempter it heard (simulator seed
+/// 8975778: a new goose preempted at its first reply handed to a voter of
+/// priority 200 while one of 255 was caught up, and the goose stayed at 200
+/// for its whole preemption quiet).
+#[test]
+fn a_preempted_goose_hands_to_the_best_voter_when_it_lets_go() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for(Duration::from_secs(1));
+    let old = cluster.goose().unwrap();
+    let others: Vec<NodeId> = (1..=3).map(NodeId).filter(|&id| id != old).collect();
+    let (keen, best) = (others[0], others[1]);
+    // `keen` preempts after 300 ms; `best` outranks it but waits a minute.
+    for (id, priority, delay) in [(keen, 200, 300), (best, 255, 60_000)] {
+        let config = Config {
+            priority,
+            preempt_delay: Duration::from_millis(delay),
+            ..Config::new(id)
+        };
+        cluster.restart_with(id, config);
+    }
+    cluster.auto_release = false;
+    let mut waited = Duration::ZERO;
+    while cluster.nodes[&old].handoff_reason() != Some(HandoffReason::Preempted) {
+        assert!(waited < Duration::from_secs(3), "keen never preempted");
+        cluster.run_for(Duration::from_millis(10));
+        waited += Duration::from_millis(10);
+    }
+    assert!(!cluster.nodes[&best].is_preempting(cluster.now));
+    cluster.run_for(Duration::from_millis(50));
+    cluster.step(old, Input::Release { stopped: true });
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(cluster.timeout_now_from, vec![old]);
+    assert_eq!(
+        cluster.goose(),
+        Some(best),
+        "the goose went to priority 255"
+    );
+}
+
 /// design.md §2, one identity per member: a member removed, wiped and added
 /// back is a new data directory. A reply of its old incarnation that arrives
 /// late, after the leader started replicating to the new one, must not bind
