@@ -104,6 +104,7 @@ fn run(flags: &RunFlags) -> anyhow::Result<ExitCode> {
     match exit {
         Exit::Signal => Ok(ExitCode::SUCCESS),
         Exit::StorageFailed(error) => Err(anyhow!("storage failed: {error}")),
+        Exit::TimerFailed(error) => Err(anyhow!("wake-up timer failed: {error}")),
     }
 }
 

@@ -9,6 +9,7 @@
 mod eligibility;
 mod operator;
 mod runners;
+mod timer;
 mod waiters;
 
 use crate::clock;
@@ -54,6 +55,8 @@ pub enum Exit {
     Signal,
     /// Storage failed: the process must exit non-zero.
     StorageFailed(String),
+    /// The operating system refused the loop's wake-up timer: exit non-zero.
+    TimerFailed(String),
 }
 
 /// Everything the loop owns.
@@ -158,6 +161,10 @@ impl Driver {
         let mut next_watchdog = clock::now();
         let mut stopping_until: Option<Timestamp> = None;
         let mut hooks_progress = self.hooks.done();
+        let mut wake_timer = match timer::WakeTimer::new() {
+            Ok(timer) => timer,
+            Err(error) => return Exit::TimerFailed(error.to_string()),
+        };
         loop {
             if let Some(stopped) = self.release_outcome(clock::now()) {
                 if let Err(exit) = self.step(Input::Release { stopped }).await {
@@ -173,9 +180,13 @@ impl Driver {
                 .into_iter()
                 .flatten()
                 .fold(self.deadline, Timestamp::min);
-            // Tokio's timer only sleeps for the time left; the deadline
-            // itself is a daemon-clock reading.
-            let sleep = wake.since(clock::now()).max(Duration::from_micros(50));
+            // Never sooner than 50 µs from now, so a deadline that stays
+            // past cannot make the loop spin.
+            let wake = wake.max(clock::now().add(Duration::from_micros(50)));
+            if let Err(error) = wake_timer.arm(wake) {
+                tracing::error!(%error, "cannot set the wake-up timer; exiting");
+                return Exit::TimerFailed(error.to_string());
+            }
             if let Some(interval) = watchdog {
                 // CLOCK_BOOTTIME runs at least as fast as the monotonic
                 // clock systemd's watchdog counts on (it also counts a
@@ -229,7 +240,12 @@ impl Driver {
                         return exit;
                     }
                 }
-                () = tokio::time::sleep(sleep) => {
+                fired = wake_timer.fired() => {
+                    if let Err(error) = fired {
+                        tracing::error!(%error, "the wake-up timer failed; exiting");
+                        return Exit::TimerFailed(error.to_string());
+                    }
+                    wake_timer.disarmed();
                     self.expire_waiters().await;
                 }
             }
