@@ -460,6 +460,9 @@ const FLEET_OBSERVERS: u64 = 59;
 /// the 24 GB CI machine while still catching a per-member blow-up.
 const FLEET_RSS_MAX_KB: u64 = 64 * 32 * 1024;
 
+/// Tries of the fleet's status until it names the goose (see the test).
+const STATUS_TRIES: u32 = 5;
+
 /// VmRSS of a process in kB (0 if it is gone).
 fn resident_kb(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -500,11 +503,22 @@ fn a_fleet_of_five_voters_and_fifty_nine_observers_runs_through_goosectl() {
         wait_to_follow(&cluster, observer, goose);
     }
 
-    // Status across every member, from the last observer.
-    let asked = Instant::now();
-    let text = cluster.ctl_ok(last, &["--json", "status"]);
-    let status_time = asked.elapsed();
-    let status: serde_json::Value = serde_json::from_str(&text).expect("status is JSON");
+    // Status across every member, from the last observer. It judges the
+    // goose's promise (10 ms) once every answer is in, so on a loaded
+    // machine a slow round may name no goose: a few tries are allowed.
+    let mut tries = 0;
+    let (status, status_time) = loop {
+        tries += 1;
+        let asked = Instant::now();
+        let text = cluster.ctl_ok(last, &["--json", "status"]);
+        let status_time = asked.elapsed();
+        let status: serde_json::Value = serde_json::from_str(&text).expect("status is JSON");
+        if status["goose"].as_u64() == Some(goose) || tries == STATUS_TRIES {
+            break (status, status_time);
+        }
+        eprintln!("status try {tries} named no goose (in {status_time:.1?}); again");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(status["goose"].as_u64(), Some(goose), "{status}");
     let answers = status["members"].as_array().expect("members");
     assert_eq!(answers.len() as u64, last, "{status}");
