@@ -245,7 +245,6 @@ impl Driver {
                         tracing::error!(%error, "the wake-up timer failed; exiting");
                         return Exit::TimerFailed(error.to_string());
                     }
-                    wake_timer.disarmed();
                     self.expire_waiters().await;
                 }
             }

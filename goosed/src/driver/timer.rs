@@ -73,18 +73,14 @@ impl WakeTimer {
 
     /// Resolves once the timer has fired (rarely, a little early: an expiry
     /// of the deadline before the last one; the loop checks every deadline
-    /// against the clock). Setting the timer again clears its expiry count,
-    /// so nothing is read.
-    pub(crate) async fn fired(&self) -> io::Result<()> {
+    /// against the clock), and forgets the deadline, so the next `arm` sets
+    /// the timer again even at the same deadline. Setting the timer again
+    /// clears its expiry count, so nothing is read.
+    pub(crate) async fn fired(&mut self) -> io::Result<()> {
         let mut guard = self.fd.readable().await?;
         guard.clear_ready();
-        Ok(())
-    }
-
-    /// Forgets the deadline once `fired` has resolved, so the next `arm`
-    /// sets the timer again even at the same deadline.
-    pub(crate) fn disarmed(&mut self) {
         self.armed = None;
+        Ok(())
     }
 }
 
@@ -94,7 +90,7 @@ mod tests {
     use crate::clock;
     use std::time::{Duration, Instant};
 
-    async fn fires_within(timer: &WakeTimer, bound: Duration) -> bool {
+    async fn fires_within(timer: &mut WakeTimer, bound: Duration) -> bool {
         tokio::time::timeout(bound, timer.fired()).await.is_ok()
     }
 
@@ -111,29 +107,26 @@ mod tests {
         timer
             .arm(clock::now().add(Duration::from_millis(30)))
             .unwrap();
-        assert!(fires_within(&timer, Duration::from_secs(5)).await);
+        assert!(fires_within(&mut timer, Duration::from_secs(5)).await);
         assert!(started.elapsed() >= Duration::from_millis(30), "not early");
-        timer.disarmed();
         assert!(
-            !fires_within(&timer, Duration::from_millis(100)).await,
+            !fires_within(&mut timer, Duration::from_millis(100)).await,
             "quiet until armed again"
         );
         timer
             .arm(clock::now().add(Duration::from_secs(3600)))
             .unwrap();
-        assert!(!fires_within(&timer, Duration::from_millis(50)).await);
+        assert!(!fires_within(&mut timer, Duration::from_millis(50)).await);
         timer.arm(clock::now()).unwrap();
         assert!(
-            fires_within(&timer, Duration::from_secs(5)).await,
+            fires_within(&mut timer, Duration::from_secs(5)).await,
             "past: at once"
         );
-        timer.disarmed();
         // The same deadline again, once fired, is set again.
         let at = clock::now().add(Duration::from_millis(10));
         timer.arm(at).unwrap();
-        assert!(fires_within(&timer, Duration::from_secs(5)).await);
-        timer.disarmed();
+        assert!(fires_within(&mut timer, Duration::from_secs(5)).await);
         timer.arm(at).unwrap();
-        assert!(fires_within(&timer, Duration::from_secs(5)).await);
+        assert!(fires_within(&mut timer, Duration::from_secs(5)).await);
     }
 }
